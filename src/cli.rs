@@ -1,0 +1,200 @@
+//! Command-line and environment definitions. Parsing only: no behaviour lives here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::deliver::StatusSet;
+
+/// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
+///
+/// Each line read on stdin becomes one `GET /?<percent-encoded line>` request. A load balancer
+/// with no instances behind it answers 503 and writes the request, query string included, into
+/// its access logs in S3. No server of your own runs.
+#[derive(Debug, Parser)]
+#[command(name = "drifter-rsyslog", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Diagnostics level on stderr (error, warn, info, debug, trace). RUST_LOG overrides it.
+    #[arg(long, global = true, env = "DRIFTER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Diagnostics format on stderr.
+    #[arg(long, global = true, env = "DRIFTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read lines on stdin and send each one as a GET request to URL.
+    ///
+    /// Exit status: 0 when every line was accepted by the load balancer (or written to the
+    /// dead-letter file), 1 when some were lost (the count is on stderr), 2 for bad usage or
+    /// configuration.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// The load balancer, e.g. http://my-elb-123.eu-west-1.elb.amazonaws.com/ . Its path is
+    /// kept (so /app1 tells applications apart in the logs); it must have no query string.
+    #[arg(env = "DRIFTER_URL")]
+    pub url: String,
+
+    /// Requests in flight at once, over one shared keep-alive connection pool.
+    #[arg(long, env = "DRIFTER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// Response statuses that mean "delivered": a comma-separated list of codes and ranges.
+    /// Use e.g. 204 for an ALB fixed-response rule.
+    #[arg(long, env = "DRIFTER_ACCEPT", default_value = "503,200-299", value_parser = parse_status_set)]
+    pub accept: StatusSet,
+
+    /// Longest line read whole (K, M, G suffixes). A longer line is skipped without being
+    /// buffered, reported with its line number and counted as lost.
+    #[arg(long, env = "DRIFTER_MAX_LINE_BYTES", default_value = "16M", value_parser = parse_byte_size)]
+    pub max_line_bytes: u64,
+
+    /// Longest request target (path and query string) ever sent. A line that would not fit
+    /// is never truncated: it is reported and counted as lost, or written to --dead-letter.
+    #[arg(long, env = "DRIFTER_MAX_URL_BYTES", default_value = "8192", value_parser = parse_byte_size)]
+    pub max_url_bytes: u64,
+
+    /// Messages waiting or in flight at most; when full, stdin is not read (backpressure).
+    #[arg(long, env = "DRIFTER_QUEUE_MESSAGES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_messages: u32,
+
+    /// Message bytes waiting or in flight at most (K, M, G suffixes).
+    #[arg(long, env = "DRIFTER_QUEUE_BYTES", default_value = "64M", value_parser = parse_byte_size)]
+    pub queue_bytes: u64,
+
+    /// Time allowed to open a connection (TCP and TLS), e.g. 500ms, 5s, 1m.
+    #[arg(long, env = "DRIFTER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Time allowed for one request, from sending to the end of the response.
+    #[arg(long, env = "DRIFTER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// First retry delay; it doubles on every retry of a message, with full jitter.
+    #[arg(long, env = "DRIFTER_RETRY_INITIAL", default_value = "200ms", value_parser = parse_duration)]
+    pub retry_initial: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "DRIFTER_RETRY_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub retry_max: Duration,
+
+    /// After end of input or SIGTERM, time allowed to deliver what is queued and in flight.
+    /// What is left then goes to --dead-letter, or is lost and counted. The default fits
+    /// inside `docker stop`'s 10 s grace period.
+    #[arg(long, env = "DRIFTER_DRAIN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Append messages that could not be delivered to FILE, one raw line each, so that
+    /// `drifter-rsyslog send URL < FILE` replays them. Flushed and fsynced before exit.
+    #[arg(long, env = "DRIFTER_DEAD_LETTER", value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Also trust the CA certificates in this PEM file for HTTPS.
+    #[arg(long, env = "DRIFTER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify the load balancer's TLS certificate. For testing only.
+    #[arg(long, env = "DRIFTER_INSECURE")]
+    pub insecure: bool,
+
+    /// Log a one-line summary of the counters at this interval (e.g. 60s). Off by default.
+    #[arg(long, env = "DRIFTER_STATS_INTERVAL", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+fn parse_status_set(text: &str) -> Result<StatusSet, String> {
+    text.parse()
+        .map_err(|e: crate::deliver::StatusSetError| e.to_string())
+}
+
+/// Parses `1234`, `64K`, `16M`, `1G` (binary multiples; a trailing `B` or `iB` is allowed).
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let without_b = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (digits, multiplier) = match without_b.chars().last() {
+        Some('K') => (&without_b[..without_b.len() - 1], 1u64 << 10),
+        Some('M') => (&without_b[..without_b.len() - 1], 1 << 20),
+        Some('G') => (&without_b[..without_b.len() - 1], 1 << 30),
+        _ => (without_b, 1),
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{trimmed}` is not a size such as 8192, 64K or 16M"))?;
+    let bytes = number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{trimmed}` is too large"))?;
+    if bytes == 0 {
+        return Err("a size must be greater than zero".into());
+    }
+    Ok(bytes)
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{trimmed}` is not a duration such as 500ms, 5s or 2m"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{trimmed}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{trimmed}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("8192"), Ok(8192));
+        assert_eq!(parse_byte_size("64K"), Ok(65536));
+        assert_eq!(parse_byte_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_byte_size("1gb"), Ok(1 << 30));
+        assert!(parse_byte_size("0").is_err());
+        assert!(parse_byte_size("12X").is_err());
+        assert!(parse_byte_size("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! drifter-rsyslog: log lines as HTTP GET requests to an instance-less load balancer, whose
+//! access logs in S3 are the log store.
+//!
+//! Data flows left to right through the modules: [`input`] reads lines, [`send`] drives them
+//! into the [`pipeline`] (bounded queue and worker pool), whose workers use [`wire`] to build
+//! request targets and [`deliver`] to send them; [`stats`] and [`dead_letter`] account for
+//! every message.
+
+pub mod cli;
+pub mod dead_letter;
+pub mod deliver;
+pub mod input;
+pub mod pipeline;
+pub mod send;
+pub mod stats;
+pub mod wire;

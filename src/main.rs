@@ -1,0 +1,38 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use drifter_rsyslog::cli::{Cli, Command, LogFormat};
+use drifter_rsyslog::send;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_tracing(&cli) {
+        eprintln!("drifter-rsyslog: error: {e}");
+        return ExitCode::from(send::EXIT_USAGE);
+    }
+    match &cli.command {
+        Command::Send(args) => send::run(args),
+    }
+}
+
+/// Diagnostics go to stderr only: stdout is reserved for rsyslog's protocol.
+fn init_tracing(cli: &Cli) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|e| format!("invalid RUST_LOG `{directives}`: {e}"))?,
+        _ => EnvFilter::try_new(&cli.log_level)
+            .map_err(|e| format!("invalid --log-level `{}`: {e}", cli.log_level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The `send` command: checks the configuration, then reads stdin into the pipeline until end
+//! of input or a stop signal, drains within the deadline and reports.
+//!
+//! Shutdown follows mini-redis: a `stop` watch means "read no more" (set by SIGTERM/SIGINT or
+//! end of input), the pipeline's abort flag means "stop retrying" (set by the drain deadline or
+//! a second signal), and joining the workers means "everything is settled".
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufRead, BufReader};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::cli::SendArgs;
+use crate::dead_letter::DeadLetter;
+use crate::deliver::{Backoff, ClientOptions, Deliverer, Endpoint};
+use crate::input::{Line, LineReader};
+use crate::pipeline::{Aborter, Pipeline, PipelineConfig, Settler};
+use crate::stats::Stats;
+use crate::wire;
+
+pub const EXIT_LOST: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// Everything checked before the first line is read.
+struct Prepared {
+    deliverer: Arc<Deliverer>,
+    dead_letter: Option<DeadLetter>,
+    pipeline: PipelineConfig,
+    max_line_bytes: usize,
+    max_url_bytes: usize,
+    drain_timeout: Duration,
+    stats_interval: Option<Duration>,
+}
+
+fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
+    let endpoint: Endpoint = args.url.parse()?;
+    if args.retry_initial.is_zero() || args.retry_max < args.retry_initial {
+        anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
+    }
+    let max_url_bytes = usize::try_from(args.max_url_bytes).unwrap_or(usize::MAX);
+    let smallest_target = wire::target_len(endpoint.path(), b"x");
+    if max_url_bytes < smallest_target {
+        anyhow::bail!(
+            "--max-url-bytes {max_url_bytes} leaves no room for a message after the path {}",
+            endpoint.path()
+        );
+    }
+    if args.insecure {
+        tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
+    }
+    let options = ClientOptions {
+        concurrency: args.concurrency as usize,
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.request_timeout,
+        ca_cert: args.ca_cert.as_deref(),
+        insecure: args.insecure,
+    };
+    let deliverer = Deliverer::new(endpoint, args.accept.clone(), &options)?;
+    let dead_letter = match &args.dead_letter {
+        Some(path) => Some(
+            DeadLetter::open(path)
+                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Prepared {
+        deliverer: Arc::new(deliverer),
+        dead_letter,
+        pipeline: PipelineConfig {
+            concurrency: args.concurrency as usize,
+            queue_messages: args.queue_messages as usize,
+            queue_bytes: args.queue_bytes,
+            backoff: Backoff {
+                initial: args.retry_initial,
+                max: args.retry_max,
+            },
+        },
+        max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
+        max_url_bytes,
+        drain_timeout: args.drain_timeout,
+        stats_interval: args.stats_interval,
+    })
+}
+
+/// Runs `send` to completion and returns the exit status.
+pub fn run(args: &SendArgs) -> ExitCode {
+    let prepared = match prepare(args) {
+        Ok(prepared) => prepared,
+        Err(e) => return usage_error(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return usage_error(&anyhow::Error::new(e).context("cannot start the async runtime"));
+        }
+    };
+    let code = runtime.block_on(send(prepared));
+    // A blocking read of stdin cannot be cancelled; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+fn usage_error(error: &anyhow::Error) -> ExitCode {
+    eprintln!("drifter-rsyslog: error: {error:#}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+async fn send(prepared: Prepared) -> ExitCode {
+    let signals = match StopSignals::install() {
+        Ok(signals) => signals,
+        Err(e) => return usage_error(&e),
+    };
+    let stats = Arc::new(Stats::default());
+    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
+    let path = prepared.deliverer.endpoint().path().to_string();
+    tracing::debug!(endpoint = %prepared.deliverer.endpoint(), "sending stdin");
+    let pipeline = Pipeline::start(prepared.pipeline, prepared.deliverer, settler.clone());
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter()));
+    tokio::spawn(abort_after_drain_deadline(
+        stopped.clone(),
+        prepared.drain_timeout,
+        pipeline.aborter(),
+        stats.clone(),
+    ));
+    if let Some(interval) = prepared.stats_interval {
+        tokio::spawn(report_periodically(stats.clone(), interval));
+    }
+
+    let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+    let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+    let limits = Limits {
+        path: &path,
+        max_line_bytes: prepared.max_line_bytes,
+        max_url_bytes: prepared.max_url_bytes,
+    };
+    let input_ok = read_into(&mut reader, &pipeline, &settler, limits, stopped).await;
+    stop.send_replace(true);
+    pipeline.finish().await;
+    let synced = settler.sync();
+
+    let summary = stats.snapshot();
+    if summary.lost > 0 {
+        tracing::error!("{} messages were lost; {summary}", summary.lost);
+    } else {
+        tracing::info!("done: {summary}");
+    }
+    if summary.lost > 0 || !input_ok || !synced {
+        ExitCode::from(EXIT_LOST)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits<'a> {
+    path: &'a str,
+    max_line_bytes: usize,
+    max_url_bytes: usize,
+}
+
+/// Reads lines into the pipeline until end of input or `stop`. Returns false on a read error.
+///
+/// Only the wait for a line is cancelled by `stop`: a line already read is always queued or
+/// settled, never dropped.
+async fn read_into<R: AsyncBufRead + Unpin>(
+    reader: &mut LineReader<R>,
+    pipeline: &Pipeline,
+    settler: &Settler,
+    limits: Limits<'_>,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let stats = &settler.stats;
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => return true,
+            line = reader.next_line() => line,
+        };
+        let line = match line {
+            Ok(Some(line)) => line,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::error!(
+                    "reading stdin failed after line {}: {e}",
+                    reader.line_number()
+                );
+                return false;
+            }
+        };
+        match line {
+            Line::Empty { .. } => Stats::add(&stats.empty, 1),
+            Line::TooLong { number, length } => {
+                Stats::add(&stats.read, 1);
+                settler.unreadable(
+                    number,
+                    &format!(
+                        "line is {length} bytes, over --max-line-bytes {}",
+                        limits.max_line_bytes
+                    ),
+                );
+            }
+            Line::Message { number, bytes } => {
+                Stats::add(&stats.read, 1);
+                let target_len = wire::target_len(limits.path, &bytes);
+                if target_len > limits.max_url_bytes {
+                    let reason = format!(
+                        "request target would be {target_len} bytes, over --max-url-bytes {}",
+                        limits.max_url_bytes
+                    );
+                    settler.undelivered(number, &bytes, &reason);
+                } else if let Err(message) = pipeline.submit(number, bytes).await {
+                    settler.undelivered(number, &message, "the delivery workers stopped");
+                }
+            }
+        }
+    }
+}
+
+async fn abort_after_drain_deadline(
+    mut stopped: watch::Receiver<bool>,
+    drain_timeout: Duration,
+    aborter: Aborter,
+    stats: Arc<Stats>,
+) {
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        return;
+    }
+    tokio::time::sleep(drain_timeout).await;
+    let pending = stats.snapshot().pending();
+    tracing::warn!(
+        "drain deadline of {drain_timeout:?} passed with {pending} messages undelivered; giving up on them"
+    );
+    aborter.abort();
+}
+
+async fn report_periodically(stats: Arc<Stats>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        tracing::info!("stats: {}", stats.snapshot());
+    }
+}
+
+/// SIGTERM and SIGINT stop reading (a second one gives up on the drain); SIGHUP, which rsyslog
+/// may forward, is logged and otherwise ignored rather than killing the process.
+struct StopSignals {
+    term: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        let install = |kind: SignalKind| signal(kind).context("cannot install signal handlers");
+        Ok(StopSignals {
+            term: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn watch(mut self, stop: watch::Sender<bool>, aborter: Aborter) {
+        let mut received = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = self.term.recv() => "SIGTERM",
+                Some(()) = self.interrupt.recv() => "SIGINT",
+                Some(()) = self.hangup.recv() => {
+                    tracing::info!("SIGHUP ignored: there is nothing to reopen");
+                    continue;
+                }
+                else => return,
+            };
+            received += 1;
+            if received == 1 {
+                tracing::info!("{name}: reading stopped, delivering what was already read");
+                stop.send_replace(true);
+            } else {
+                tracing::warn!("{name} again: giving up on undelivered messages");
+                aborter.abort();
+            }
+        }
+    }
+}
