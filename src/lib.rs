@@ -10,6 +10,7 @@ pub mod cli;
 pub mod dead_letter;
 pub mod deliver;
 pub mod input;
+pub mod mock_elb;
 pub mod pipeline;
 pub mod send;
 pub mod stats;

@@ -1,0 +1,328 @@
+//! Faults on the way to the load balancer: retries, permanent rejections, timeouts, drains.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Reply, TestServer, run_with_input};
+use tokio::io::AsyncWriteExt;
+
+const FAST_RETRIES: [&str; 4] = ["--retry-initial", "10ms", "--retry-max", "100ms"];
+
+fn numbered(count: usize, prefix: &str) -> (Vec<u8>, BTreeSet<Vec<u8>>) {
+    let lines: Vec<String> = (0..count).map(|i| format!("{prefix} {i}")).collect();
+    let input = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    (input, lines.into_iter().map(String::into_bytes).collect())
+}
+
+fn decoded_set(targets: &[Vec<u8>]) -> BTreeSet<Vec<u8>> {
+    targets.iter().map(|t| common::decode(t)).collect()
+}
+
+fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["send", url];
+    all.extend_from_slice(extra);
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_down_at_start_gets_everything_once_it_comes_up() {
+    let port = common::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let (input, expected) = numbered(100, "early");
+    let mut extra = FAST_RETRIES.to_vec();
+    extra.extend(["--drain-timeout", "60s"]);
+    let run = tokio::spawn(async move {
+        let args = args(&url, &extra);
+        run_with_input(&args, &input, Duration::from_secs(90)).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind the port");
+    let server = TestServer::start_on(listener, |_, _| Reply::Status(503), None);
+    let run = run.await.expect("join");
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let answered = server.answered(503);
+    assert_eq!(answered.len(), 100, "each line exactly once");
+    assert_eq!(decoded_set(&answered), expected);
+    assert!(
+        run.stderr.contains("delivery failing"),
+        "outage not reported: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("delivery recovered"),
+        "recovery not reported: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resets_and_server_errors_are_retried() {
+    let server = TestServer::start(|n, _| match n % 4 {
+        0 => Reply::Reset,
+        1 => Reply::Status(500),
+        2 => Reply::Status(429),
+        _ => Reply::Status(503),
+    })
+    .await;
+    let (input, expected) = numbered(200, "flaky");
+    let url = server.url();
+    let run = run_with_input(&args(&url, &FAST_RETRIES), &input, Duration::from_secs(60)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let answered = server.answered(503);
+    assert_eq!(answered.len(), 200, "each line accepted exactly once");
+    assert_eq!(decoded_set(&answered), expected);
+    let retried = server.seen().len() - 200;
+    assert!(retried >= 300, "only {retried} retries");
+    assert!(
+        run.stderr.contains(&format!("retried {retried}")),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_rejections_go_to_the_dead_letter_file() {
+    let server = TestServer::start(|_, target| {
+        if target.windows(7).any(|w| w == b"missing") {
+            Reply::Status(404)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let dead_arg = dead.to_str().expect("utf-8 path");
+    let input = b"first\nmissing \xff one\nsecond\n";
+    let url = server.url();
+    let run = run_with_input(
+        &args(&url, &["--dead-letter", dead_arg]),
+        input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(
+        std::fs::read(&dead).expect("dead letter"),
+        b"missing \xff one\n"
+    );
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        [b"first".to_vec(), b"second".to_vec()].into()
+    );
+    assert_eq!(server.answered(404).len(), 1, "a 404 is not retried");
+    assert!(run.stderr.contains("HTTP 404"), "stderr: {}", run.stderr);
+
+    // Without a dead-letter file the same line is lost, counted, and the exit status says so.
+    let run = run_with_input(
+        &args(&url, &[]),
+        b"missing again\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("1 messages were lost"),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_hits_the_request_timeout() {
+    let server = TestServer::start(|_, _| Reply::Hang).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let url = server.url();
+    let extra = [
+        "--request-timeout",
+        "300ms",
+        "--drain-timeout",
+        "2s",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let (input, expected) = numbered(3, "stuck");
+    let run = run_with_input(&args(&url, &extra), &input, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("no response within 300ms"),
+        "stderr: {}",
+        run.stderr
+    );
+    let written: BTreeSet<Vec<u8>> = std::fs::read(&dead)
+        .expect("dead letter")
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(written, expected);
+    assert!(
+        server.seen().len() >= 6,
+        "requests were retried after timing out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_deadline_with_an_unreachable_server() {
+    let port = common::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let (input, _) = numbered(5, "nowhere");
+
+    let extra = [
+        "--drain-timeout",
+        "1s",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let run = run_with_input(&args(&url, &extra), &input, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let written = std::fs::read(&dead).expect("dead letter");
+    let mut lines: Vec<&[u8]> = written
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    let mut expected: Vec<&[u8]> = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        lines, expected,
+        "the dead-letter file replays exactly the undelivered lines"
+    );
+    assert!(
+        run.stderr.contains("dead-lettered 5"),
+        "stderr: {}",
+        run.stderr
+    );
+
+    let run = run_with_input(
+        &args(&url, &["--drain-timeout", "1s"]),
+        &input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("5 messages were lost"),
+        "stderr: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Connection refused"),
+        "the cause is named: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_reading_and_drains_what_was_read() {
+    // The first 20 requests fail, so at SIGTERM all 20 lines are waiting for a retry.
+    let server = TestServer::start(|n, _| {
+        if n < 20 {
+            Reply::Status(500)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let url = server.url();
+    let mut child = common::spawn(&args(
+        &url,
+        &["--retry-initial", "300ms", "--retry-max", "600ms"],
+    ));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (input, expected) = numbered(20, "before");
+    stdin.write_all(&input).await.expect("write");
+    assert!(common::eventually(Duration::from_secs(20), || server.seen().len() >= 20).await);
+    common::signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Written after SIGTERM: must not be read or sent (the pipe may already be closed).
+    let _ = stdin.write_all(b"after the signal\n").await;
+    let run = common::wait(child, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(decoded_set(&server.answered(503)), expected);
+    assert!(!decoded_set(&server.answered(503)).contains(&b"after the signal".to_vec()));
+    assert!(run.stderr.contains("SIGTERM"), "stderr: {}", run.stderr);
+    drop(stdin);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_long_lines_are_reported_and_the_stream_goes_on() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let mut input = b"short one\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 5000));
+    input.extend_from_slice(b"\nshort two\n");
+    let url = server.url();
+    let run = run_with_input(
+        &args(&url, &["--max-line-bytes", "100"]),
+        &input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "an unreadable line is a lost message: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("line=2")
+            && run.stderr.contains("5000 bytes, over --max-line-bytes 100"),
+        "stderr: {}",
+        run.stderr
+    );
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        [b"short one".to_vec(), b"short two".to_vec()].into()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_over_the_url_budget_is_never_truncated() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let long_line = "é".repeat(40); // 80 bytes, 240 once encoded
+    let input = format!("fits\n{long_line}\nfits too\n");
+    let url = server.url();
+    let extra = [
+        "--max-url-bytes",
+        "200",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let run = run_with_input(
+        &args(&url, &extra),
+        input.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("request target would be 242 bytes, over --max-url-bytes 200"),
+        "stderr: {}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&dead).expect("dead letter"),
+        format!("{long_line}\n").into_bytes()
+    );
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        [b"fits".to_vec(), b"fits too".to_vec()].into()
+    );
+    assert!(server.seen().iter().all(|s| s.target.len() <= 200));
+}
