@@ -253,7 +253,7 @@ async fn sigterm_stops_reading_and_drains_what_was_read() {
     let run = common::wait(child, Duration::from_secs(30)).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     assert_eq!(decoded_set(&server.answered(503)), expected);
-    assert!(!decoded_set(&server.answered(503)).contains(&b"after the signal".to_vec()));
+    assert!(!decoded_set(&server.answered(503)).contains(b"after the signal".as_slice()));
     assert!(run.stderr.contains("SIGTERM"), "stderr: {}", run.stderr);
     drop(stdin);
 }
