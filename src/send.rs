@@ -101,7 +101,14 @@ pub fn run(args: &SendArgs) -> ExitCode {
             return usage_error(&anyhow::Error::new(e).context("cannot start the async runtime"));
         }
     };
-    let code = runtime.block_on(send(prepared));
+    // Spawned rather than run by block_on, so the reader runs on a worker thread next to the
+    // workers instead of waking them across threads for every message.
+    let code = runtime.block_on(async {
+        tokio::spawn(send(prepared)).await.unwrap_or_else(|e| {
+            tracing::error!("the send task failed: {e}");
+            ExitCode::from(EXIT_LOST)
+        })
+    });
     // A blocking read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
