@@ -18,19 +18,24 @@ fn enabled() -> bool {
 }
 
 fn rsyslogd() -> PathBuf {
-    ["/usr/sbin/rsyslogd", "/sbin/rsyslogd", "/usr/local/sbin/rsyslogd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("DRIFTER_RSYSLOG_E2E=1 but rsyslogd is not installed")
+    [
+        "/usr/sbin/rsyslogd",
+        "/sbin/rsyslogd",
+        "/usr/local/sbin/rsyslogd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("DRIFTER_RSYSLOG_E2E=1 but rsyslogd is not installed")
 }
 
 fn shipped_configs() -> Vec<PathBuf> {
-    let mut configs: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rsyslog.d"))
-        .expect("rsyslog.d exists")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
+    let mut configs: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rsyslog.d"))
+            .expect("rsyslog.d exists")
+            .map(|entry| entry.expect("directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
     configs.sort();
     configs
 }
@@ -90,14 +95,23 @@ impl Rsyslogd {
         })
         .await;
         assert!(started, "rsyslogd did not open its TCP input");
-        Rsyslogd { child, input_port, _dir: dir }
+        Rsyslogd {
+            child,
+            input_port,
+            _dir: dir,
+        }
     }
 
     async fn send(&self, messages: &[String]) {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.input_port)).await.expect("connect to imtcp");
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.input_port))
+            .await
+            .expect("connect to imtcp");
         for message in messages {
             let frame = format!("<13>Nov 23 11:00:00 e2ehost e2etag: {message}\n");
-            stream.write_all(frame.as_bytes()).await.expect("write syslog frame");
+            stream
+                .write_all(frame.as_bytes())
+                .await
+                .expect("write syslog frame");
         }
         stream.shutdown().await.expect("close syslog connection");
     }
@@ -116,9 +130,18 @@ fn adapt(config: &Path, server_url: &str, dir: &Path) -> String {
     std::fs::read_to_string(config)
         .expect("read shipped config")
         .replace("/usr/local/bin/drifter-rsyslog", common::BIN)
-        .replace("http://my-elb-1234567890.eu-west-1.elb.amazonaws.com/", server_url)
-        .replace("/var/spool/drifter-rsyslog.dead", &dir.join("dead.log").display().to_string())
-        .replace("/var/log/drifter-rsyslog.log", &dir.join("drifter.log").display().to_string())
+        .replace(
+            "http://my-elb-1234567890.eu-west-1.elb.amazonaws.com/",
+            server_url,
+        )
+        .replace(
+            "/var/spool/drifter-rsyslog.dead",
+            &dir.join("dead.log").display().to_string(),
+        )
+        .replace(
+            "/var/log/drifter-rsyslog.log",
+            &dir.join("drifter.log").display().to_string(),
+        )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,20 +157,38 @@ async fn plain_config_delivers_every_message_through_rsyslogd() {
     let action = adapt(&shipped, &server.url(), &config_dir);
     let rsyslogd = Rsyslogd::start(&action, dir).await;
 
-    let messages: Vec<String> = (0..500).map(|i| format!("drifter-e2e {i:05} & é \"quoted\"")).collect();
+    let messages: Vec<String> = (0..500)
+        .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
+        .collect();
     rsyslogd.send(&messages).await;
-    let all_arrived = common::eventually(Duration::from_secs(30), || server.answered(503).len() >= messages.len()).await;
+    let all_arrived = common::eventually(Duration::from_secs(30), || {
+        server.answered(503).len() >= messages.len()
+    })
+    .await;
     let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
     rsyslogd.stop().await;
-    assert!(all_arrived, "{} of {} arrived; drifter log: {log}", server.answered(503).len(), messages.len());
+    assert!(
+        all_arrived,
+        "{} of {} arrived; drifter log: {log}",
+        server.answered(503).len(),
+        messages.len()
+    );
 
     // RSYSLOG_FileFormat: "<timestamp> <host> <tag> <msg>"; the message is the line's tail.
     let received: BTreeSet<String> = server
         .answered(503)
         .iter()
         .map(|t| String::from_utf8_lossy(&common::decode(t)).into_owned())
-        .map(|line| line.split_once("e2etag: ").map(|(_, m)| m.to_string()).unwrap_or(line))
+        .map(|line| {
+            line.split_once("e2etag: ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(line)
+        })
         .collect();
     assert_eq!(received, messages.iter().cloned().collect::<BTreeSet<_>>());
-    assert_eq!(server.answered(503).len(), messages.len(), "no duplicates in plain mode");
+    assert_eq!(
+        server.answered(503).len(),
+        messages.len(),
+        "no duplicates in plain mode"
+    );
 }
