@@ -112,6 +112,44 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_INSECURE")]
     pub insecure: bool,
 
+    /// rsyslog omprog confirmMessages="on": write OK when ready, then OK or an error line per
+    /// message once its fate is known.
+    #[arg(long, env = "DRIFTER_CONFIRM")]
+    pub confirm: bool,
+
+    /// rsyslog omprog useTransactions="on" with confirmMessages="on": OK to the begin mark,
+    /// DEFER_COMMIT to each message (sent at once, concurrently), OK to the commit mark only
+    /// when the whole batch was accepted. Implies --confirm.
+    #[arg(long, env = "DRIFTER_TRANSACTIONS")]
+    pub transactions: bool,
+
+    /// The line rsyslog sends to begin a transaction (omprog beginTransactionMark).
+    #[arg(long, env = "DRIFTER_BEGIN_MARK", default_value = "BEGIN TRANSACTION")]
+    pub begin_mark: String,
+
+    /// The line rsyslog sends to commit a transaction (omprog commitTransactionMark).
+    #[arg(
+        long,
+        env = "DRIFTER_COMMIT_MARK",
+        default_value = "COMMIT TRANSACTION"
+    )]
+    pub commit_mark: String,
+
+    /// While a reply is pending this long, write a keep-alive dot, which restarts rsyslog's
+    /// confirmTimeout (10 s by default).
+    #[arg(long, env = "DRIFTER_KEEPALIVE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// --confirm: how long one message is retried before it is handed back to rsyslog with an
+    /// error line (rsyslog keeps it and resends it after action.resumeInterval).
+    #[arg(long, env = "DRIFTER_MESSAGE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub message_timeout: Duration,
+
+    /// --transactions: how long a commit waits for its batch, retrying inside the program,
+    /// before answering an error (rsyslog then resends the whole batch).
+    #[arg(long, env = "DRIFTER_COMMIT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub commit_timeout: Duration,
+
     /// Log a one-line summary of the counters at this interval (e.g. 60s). Off by default.
     #[arg(long, env = "DRIFTER_STATS_INTERVAL", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,

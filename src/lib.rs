@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod deliver;
 pub mod input;
 pub mod mock_elb;
+pub mod omprog;
 pub mod pipeline;
 pub mod send;
 pub mod stats;

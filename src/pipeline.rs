@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::dead_letter::DeadLetter;
 use crate::deliver::{Attempt, Backoff, Deliverer};
@@ -30,7 +31,54 @@ pub struct PipelineConfig {
 pub struct Job {
     pub line_number: u64,
     pub message: Vec<u8>,
+    ack: Option<Ack>,
     _bytes: OwnedSemaphorePermit,
+}
+
+/// How a confirming caller (rsyslog's protocol) learns the fate of one message. A message
+/// with an ack is never dead-lettered or counted lost for a retriable failure: it is handed
+/// back, because rsyslog keeps it and sends it again. Dropping the receiver cancels it.
+#[derive(Debug)]
+pub struct Ack {
+    pub reply: oneshot::Sender<Result<(), Returned>>,
+    /// Stop retrying at this instant and hand the message back.
+    pub give_up_at: Option<Instant>,
+}
+
+/// A message that was not delivered, handed back to its confirming caller.
+#[derive(Debug)]
+pub struct Returned {
+    pub line_number: u64,
+    pub message: Vec<u8>,
+    pub reason: String,
+}
+
+impl Ack {
+    pub fn new(give_up_at: Option<Instant>) -> (Self, oneshot::Receiver<Result<(), Returned>>) {
+        let (reply, receiver) = oneshot::channel();
+        (Ack { reply, give_up_at }, receiver)
+    }
+}
+
+/// Why a message was not delivered.
+#[derive(Debug)]
+enum Failure {
+    Rejected(String),
+    DrainPassed,
+    GaveUp(Option<String>),
+    Cancelled,
+}
+
+impl Failure {
+    fn reason(&self) -> String {
+        match self {
+            Failure::Rejected(reason) => format!("rejected by the load balancer: {reason}"),
+            Failure::DrainPassed => "not delivered before the drain deadline".into(),
+            Failure::GaveUp(Some(last)) => format!("not delivered in time: {last}"),
+            Failure::GaveUp(None) => "not delivered in time".into(),
+            Failure::Cancelled => "cancelled".into(),
+        }
+    }
 }
 
 /// Sets the "abort" flag: workers stop retrying and settle what they hold as undelivered.
@@ -84,7 +132,12 @@ impl Pipeline {
 
     /// Queues a message, waiting while the queue is full. Gives the message back if the
     /// workers are gone, so the caller can still settle it.
-    pub async fn submit(&self, line_number: u64, message: Vec<u8>) -> Result<(), Vec<u8>> {
+    pub async fn submit(
+        &self,
+        line_number: u64,
+        message: Vec<u8>,
+        ack: Option<Ack>,
+    ) -> Result<(), Vec<u8>> {
         // A message larger than the whole budget takes all of it rather than waiting forever.
         let cost = u32::try_from(message.len())
             .unwrap_or(u32::MAX)
@@ -95,6 +148,7 @@ impl Pipeline {
         let job = Job {
             line_number,
             message,
+            ack,
             _bytes: permit,
         };
         self.sender
@@ -133,32 +187,96 @@ impl Worker {
     async fn run(mut self) {
         loop {
             let next = self.receiver.lock().await.recv().await;
-            let Some(job) = next else { return };
+            let Some(mut job) = next else { return };
+            let mut ack = job.ack.take();
             let result = if *self.abort.borrow() {
-                Err(DRAIN_PASSED.to_string())
+                Err(Failure::DrainPassed)
             } else {
-                let aborted = wait_for_abort(&mut self.abort);
-                tokio::select! {
-                    result = deliver(&self.deliverer, self.backoff, &self.settler.stats, &job) => result,
-                    () = aborted => Err(DRAIN_PASSED.to_string()),
-                }
+                self.deliver_until_settled(&job, ack.as_mut()).await
             };
-            match result {
-                Ok(()) => Stats::add(&self.settler.stats.delivered, 1),
-                Err(reason) => self
-                    .settler
-                    .undelivered(job.line_number, &job.message, &reason),
+            self.settle(job, ack, result);
+        }
+    }
+
+    async fn deliver_until_settled(
+        &mut self,
+        job: &Job,
+        ack: Option<&mut Ack>,
+    ) -> Result<(), Failure> {
+        let give_up_at = ack.as_ref().and_then(|ack| ack.give_up_at);
+        let mut last_failure = None;
+        enum Ended {
+            Done(Result<(), Failure>),
+            Aborted,
+            GaveUp,
+            Cancelled,
+        }
+        let ended = tokio::select! {
+            result = deliver(&self.deliverer, self.backoff, &self.settler.stats, job, &mut last_failure) => Ended::Done(result),
+            () = wait_for_abort(&mut self.abort) => Ended::Aborted,
+            () = sleep_until_or_never(give_up_at) => Ended::GaveUp,
+            () = closed_or_never(ack) => Ended::Cancelled,
+        };
+        match ended {
+            Ended::Done(result) => result,
+            Ended::Aborted => Err(Failure::DrainPassed),
+            Ended::GaveUp => Err(Failure::GaveUp(last_failure)),
+            Ended::Cancelled => Err(Failure::Cancelled),
+        }
+    }
+
+    fn settle(&self, job: Job, ack: Option<Ack>, result: Result<(), Failure>) {
+        let stats = &self.settler.stats;
+        match (result, ack) {
+            (Ok(()), ack) => {
+                Stats::add(&stats.delivered, 1);
+                if let Some(ack) = ack {
+                    let _ = ack.reply.send(Ok(()));
+                }
+            }
+            (Err(failure), None) => {
+                self.settler
+                    .undelivered(job.line_number, &job.message, &failure.reason())
+            }
+            // Retrying a rejected message cannot help: keep it in the dead-letter file if there
+            // is one and confirm it, rather than have rsyslog send it again forever.
+            (Err(Failure::Rejected(reason)), Some(ack)) if self.settler.has_dead_letter() => {
+                let reason = Failure::Rejected(reason).reason();
+                self.settler
+                    .undelivered(job.line_number, &job.message, &reason);
+                let _ = ack.reply.send(Ok(()));
+            }
+            (Err(failure), Some(ack)) => {
+                Stats::add(&stats.returned, 1);
+                let returned = Returned {
+                    line_number: job.line_number,
+                    reason: failure.reason(),
+                    message: job.message,
+                };
+                let _ = ack.reply.send(Err(returned));
             }
         }
     }
 }
 
-const DRAIN_PASSED: &str = "not delivered before the drain deadline";
-
 async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
     if abort.wait_for(|aborted| *aborted).await.is_err() {
         // The pipeline outlives its workers, so this is only reached at teardown.
         std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn closed_or_never(ack: Option<&mut Ack>) {
+    match ack {
+        Some(ack) => ack.reply.closed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -168,15 +286,14 @@ async fn deliver(
     backoff: Backoff,
     stats: &Stats,
     job: &Job,
-) -> Result<(), String> {
+    last_failure: &mut Option<String>,
+) -> Result<(), Failure> {
     let target = wire::encode_target(deliverer.endpoint().path(), &job.message);
     let mut retry = 0u32;
     loop {
         match deliverer.attempt(&target).await {
             Attempt::Accepted => return Ok(()),
-            Attempt::Permanent { reason } => {
-                return Err(format!("rejected by the load balancer: {reason}"));
-            }
+            Attempt::Permanent { reason } => return Err(Failure::Rejected(reason)),
             Attempt::Retry { reason, after } => {
                 let delay = backoff.delay(retry, after);
                 tracing::debug!(
@@ -185,6 +302,7 @@ async fn deliver(
                     ?delay,
                     "will retry: {reason}"
                 );
+                *last_failure = Some(reason);
                 Stats::add(&stats.retries, 1);
                 tokio::time::sleep(delay).await;
                 retry = retry.saturating_add(1);
@@ -212,6 +330,10 @@ impl Settler {
         }
     }
 
+    pub fn has_dead_letter(&self) -> bool {
+        self.dead_letter.is_some()
+    }
+
     pub fn undelivered(&self, line_number: u64, message: &[u8], reason: &str) {
         let written = match &self.dead_letter {
             Some(dead_letter) => match dead_letter.append(message) {
@@ -235,6 +357,13 @@ impl Settler {
             "lost"
         };
         self.log(line_number, &format!("{reason}; {outcome}"));
+    }
+
+    /// A message handed back to a caller that cannot hand it on (its transaction was never
+    /// committed): it is dead-lettered or lost after all.
+    pub fn reclaim(&self, returned: Returned) {
+        self.stats.returned.fetch_sub(1, Ordering::Relaxed);
+        self.undelivered(returned.line_number, &returned.message, &returned.reason);
     }
 
     /// A line that was too long to be read whole: it cannot be dead-lettered.

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufRead, BufReader};
+use tokio::io::BufReader;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::cli::SendArgs;
 use crate::dead_letter::DeadLetter;
 use crate::deliver::{Backoff, ClientOptions, Deliverer, Endpoint};
-use crate::input::{Line, LineReader};
+use crate::input::LineReader;
+use crate::omprog::{self, Limits, Mode, ProtocolConfig, Replies, Session};
 use crate::pipeline::{Aborter, Pipeline, PipelineConfig, Settler};
 use crate::stats::Stats;
 use crate::wire;
@@ -34,6 +35,7 @@ struct Prepared {
     max_url_bytes: usize,
     drain_timeout: Duration,
     stats_interval: Option<Duration>,
+    protocol: ProtocolConfig,
 }
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
@@ -60,6 +62,28 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         insecure: args.insecure,
     };
     let deliverer = Deliverer::new(endpoint, args.accept.clone(), &options)?;
+    let mode = match (args.confirm, args.transactions) {
+        (_, true) => Mode::Transactions,
+        (true, false) => Mode::Confirm,
+        (false, false) => Mode::Plain,
+    };
+    if args.begin_mark.is_empty()
+        || args.commit_mark.is_empty()
+        || args.begin_mark == args.commit_mark
+    {
+        anyhow::bail!("--begin-mark and --commit-mark must be different and not empty");
+    }
+    if args.keepalive_interval.is_zero() {
+        anyhow::bail!("--keepalive-interval must be above zero");
+    }
+    let protocol = ProtocolConfig {
+        mode,
+        begin_mark: args.begin_mark.clone().into_bytes(),
+        commit_mark: args.commit_mark.clone().into_bytes(),
+        keepalive: args.keepalive_interval,
+        message_timeout: args.message_timeout,
+        commit_timeout: args.commit_timeout,
+    };
     let dead_letter = match &args.dead_letter {
         Some(path) => Some(
             DeadLetter::open(path)
@@ -83,6 +107,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         max_url_bytes,
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
+        protocol,
     })
 }
 
@@ -131,7 +156,8 @@ async fn send(prepared: Prepared) -> ExitCode {
     let pipeline = Pipeline::start(prepared.pipeline, prepared.deliverer, settler.clone());
 
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter()));
+    let under_rsyslog = prepared.protocol.mode != Mode::Plain;
+    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter(), under_rsyslog));
     tokio::spawn(abort_after_drain_deadline(
         stopped.clone(),
         prepared.drain_timeout,
@@ -144,13 +170,22 @@ async fn send(prepared: Prepared) -> ExitCode {
 
     let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
     let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
-    let limits = Limits {
-        path: &path,
-        max_line_bytes: prepared.max_line_bytes,
-        max_url_bytes: prepared.max_url_bytes,
+    let session = Session {
+        reader: &mut reader,
+        replies: Replies::new(tokio::io::stdout(), prepared.protocol.keepalive),
+        pipeline: &pipeline,
+        settler: &settler,
+        limits: Limits {
+            path: &path,
+            max_line_bytes: prepared.max_line_bytes,
+            max_url_bytes: prepared.max_url_bytes,
+        },
+        config: &prepared.protocol,
     };
-    let input_ok = read_into(&mut reader, &pipeline, &settler, limits, stopped).await;
+    let ending = session.run(stopped).await;
     stop.send_replace(true);
+    omprog::settle_uncommitted(ending.uncommitted, &settler).await;
+    let input_ok = ending.input_ok;
     pipeline.finish().await;
     let synced = settler.sync();
 
@@ -164,71 +199,6 @@ async fn send(prepared: Prepared) -> ExitCode {
         ExitCode::from(EXIT_LOST)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Limits<'a> {
-    path: &'a str,
-    max_line_bytes: usize,
-    max_url_bytes: usize,
-}
-
-/// Reads lines into the pipeline until end of input or `stop`. Returns false on a read error.
-///
-/// Only the wait for a line is cancelled by `stop`: a line already read is always queued or
-/// settled, never dropped.
-async fn read_into<R: AsyncBufRead + Unpin>(
-    reader: &mut LineReader<R>,
-    pipeline: &Pipeline,
-    settler: &Settler,
-    limits: Limits<'_>,
-    mut stop: watch::Receiver<bool>,
-) -> bool {
-    let stats = &settler.stats;
-    loop {
-        let line = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => return true,
-            line = reader.next_line() => line,
-        };
-        let line = match line {
-            Ok(Some(line)) => line,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::error!(
-                    "reading stdin failed after line {}: {e}",
-                    reader.line_number()
-                );
-                return false;
-            }
-        };
-        match line {
-            Line::Empty { .. } => Stats::add(&stats.empty, 1),
-            Line::TooLong { number, length } => {
-                Stats::add(&stats.read, 1);
-                settler.unreadable(
-                    number,
-                    &format!(
-                        "line is {length} bytes, over --max-line-bytes {}",
-                        limits.max_line_bytes
-                    ),
-                );
-            }
-            Line::Message { number, bytes } => {
-                Stats::add(&stats.read, 1);
-                let target_len = wire::target_len(limits.path, &bytes);
-                if target_len > limits.max_url_bytes {
-                    let reason = format!(
-                        "request target would be {target_len} bytes, over --max-url-bytes {}",
-                        limits.max_url_bytes
-                    );
-                    settler.undelivered(number, &bytes, &reason);
-                } else if let Err(message) = pipeline.submit(number, bytes).await {
-                    settler.undelivered(number, &message, "the delivery workers stopped");
-                }
-            }
-        }
     }
 }
 
@@ -276,12 +246,20 @@ impl StopSignals {
         })
     }
 
-    async fn watch(mut self, stop: watch::Sender<bool>, aborter: Aborter) {
+    /// Under rsyslog (a confirming mode) SIGINT is ignored: it is meant for rsyslogd's own
+    /// terminal, and the program is stopped by EOF or SIGTERM.
+    async fn watch(mut self, stop: watch::Sender<bool>, aborter: Aborter, ignore_interrupt: bool) {
         let mut received = 0;
         loop {
             let name = tokio::select! {
                 Some(()) = self.term.recv() => "SIGTERM",
-                Some(()) = self.interrupt.recv() => "SIGINT",
+                Some(()) = self.interrupt.recv() => {
+                    if ignore_interrupt {
+                        tracing::info!("SIGINT ignored under rsyslog: stop with SIGTERM or end of input");
+                        continue;
+                    }
+                    "SIGINT"
+                }
                 Some(()) = self.hangup.recv() => {
                     tracing::info!("SIGHUP ignored: there is nothing to reopen");
                     continue;

@@ -14,6 +14,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub lost: AtomicU64,
+    /// Handed back to rsyslog (confirm and transaction modes), which keeps and resends them.
+    pub returned: AtomicU64,
 }
 
 /// A consistent-enough copy of the counters for printing.
@@ -25,6 +27,7 @@ pub struct Snapshot {
     pub retries: u64,
     pub dead_lettered: u64,
     pub lost: u64,
+    pub returned: u64,
     pub elapsed: Duration,
 }
 
@@ -38,6 +41,7 @@ impl Default for Stats {
             retries: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
         }
     }
 }
@@ -55,6 +59,7 @@ impl Stats {
             retries: self.retries.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
+            returned: self.returned.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
         }
     }
@@ -63,7 +68,7 @@ impl Stats {
 impl Snapshot {
     pub fn pending(&self) -> u64 {
         self.read
-            .saturating_sub(self.delivered + self.dead_lettered + self.lost)
+            .saturating_sub(self.delivered + self.dead_lettered + self.lost + self.returned)
     }
 }
 
@@ -77,13 +82,14 @@ impl fmt::Display for Snapshot {
         };
         write!(
             f,
-            "read {} (+{} empty lines), delivered {}, retried {}, dead-lettered {}, lost {}, pending {}; {:.2}s, {:.0} msg/s",
+            "read {} (+{} empty lines), delivered {}, retried {}, dead-lettered {}, lost {}, returned to rsyslog {}, pending {}; {:.2}s, {:.0} msg/s",
             self.read,
             self.empty,
             self.delivered,
             self.retries,
             self.dead_lettered,
             self.lost,
+            self.returned,
             self.pending(),
             seconds,
             rate

@@ -1,0 +1,324 @@
+//! rsyslog's omprog feedback protocol: the reading loop for each mode and the stdout writer.
+//!
+//! - plain: lines in, nothing out.
+//! - confirm: `OK` once when ready, then one reply per line: `OK` once the load balancer
+//!   accepted the message, or one error line, and rsyslog keeps the message and resends it.
+//! - transactions: `OK` to the begin mark, `DEFER_COMMIT` to each message (dispatched at once,
+//!   so a batch is delivered concurrently), and to the commit mark `OK` only when every message
+//!   of the batch was accepted.
+//!
+//! While a reply takes longer than the keep-alive interval, dots are written (no newline);
+//! each one restarts rsyslog's confirmTimeout, and rsyslog ignores leading dots.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::input::{Line, LineReader};
+use crate::pipeline::{Ack, Pipeline, Returned, Settler};
+use crate::stats::Stats;
+use crate::wire;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Confirm,
+    Transactions,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProtocolConfig {
+    pub mode: Mode,
+    pub begin_mark: Vec<u8>,
+    pub commit_mark: Vec<u8>,
+    pub keepalive: Duration,
+    /// Confirm mode: how long one message is tried before it is handed back with an error.
+    pub message_timeout: Duration,
+    /// Transactions mode: how long a commit waits for its batch before answering an error.
+    pub commit_timeout: Duration,
+}
+
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
+    pub path: &'a str,
+    pub max_line_bytes: usize,
+    pub max_url_bytes: usize,
+}
+
+/// Longest error reply; rsyslog keeps one line, and short lines never interleave.
+const MAX_ERROR_REPLY: usize = 4000;
+
+/// The protocol's side of stdout: whole replies, each flushed at once, and keep-alive dots.
+pub struct Replies<W> {
+    out: W,
+    keepalive: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> Replies<W> {
+    pub fn new(out: W, keepalive: Duration) -> Self {
+        Replies { out, keepalive }
+    }
+
+    pub async fn reply(&mut self, word: &str) -> io::Result<()> {
+        self.out.write_all(format!("{word}\n").as_bytes()).await?;
+        self.out.flush().await
+    }
+
+    /// One line that rsyslog reads as a failure: never `OK`, never leading dots, no LF.
+    pub async fn error(&mut self, reason: &str) -> io::Result<()> {
+        let mut text: String = format!("error: {reason}")
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if text.len() > MAX_ERROR_REPLY {
+            let mut end = MAX_ERROR_REPLY;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        self.reply(&text).await
+    }
+
+    /// Awaits `work`, writing a dot each keep-alive interval until it completes.
+    pub async fn keep_alive<F: Future>(&mut self, work: F) -> io::Result<F::Output> {
+        tokio::pin!(work);
+        let mut ticks = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
+        loop {
+            tokio::select! {
+                output = &mut work => return Ok(output),
+                _ = ticks.tick() => {
+                    self.out.write_all(b".").await?;
+                    self.out.flush().await?;
+                }
+            }
+        }
+    }
+}
+
+type Pending = oneshot::Receiver<Result<(), Returned>>;
+
+/// How reading ended.
+pub struct Ending {
+    /// False when stdin could not be read.
+    pub input_ok: bool,
+    /// Messages of a transaction that was never committed (EOF or stop mid-batch).
+    pub uncommitted: Vec<Pending>,
+}
+
+pub struct Session<'a, R, W> {
+    pub reader: &'a mut LineReader<R>,
+    pub replies: Replies<W>,
+    pub pipeline: &'a Pipeline,
+    pub settler: &'a Settler,
+    pub limits: Limits<'a>,
+    pub config: &'a ProtocolConfig,
+}
+
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+    /// Reads until end of input or `stop`. Only the wait for a line is cancelled by `stop`: a
+    /// line already read is always queued or settled, never dropped.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Ending {
+        let mut batch: Vec<Pending> = Vec::new();
+        let ending = |input_ok, uncommitted| Ending {
+            input_ok,
+            uncommitted,
+        };
+        if self.config.mode != Mode::Plain && self.write_reply("OK").await.is_err() {
+            return ending(true, batch);
+        }
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => return ending(true, batch),
+                line = self.reader.next_line() => line,
+            };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => return ending(true, batch),
+                Err(e) => {
+                    tracing::error!(
+                        "reading stdin failed after line {}: {e}",
+                        self.reader.line_number()
+                    );
+                    return ending(false, batch);
+                }
+            };
+            let replied = match self.config.mode {
+                Mode::Plain => match self.admit(line) {
+                    Some((number, message)) => self.submit(number, message, None).await,
+                    None => Ok(()),
+                },
+                Mode::Confirm => self.confirm(line).await,
+                Mode::Transactions => self.transact(line, &mut batch).await,
+            };
+            if let Err(e) = replied {
+                tracing::error!("cannot write to stdout, stopping: {e}");
+                return ending(true, batch);
+            }
+        }
+    }
+
+    /// Counts a line and checks it can be sent; settles it at once if not.
+    fn admit(&self, line: Line) -> Option<(u64, Vec<u8>)> {
+        let stats = &self.settler.stats;
+        match line {
+            Line::Empty { .. } => {
+                Stats::add(&stats.empty, 1);
+                None
+            }
+            Line::TooLong { number, length } => {
+                Stats::add(&stats.read, 1);
+                let reason = format!(
+                    "line is {length} bytes, over --max-line-bytes {}",
+                    self.limits.max_line_bytes
+                );
+                self.settler.unreadable(number, &reason);
+                None
+            }
+            Line::Message { number, bytes } => {
+                Stats::add(&stats.read, 1);
+                let target_len = wire::target_len(self.limits.path, &bytes);
+                if target_len > self.limits.max_url_bytes {
+                    let reason = format!(
+                        "request target would be {target_len} bytes, over --max-url-bytes {}",
+                        self.limits.max_url_bytes
+                    );
+                    self.settler.undelivered(number, &bytes, &reason);
+                    return None;
+                }
+                Some((number, bytes))
+            }
+        }
+    }
+
+    /// Queues a message, writing keep-alive dots while the queue is full in confirming modes.
+    async fn submit(&mut self, number: u64, message: Vec<u8>, ack: Option<Ack>) -> io::Result<()> {
+        let submitted = if self.config.mode == Mode::Plain {
+            self.pipeline.submit(number, message, ack).await
+        } else {
+            let pipeline = self.pipeline;
+            self.replies
+                .keep_alive(pipeline.submit(number, message, ack))
+                .await?
+        };
+        if let Err(message) = submitted {
+            self.settler
+                .undelivered(number, &message, "the delivery workers stopped");
+        }
+        Ok(())
+    }
+
+    /// Confirm mode: one reply per line, after the message's fate is known.
+    async fn confirm(&mut self, line: Line) -> io::Result<()> {
+        let Some((number, message)) = self.admit(line) else {
+            // Nothing to send (empty), or already settled (dead-lettered or counted lost):
+            // an error would only make rsyslog send the same unsendable line again.
+            return self.write_reply("OK").await;
+        };
+        let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
+        self.submit(number, message, Some(ack)).await?;
+        match self.replies.keep_alive(outcome).await? {
+            Ok(Ok(())) => self.write_reply("OK").await,
+            Ok(Err(returned)) => self.replies.error(&returned.reason).await,
+            Err(_) => self.replies.error("the delivery workers stopped").await,
+        }
+    }
+
+    /// Transactions mode: begin and commit marks, messages deferred to the commit.
+    async fn transact(&mut self, line: Line, batch: &mut Vec<Pending>) -> io::Result<()> {
+        if let Line::Message { bytes, .. } = &line {
+            if *bytes == self.config.begin_mark {
+                if !batch.is_empty() {
+                    // rsyslog before 8.2508 sends a new begin mark after an error reply without
+                    // committing, and never resends messages already deferred (rsyslog #2420):
+                    // they stay in the open batch.
+                    tracing::debug!(
+                        pending = batch.len(),
+                        "begin mark inside an open transaction: keeping its messages"
+                    );
+                }
+                return self.write_reply("OK").await;
+            }
+            if *bytes == self.config.commit_mark {
+                let deadline = Instant::now() + self.config.commit_timeout;
+                let committed = std::mem::take(batch);
+                let outcome = self.replies.keep_alive(commit(committed, deadline)).await?;
+                return match outcome {
+                    Ok(()) => self.write_reply("OK").await,
+                    Err(reason) => {
+                        tracing::warn!("transaction not committed: {reason}");
+                        self.replies.error(&reason).await
+                    }
+                };
+            }
+        }
+        if let Some((number, message)) = self.admit(line) {
+            let (ack, outcome) = Ack::new(None);
+            self.submit(number, message, Some(ack)).await?;
+            batch.push(outcome);
+        }
+        self.write_reply("DEFER_COMMIT").await
+    }
+
+    async fn write_reply(&mut self, word: &str) -> io::Result<()> {
+        self.replies.reply(word).await
+    }
+}
+
+/// Waits for every message of a batch until `deadline`. On failure the answer is held until
+/// the deadline anyway: rsyslog before 8.2608 replays a failed batch at once and without pause
+/// (rsyslog #5016), so an early error would turn an outage into a tight loop.
+async fn commit(batch: Vec<Pending>, deadline: Instant) -> Result<(), String> {
+    let total = batch.len();
+    let mut failed = 0;
+    let mut first_reason = None;
+    for outcome in batch {
+        match tokio::time::timeout_at(deadline, outcome).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(returned))) => {
+                failed += 1;
+                first_reason.get_or_insert(returned.reason);
+            }
+            Ok(Err(_)) => {
+                failed += 1;
+                first_reason.get_or_insert_with(|| "the delivery workers stopped".into());
+            }
+            Err(_) => {
+                // Dropping the rest cancels their delivery; rsyslog sends the batch again.
+                failed += 1;
+                first_reason.get_or_insert_with(|| "commit deadline passed".into());
+            }
+        }
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    tokio::time::sleep_until(deadline).await;
+    Err(format!(
+        "{failed} of {total} messages not delivered: {}",
+        first_reason.unwrap_or_default()
+    ))
+}
+
+/// After EOF or a stop inside a transaction: rsyslog 8.2302 does not resend deferred messages
+/// of a batch it never saw committed, so they are delivered within the drain deadline or kept
+/// in the dead-letter file, never silently dropped.
+pub async fn settle_uncommitted(uncommitted: Vec<Pending>, settler: &Settler) {
+    if uncommitted.is_empty() {
+        return;
+    }
+    tracing::info!(
+        messages = uncommitted.len(),
+        "input ended inside a transaction; delivering its messages"
+    );
+    for outcome in uncommitted {
+        if let Ok(Err(returned)) = outcome.await {
+            settler.reclaim(returned);
+        }
+    }
+}
