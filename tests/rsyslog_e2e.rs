@@ -144,6 +144,59 @@ fn adapt(config: &Path, server_url: &str, dir: &Path) -> String {
         )
 }
 
+/// The five-digit ids of the test messages found in what the server accepted, with counts.
+fn ids_received(server: &TestServer) -> std::collections::BTreeMap<String, usize> {
+    let mut ids = std::collections::BTreeMap::new();
+    for target in server.answered(503) {
+        let line = String::from_utf8_lossy(&common::decode(&target)).into_owned();
+        if let Some(at) = line.find("drifter-e2e ") {
+            let id: String = line[at + 12..].chars().take(5).collect();
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+/// Feeds `count` numbered messages through a real rsyslogd and the shipped `config` into the
+/// binary, and checks every one reached `server` (duplicates allowed only if `at_least_once`).
+async fn deliver_through(config: &str, server: &TestServer, count: usize, at_least_once: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_dir = dir.path().to_path_buf();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rsyslog.d")
+        .join(config);
+    let action = adapt(&shipped, &server.url(), &config_dir);
+    let rsyslogd = Rsyslogd::start(&action, dir).await;
+
+    let messages: Vec<String> = (0..count)
+        .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
+        .collect();
+    rsyslogd.send(&messages).await;
+    let all_arrived = common::eventually(Duration::from_secs(60), || {
+        ids_received(server).len() >= count
+    })
+    .await;
+    let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
+    rsyslogd.stop().await;
+    let ids = ids_received(server);
+    assert!(
+        all_arrived,
+        "{config}: {} of {count} arrived; drifter log: {log}",
+        ids.len()
+    );
+    let expected: BTreeSet<String> = (0..count).map(|i| format!("{i:05}")).collect();
+    assert_eq!(
+        ids.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{config}"
+    );
+    let duplicates: usize = ids.values().map(|n| n - 1).sum();
+    eprintln!("{config}: {count} messages delivered, {duplicates} duplicates");
+    if !at_least_once {
+        assert_eq!(duplicates, 0, "{config}: no duplicates without faults");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_config_delivers_every_message_through_rsyslogd() {
     if !enabled() {
@@ -151,44 +204,57 @@ async fn plain_config_delivers_every_message_through_rsyslogd() {
         return;
     }
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_dir = dir.path().to_path_buf();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rsyslog.d/drifter-plain.conf");
-    let action = adapt(&shipped, &server.url(), &config_dir);
-    let rsyslogd = Rsyslogd::start(&action, dir).await;
-
-    let messages: Vec<String> = (0..500)
-        .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
-        .collect();
-    rsyslogd.send(&messages).await;
-    let all_arrived = common::eventually(Duration::from_secs(30), || {
-        server.answered(503).len() >= messages.len()
-    })
-    .await;
-    let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
-    rsyslogd.stop().await;
-    assert!(
-        all_arrived,
-        "{} of {} arrived; drifter log: {log}",
-        server.answered(503).len(),
-        messages.len()
-    );
-
-    // RSYSLOG_FileFormat: "<timestamp> <host> <tag> <msg>"; the message is the line's tail.
-    let received: BTreeSet<String> = server
+    deliver_through("drifter-plain.conf", &server, 500, false).await;
+    // RSYSLOG_FileFormat: the message is the tail of the line, byte for byte.
+    let sample = server
         .answered(503)
-        .iter()
-        .map(|t| String::from_utf8_lossy(&common::decode(t)).into_owned())
-        .map(|line| {
-            line.split_once("e2etag: ")
-                .map(|(_, m)| m.to_string())
-                .unwrap_or(line)
-        })
-        .collect();
-    assert_eq!(received, messages.iter().cloned().collect::<BTreeSet<_>>());
-    assert_eq!(
-        server.answered(503).len(),
-        messages.len(),
-        "no duplicates in plain mode"
+        .first()
+        .map(|t| common::decode(t))
+        .unwrap_or_default();
+    let sample = String::from_utf8_lossy(&sample).into_owned();
+    assert!(
+        sample.contains(" e2ehost e2etag: drifter-e2e ") && sample.ends_with(" & é \"quoted\""),
+        "{sample}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reliable_config_delivers_every_message_through_rsyslogd() {
+    if !enabled() {
+        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+        return;
+    }
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    deliver_through("drifter-reliable.conf", &server, 300, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_config_delivers_every_message_through_rsyslogd() {
+    if !enabled() {
+        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+        return;
+    }
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    deliver_through("drifter-transactions.conf", &server, 2000, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while() {
+    if !enabled() {
+        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+        return;
+    }
+    for config in ["drifter-reliable.conf", "drifter-transactions.conf"] {
+        let started = std::time::Instant::now();
+        let server = TestServer::start(move |_, _| {
+            if started.elapsed() < Duration::from_secs(3) {
+                Reply::Status(502)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await;
+        deliver_through(config, &server, 300, true).await;
+        assert!(server.seen().len() > 300, "{config}: the outage was hit");
+    }
 }
