@@ -17,6 +17,13 @@ fn enabled() -> bool {
     std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| v == "1")
 }
 
+fn skipped() -> bool {
+    if !enabled() {
+        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    }
+    !enabled()
+}
+
 fn rsyslogd() -> PathBuf {
     [
         "/usr/sbin/rsyslogd",
@@ -42,8 +49,7 @@ fn shipped_configs() -> Vec<PathBuf> {
 
 #[test]
 fn every_shipped_config_passes_rsyslogd_check() {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    if skipped() {
         return;
     }
     let configs = shipped_configs();
@@ -199,8 +205,7 @@ async fn deliver_through(config: &str, server: &TestServer, count: usize, at_lea
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_config_delivers_every_message_through_rsyslogd() {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    if skipped() {
         return;
     }
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
@@ -220,8 +225,7 @@ async fn plain_config_delivers_every_message_through_rsyslogd() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reliable_config_delivers_every_message_through_rsyslogd() {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    if skipped() {
         return;
     }
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
@@ -230,8 +234,7 @@ async fn reliable_config_delivers_every_message_through_rsyslogd() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transactions_config_delivers_every_message_through_rsyslogd() {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    if skipped() {
         return;
     }
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
@@ -240,8 +243,7 @@ async fn transactions_config_delivers_every_message_through_rsyslogd() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while() {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    if skipped() {
         return;
     }
     for config in ["drifter-reliable.conf", "drifter-transactions.conf"] {
