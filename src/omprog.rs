@@ -128,7 +128,7 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             input_ok,
             uncommitted,
         };
-        if self.config.mode != Mode::Plain && self.write_reply("OK").await.is_err() {
+        if self.config.mode != Mode::Plain && self.replies.reply("OK").await.is_err() {
             return ending(true, batch);
         }
         loop {
@@ -218,12 +218,12 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         let Some((number, message)) = self.admit(line) else {
             // Nothing to send (empty), or already settled (dead-lettered or counted lost):
             // an error would only make rsyslog send the same unsendable line again.
-            return self.write_reply("OK").await;
+            return self.replies.reply("OK").await;
         };
         let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
         self.submit(number, message, Some(ack)).await?;
         match self.replies.keep_alive(outcome).await? {
-            Ok(Ok(())) => self.write_reply("OK").await,
+            Ok(Ok(())) => self.replies.reply("OK").await,
             Ok(Err(returned)) => self.replies.error(&returned.reason).await,
             Err(_) => self.replies.error("the delivery workers stopped").await,
         }
@@ -242,14 +242,14 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                         "begin mark inside an open transaction: keeping its messages"
                     );
                 }
-                return self.write_reply("OK").await;
+                return self.replies.reply("OK").await;
             }
             if *bytes == self.config.commit_mark {
                 let deadline = Instant::now() + self.config.commit_timeout;
                 let committed = std::mem::take(batch);
                 let outcome = self.replies.keep_alive(commit(committed, deadline)).await?;
                 return match outcome {
-                    Ok(()) => self.write_reply("OK").await,
+                    Ok(()) => self.replies.reply("OK").await,
                     Err(reason) => {
                         tracing::warn!("transaction not committed: {reason}");
                         self.replies.error(&reason).await
@@ -262,11 +262,7 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             self.submit(number, message, Some(ack)).await?;
             batch.push(outcome);
         }
-        self.write_reply("DEFER_COMMIT").await
-    }
-
-    async fn write_reply(&mut self, word: &str) -> io::Result<()> {
-        self.replies.reply(word).await
+        self.replies.reply("DEFER_COMMIT").await
     }
 }
 
