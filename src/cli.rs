@@ -150,6 +150,12 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_COMMIT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub commit_timeout: Duration,
 
+    /// Before reading stdin (and before the first `OK` under rsyslog), send one request to the
+    /// URL and wait until it gets an accepted status, writing keep-alive dots meanwhile. A
+    /// permanent answer such as 404 is a configuration error (exit 2).
+    #[arg(long, env = "DRIFTER_PROBE")]
+    pub probe: bool,
+
     /// Log a one-line summary of the counters at this interval (e.g. 60s). Off by default.
     #[arg(long, env = "DRIFTER_STATS_INTERVAL", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,

@@ -335,6 +335,29 @@ impl Deliverer {
         classify(status, &self.accept, retry_after)
     }
 
+    /// `--probe`: sends `GET <path>` (no query string, so it is never decoded as a message)
+    /// until the load balancer answers with an accepted status. Connection errors and
+    /// retriable statuses are retried with `backoff` for as long as the caller waits; a
+    /// permanent answer (404, 403, a redirect) means the URL is wrong and is returned at once.
+    pub async fn probe(&self, backoff: Backoff) -> Result<(), String> {
+        let mut retry = 0;
+        loop {
+            match self.attempt(self.endpoint.path()).await {
+                Attempt::Accepted => return Ok(()),
+                Attempt::Permanent { reason } => {
+                    return Err(format!("probe of {} failed: {reason}", self.endpoint));
+                }
+                Attempt::Retry { reason, after } => {
+                    if retry == 0 {
+                        tracing::warn!(endpoint = %self.endpoint, "probe failed, retrying until the load balancer answers: {reason}");
+                    }
+                    tokio::time::sleep(backoff.delay(retry, after)).await;
+                    retry = retry.saturating_add(1);
+                }
+            }
+        }
+    }
+
     /// Logs when delivery starts failing and when it recovers, not on every failed request:
     /// during an outage every worker fails at once.
     fn track_health(&self, attempt: &Attempt) {

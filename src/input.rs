@@ -46,6 +46,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Waits until input is available (true) or has ended (false) without consuming any.
+    pub async fn has_input(&mut self) -> io::Result<bool> {
+        if !self.partial.is_empty() || self.skipped.is_some() {
+            return Ok(true);
+        }
+        Ok(!self.inner.fill_buf().await?.is_empty())
+    }
+
     /// The next line, or `None` at end of input. A last line without LF is still a line.
     ///
     /// Cancel-safe: a partial line stays buffered and the next call carries on with it.

@@ -36,6 +36,7 @@ struct Prepared {
     drain_timeout: Duration,
     stats_interval: Option<Duration>,
     protocol: ProtocolConfig,
+    probe: bool,
 }
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
@@ -108,6 +109,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
         protocol,
+        probe: args.probe,
     })
 }
 
@@ -153,7 +155,12 @@ async fn send(prepared: Prepared) -> ExitCode {
     let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
     let path = prepared.deliverer.endpoint().path().to_string();
     tracing::debug!(endpoint = %prepared.deliverer.endpoint(), "sending stdin");
-    let pipeline = Pipeline::start(prepared.pipeline, prepared.deliverer, settler.clone());
+    let backoff = prepared.pipeline.backoff;
+    let pipeline = Pipeline::start(
+        prepared.pipeline,
+        prepared.deliverer.clone(),
+        settler.clone(),
+    );
 
     let (stop, stopped) = watch::channel(false);
     let under_rsyslog = prepared.protocol.mode != Mode::Plain;
@@ -170,9 +177,43 @@ async fn send(prepared: Prepared) -> ExitCode {
 
     let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
     let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+    let mut replies = Replies::new(tokio::io::stdout(), prepared.protocol.keepalive);
+    if prepared.probe {
+        let probed = probe_until_ready(
+            &prepared.deliverer,
+            backoff,
+            &mut reader,
+            &mut replies,
+            stopped.clone(),
+            under_rsyslog,
+        )
+        .await;
+        let failure = match probed {
+            Ok(ProbeOutcome::Ready) => None,
+            Ok(ProbeOutcome::Ended) => Some(None),
+            Ok(ProbeOutcome::Failed(reason)) => Some(Some(reason)),
+            Err(e) => Some(Some(format!("cannot write to stdout: {e}"))),
+        };
+        if let Some(failure) = failure {
+            pipeline.finish().await;
+            return match failure {
+                None => {
+                    tracing::info!("stopped before the probe succeeded; nothing was read");
+                    ExitCode::SUCCESS
+                }
+                Some(reason) => {
+                    if under_rsyslog {
+                        let _ = replies.error(&reason).await;
+                    }
+                    usage_error(&anyhow::anyhow!(reason))
+                }
+            };
+        }
+        tracing::info!(endpoint = %prepared.deliverer.endpoint(), "probe accepted");
+    }
     let session = Session {
         reader: &mut reader,
-        replies: Replies::new(tokio::io::stdout(), prepared.protocol.keepalive),
+        replies,
         pipeline: &pipeline,
         settler: &settler,
         limits: Limits {
@@ -199,6 +240,54 @@ async fn send(prepared: Prepared) -> ExitCode {
         ExitCode::from(EXIT_LOST)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+enum ProbeOutcome {
+    Ready,
+    /// Input ended or a stop signal came first: there is nothing to send.
+    Ended,
+    Failed(String),
+}
+
+/// Runs `--probe` until it succeeds, fails permanently, or there is no point waiting (stop
+/// signal, or end of input before any line arrived). Under rsyslog, keep-alive dots are
+/// written meanwhile, so a long outage at start-up never hits confirmTimeout.
+async fn probe_until_ready<R, W>(
+    deliverer: &Deliverer,
+    backoff: Backoff,
+    reader: &mut LineReader<R>,
+    replies: &mut Replies<W>,
+    mut stopped: watch::Receiver<bool>,
+    under_rsyslog: bool,
+) -> std::io::Result<ProbeOutcome>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let probing = async {
+        let probe = deliverer.probe(backoff);
+        tokio::pin!(probe);
+        let mut watch_input = true;
+        loop {
+            tokio::select! {
+                result = &mut probe => return match result {
+                    Ok(()) => ProbeOutcome::Ready,
+                    Err(reason) => ProbeOutcome::Failed(reason),
+                },
+                _ = stopped.wait_for(|stopped| *stopped) => return ProbeOutcome::Ended,
+                input = reader.has_input(), if watch_input => match input {
+                    // Lines wait in the pipe until the probe is through.
+                    Ok(true) => watch_input = false,
+                    Ok(false) | Err(_) => return ProbeOutcome::Ended,
+                },
+            }
+        }
+    };
+    if under_rsyslog {
+        replies.keep_alive(probing).await
+    } else {
+        Ok(probing.await)
     }
 }
 

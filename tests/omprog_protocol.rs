@@ -370,3 +370,92 @@ async fn sighup_and_sigint_do_not_stop_the_program_under_rsyslog() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_holds_the_first_ok_until_the_load_balancer_accepts() {
+    let started = Instant::now();
+    let server = TestServer::start(move |_, _| {
+        if started.elapsed() < Duration::from_millis(1500) {
+            Reply::Status(502)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let url = server.url();
+    let args = [
+        "send",
+        &url,
+        "--confirm",
+        "--probe",
+        "--retry-initial",
+        "50ms",
+        "--retry-max",
+        "200ms",
+        "--keepalive-interval",
+        "200ms",
+    ];
+    let mut omprog = Omprog::start(&args);
+    let ready = omprog.reply().await;
+    assert!(
+        ready.starts_with("..") && ready.trim_start_matches('.') == "OK",
+        "dots while probing, then OK: {ready:?}"
+    );
+    let seen = server.seen();
+    assert!(seen.len() >= 2, "the probe was retried: {seen:?}");
+    assert!(
+        seen.iter().all(|s| s.target == b"/"),
+        "the probe is the bare path, never a message: {seen:?}"
+    );
+    assert_eq!(seen.last().map(|s| s.reply), Some(Reply::Status(503)));
+    omprog.write(b"after the probe\n").await;
+    assert_eq!(omprog.reply().await, "OK");
+    let run = omprog.finish().await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let messages: Vec<Vec<u8>> = server
+        .answered(503)
+        .iter()
+        .filter(|target| target.as_slice() != b"/")
+        .map(|target| common::decode(target))
+        .collect();
+    assert_eq!(messages, [b"after the probe".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_answered_404_is_a_configuration_error() {
+    let server = TestServer::start(|_, _| Reply::Status(404)).await;
+    let url = server.url();
+    let mut omprog = Omprog::start(&["send", &url, "--confirm", "--probe"]);
+    let reply = omprog.reply().await;
+    assert!(
+        reply.starts_with("error: probe of ") && reply.ends_with("HTTP 404 Not Found"),
+        "never OK for a wrong URL: {reply:?}"
+    );
+    let run = omprog.finish().await;
+    assert_eq!(run.code(), Some(2), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("drifter-rsyslog: error: probe of "),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_of_input_during_a_probe_ends_quietly() {
+    let port = common::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut omprog = Omprog::start(&["send", &url, "--confirm", "--probe"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let begun = Instant::now();
+    let run = omprog.finish().await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "rsyslog's closeTimeout is 5 s"
+    );
+    assert!(
+        run.stderr.contains("probe failed"),
+        "stderr: {}",
+        run.stderr
+    );
+}
