@@ -444,7 +444,7 @@ async fn a_probe_answered_404_is_a_configuration_error() {
 async fn end_of_input_during_a_probe_ends_quietly() {
     let port = common::unused_port().await;
     let url = format!("http://127.0.0.1:{port}/");
-    let mut omprog = Omprog::start(&["send", &url, "--confirm", "--probe"]);
+    let omprog = Omprog::start(&["send", &url, "--confirm", "--probe"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let begun = Instant::now();
     let run = omprog.finish().await;

@@ -163,9 +163,46 @@ fn ids_received(server: &TestServer) -> std::collections::BTreeMap<String, usize
     ids
 }
 
+/// The pids of the drifter-rsyslog programs that rsyslogd `parent` started.
+fn programs_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The fields after the parenthesised command name: state, then ppid.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            ppid == Some(parent) && exe.as_deref() == Some(Path::new(common::BIN))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// SIGKILL the program once this many messages have arrived.
+    KillProgramAfter(usize),
+}
+
 /// Feeds `count` numbered messages through a real rsyslogd and the shipped `config` into the
 /// binary, and checks every one reached `server` (duplicates allowed only if `at_least_once`).
 async fn deliver_through(config: &str, server: &TestServer, count: usize, at_least_once: bool) {
+    deliver_with_fault(config, server, count, at_least_once, Fault::None).await;
+}
+
+async fn deliver_with_fault(
+    config: &str,
+    server: &TestServer,
+    count: usize,
+    at_least_once: bool,
+    fault: Fault,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config_dir = dir.path().to_path_buf();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,7 +214,38 @@ async fn deliver_through(config: &str, server: &TestServer, count: usize, at_lea
     let messages: Vec<String> = (0..count)
         .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
         .collect();
-    rsyslogd.send(&messages).await;
+    let sending = rsyslogd.send(&messages);
+    if let Fault::KillProgramAfter(arrived) = fault {
+        let rsyslogd_pid = rsyslogd.child.id().expect("rsyslogd is running");
+        let killing = async {
+            let reached = common::eventually(Duration::from_secs(60), || {
+                ids_received(server).len() >= arrived
+            })
+            .await;
+            assert!(reached, "{config}: {arrived} messages never arrived");
+            let programs = programs_of(rsyslogd_pid);
+            assert_eq!(programs.len(), 1, "{config}: one program under rsyslogd");
+            for pid in &programs {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(status.success(), "kill -KILL {pid}");
+            }
+            let before = ids_received(server).len();
+            eprintln!("{config}: killed program {programs:?} after {before} messages arrived");
+            programs
+        };
+        let (killed, ()) = tokio::join!(killing, sending);
+        let restarted = common::eventually(Duration::from_secs(60), || {
+            let now = programs_of(rsyslogd_pid);
+            !now.is_empty() && now != killed
+        })
+        .await;
+        assert!(restarted, "{config}: rsyslogd did not restart the program");
+    } else {
+        sending.await;
+    }
     let all_arrived = common::eventually(Duration::from_secs(60), || {
         ids_received(server).len() >= count
     })
@@ -259,4 +327,25 @@ async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_w
         deliver_through(config, &server, 300, true).await;
         assert!(server.seen().len() > 300, "{config}: the outage was hit");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() {
+    if skipped() {
+        return;
+    }
+    // Slow enough that the kill lands while most messages are still queued in rsyslog.
+    let server = TestServer::start(|_, _| {
+        std::thread::sleep(Duration::from_millis(2));
+        Reply::Status(503)
+    })
+    .await;
+    deliver_with_fault(
+        "drifter-reliable.conf",
+        &server,
+        1000,
+        true,
+        Fault::KillProgramAfter(100),
+    )
+    .await;
 }
