@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use drifter_rsyslog::mock_elb::MockElb;
+use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -84,7 +84,11 @@ async fn main() -> anyhow::Result<()> {
 
     let (records, mut received) = mpsc::channel(1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let elb = MockElb::serve(listener, StatusCode::SERVICE_UNAVAILABLE, Some(records))?;
+    let elb = MockElb::serve(
+        listener,
+        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
+        Some(records),
+    )?;
     let url = format!("http://{}/", elb.local_addr());
     let delivered = Arc::new(AtomicUsize::new(0));
     let counter = delivered.clone();

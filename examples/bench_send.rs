@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use drifter_rsyslog::mock_elb::MockElb;
+use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -53,7 +53,11 @@ async fn main() -> anyhow::Result<()> {
     let binary = support::binary()?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let elb = MockElb::serve(listener, StatusCode::SERVICE_UNAVAILABLE, None)?;
+    let elb = MockElb::serve(
+        listener,
+        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
+        None,
+    )?;
     let url = format!("http://{}/", elb.local_addr());
 
     let messages = sample_lines(lines);

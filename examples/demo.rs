@@ -1,16 +1,19 @@
-//! The whole job on one machine: starts the local load-balancer stand-in, pipes sample lines
-//! through the real `drifter-rsyslog send`, and shows what the load balancer received.
+//! The whole round trip on one machine, with the real binary at every step:
 //!
 //!     cargo build --release && cargo run --release --example demo
+//!
+//! 1. `drifter-rsyslog mock-elb` stands in for the load balancer (answers 503, writes Classic
+//!    access logs laid out as in S3, into a temporary directory);
+//! 2. sample lines are piped through `drifter-rsyslog send`;
+//! 3. the stand-in is stopped with SIGTERM, which completes its log files;
+//! 4. `drifter-rsyslog decode` reads the files back, and the result is compared to the input.
 
 mod support;
 
 use std::process::Stdio;
 
 use anyhow::Context;
-use drifter_rsyslog::mock_elb::MockElb;
-use http::StatusCode;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SAMPLE: &[&str] = &[
     "<13>Nov 23 11:00:00 web-1 nginx: GET /index.html 200",
@@ -23,52 +26,88 @@ const SAMPLE: &[&str] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let binary = support::binary()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let (records, mut received) = tokio::sync::mpsc::channel(64);
-    let elb = MockElb::serve(listener, StatusCode::SERVICE_UNAVAILABLE, Some(records))?;
-    let url = format!("http://{}/", elb.local_addr());
-    println!("load balancer stand-in on {url} (answers 503, like an ELB with no instances)\n");
+    let logs = tempfile::tempdir()?;
+    let log_dir = logs.path().display().to_string();
 
-    let mut child = tokio::process::Command::new(&binary)
-        .args(["send", &url])
-        .stdin(Stdio::piped())
+    let mut elb = tokio::process::Command::new(&binary)
+        .args(["mock-elb", "--listen", "127.0.0.1:0", "--log-dir", &log_dir])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {}", binary.display()))?;
-    let mut stdin = child.stdin.take().context("stdin is piped")?;
+    let mut banner = BufReader::new(elb.stdout.take().context("stdout is piped")?).lines();
+    let first = banner
+        .next_line()
+        .await?
+        .context("mock-elb printed nothing")?;
+    let url = first
+        .strip_prefix("listening on ")
+        .context("unexpected mock-elb banner")?
+        .to_string();
+    println!("1. load-balancer stand-in on {url} (answers 503, logs to {log_dir})\n");
+
+    let mut send = tokio::process::Command::new(&binary)
+        .args(["send", &url])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    let mut stdin = send.stdin.take().context("stdin is piped")?;
+    println!("2. sent through `drifter-rsyslog send`:");
     for line in SAMPLE {
-        println!("sent:     {line}");
+        println!("   {line}");
         stdin.write_all(format!("{line}\n").as_bytes()).await?;
     }
     drop(stdin);
-    let status = child.wait().await?;
-    elb.shutdown().await;
+    let sent_ok = send.wait().await?.success();
 
-    println!();
-    let mut decoded = Vec::new();
-    while let Ok(record) = received.try_recv() {
-        let target = String::from_utf8_lossy(&record.target).into_owned();
-        println!(
-            "received: {} {target} {:?} -> {}",
-            record.method, record.version, record.status
-        );
-        let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        decoded.push(
-            String::from_utf8_lossy(&drifter_rsyslog::wire::decode_query(query.as_bytes()))
-                .into_owned(),
-        );
+    let pid = elb.id().context("mock-elb exited early")?;
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()?;
+    let stopped_ok = elb.wait().await?.success();
+    println!("\n3. the stand-in stopped and wrote:");
+    for file in files_under(logs.path())? {
+        println!("   {}", file.strip_prefix(logs.path())?.display());
+        if let Some(line) = std::fs::read_to_string(&file)?.lines().next() {
+            println!("   first entry: {line}");
+        }
     }
-    decoded.sort();
-    let mut sent: Vec<String> = SAMPLE.iter().map(|s| s.to_string()).collect();
-    sent.sort();
+
+    let decoded = tokio::process::Command::new(&binary)
+        .args(["decode", &log_dir])
+        .output()
+        .await?;
+    let text = String::from_utf8(decoded.stdout).context("decoded text is UTF-8")?;
+    println!("\n4. `drifter-rsyslog decode` gives back:");
+    for line in text.lines() {
+        println!("   {line}");
+    }
+    let mut got: Vec<&str> = text.lines().collect();
+    got.sort_unstable();
+    let mut sent: Vec<&str> = SAMPLE.to_vec();
+    sent.sort_unstable();
     println!();
-    if status.success() && decoded == sent {
+    if sent_ok && stopped_ok && decoded.status.success() && got == sent {
         println!(
             "round trip OK: {} of {} lines came back byte for byte",
-            decoded.len(),
+            got.len(),
             sent.len()
         );
         Ok(())
     } else {
-        anyhow::bail!("round trip FAILED: send exited with {status}; decoded {decoded:?}")
+        anyhow::bail!("round trip FAILED: got {got:?}")
     }
+}
+
+fn files_under(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(files_under(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }

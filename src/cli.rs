@@ -41,6 +41,86 @@ pub enum Command {
     /// dead-letter file), 1 when some were lost (the count is on stderr), 2 for bad usage or
     /// configuration.
     Send(SendArgs),
+
+    /// Run a local stand-in for the load balancer that writes real access logs.
+    ///
+    /// It answers every request with one status (503, as a Classic ELB with no instances) and
+    /// writes one access-log entry per request, in the Classic or ALB format, into files laid
+    /// out as in S3 under --log-dir. Runs until SIGTERM or SIGINT, then completes its files.
+    MockElb(MockElbArgs),
+
+    /// Turn load-balancer access logs back into the messages that were sent.
+    ///
+    /// Reads files, directories (recursively; gzip by content) or stdin, and prints the
+    /// messages one per line on stdout; counts and reports everything else on stderr. Exit
+    /// status: 0 when the input was read, 2 when a path could not be read.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MockElbArgs {
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Where the AWSLogs/... tree of access-log files goes.
+    #[arg(long)]
+    pub log_dir: PathBuf,
+
+    /// Access-log format: classic (plain .log) or alb (gzip .log.gz).
+    #[arg(long, value_enum, default_value_t = crate::access_log::Format::Classic)]
+    pub format: crate::access_log::Format,
+
+    /// Status to answer every request with (an ALB fixed-response rule would be e.g. 200).
+    #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub status: u16,
+
+    /// Start a new log file every this many seconds (AWS: 300 or 3600).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_secs: u64,
+
+    /// Longest request line accepted; longer ones get 414, as ALB does above 16 K.
+    #[arg(long, default_value = "16K", value_parser = parse_byte_size)]
+    pub max_request_line: u64,
+
+    /// PEM certificate chain: serve HTTPS (and HTTP/2 by ALPN). Needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Load-balancer name written in the entries and file names.
+    #[arg(long, default_value = "drifter-mock")]
+    pub name: String,
+
+    /// AWS account id in the file layout.
+    #[arg(long, default_value = "123456789012")]
+    pub account: String,
+
+    /// AWS region in the file layout.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DecodeArgs {
+    /// Access-log files or directories; none (or -) reads stdin.
+    pub paths: Vec<PathBuf>,
+
+    /// Keep requests whose URL path starts with PREFIX, instead of selecting by drifter's
+    /// User-Agent.
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Option<String>,
+
+    /// One JSON object per message, with time, load balancer, client, status and source file.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Order the messages by request time across all files (holds them in memory).
+    #[arg(long)]
+    pub sort: bool,
 }
 
 #[derive(Debug, Clone, Args)]

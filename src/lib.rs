@@ -6,13 +6,17 @@
 //! request targets and [`deliver`] to send them; [`stats`] and [`dead_letter`] account for
 //! every message.
 
+pub mod access_log;
 pub mod cli;
 pub mod dead_letter;
+pub mod decode;
 pub mod deliver;
 pub mod input;
+pub mod log_files;
 pub mod mock_elb;
 pub mod omprog;
 pub mod pipeline;
 pub mod send;
+pub mod stand_in;
 pub mod stats;
 pub mod wire;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drifter_rsyslog::cli::{Cli, Command, LogFormat};
-use drifter_rsyslog::send;
+use drifter_rsyslog::{decode, send, stand_in};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -14,6 +14,8 @@ fn main() -> ExitCode {
     }
     match &cli.command {
         Command::Send(args) => send::run(args),
+        Command::MockElb(args) => stand_in::run(args),
+        Command::Decode(args) => decode::run(args),
     }
 }
 

@@ -1,0 +1,498 @@
+//! The `decode` command: access-log files in, the messages drifter sent out.
+//!
+//! Streams: one line at a time, bounded in length, so memory does not grow with the input
+//! (except with `--sort`, which holds the selected messages to order them). Everything that
+//! is not a drifter message is counted, never mixed into the output: other clients (a public
+//! load balancer gets scanners and bots), lines that do not parse (reported with file and line
+//! number), and requests that carry no message (the `--probe` request).
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use flate2::bufread::MultiGzDecoder;
+
+use crate::access_log::{self, Entry};
+use crate::cli::DecodeArgs;
+use crate::send::EXIT_USAGE;
+
+/// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
+/// malformed without being held in memory.
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Malformed lines reported one by one; the rest are only counted.
+const REPORTED_MALFORMED: u64 = 20;
+const DRIFTER_USER_AGENT: &[u8] = b"drifter-rsyslog/";
+const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub files: u64,
+    pub lines: u64,
+    pub messages: u64,
+    /// Requests from other clients, or outside `--path`.
+    pub other: u64,
+    /// Drifter requests without a message (the `--probe` request).
+    pub without_message: u64,
+    pub malformed: u64,
+    pub unreadable: u64,
+}
+
+enum Selection {
+    UserAgent,
+    PathPrefix(Vec<u8>),
+}
+
+/// A message with where it came from, for `--json` and `--sort`.
+struct Found<'a> {
+    entry: &'a Entry<'a>,
+    source: &'a str,
+    message: &'a [u8],
+}
+
+pub struct Decoder<W: Write> {
+    selection: Selection,
+    json: bool,
+    sort: bool,
+    out: W,
+    pub counts: Counts,
+    /// `--sort`: (request time, arrival order, rendered output line).
+    held: Vec<(Vec<u8>, u64, Vec<u8>)>,
+    line: Vec<u8>,
+}
+
+pub fn run(args: &DecodeArgs) -> ExitCode {
+    let stdout = io::stdout().lock();
+    let mut decoder = Decoder::new(args, io::BufWriter::with_capacity(256 * 1024, stdout));
+    let paths: Vec<PathBuf> = if args.paths.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.paths.clone()
+    };
+    let result = paths
+        .iter()
+        .try_for_each(|path| decoder.decode_path(path))
+        .and_then(|()| decoder.finish());
+    match result {
+        Ok(()) => {}
+        // `decode ... | head`: the reader has what it wanted.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drifter-rsyslog: error: cannot write the output: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    let counts = &decoder.counts;
+    tracing::info!(
+        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed",
+        counts.messages,
+        counts.lines,
+        counts.files,
+        counts.other,
+        counts.without_message,
+        counts.malformed
+    );
+    if counts.unreadable > 0 {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+impl<W: Write> Decoder<W> {
+    pub fn new(args: &DecodeArgs, out: W) -> Self {
+        Decoder {
+            selection: match &args.path {
+                Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
+                None => Selection::UserAgent,
+            },
+            json: args.json,
+            sort: args.sort,
+            out,
+            counts: Counts::default(),
+            held: Vec::new(),
+            line: Vec::new(),
+        }
+    }
+
+    /// A file, a directory (recursively, in name order, hidden entries skipped) or `-`.
+    /// Unreadable paths are reported and counted; only output errors are returned.
+    pub fn decode_path(&mut self, path: &Path) -> io::Result<()> {
+        if path == Path::new("-") {
+            let stdin = io::stdin().lock();
+            return self.decode_stream("<stdin>", BufReader::with_capacity(256 * 1024, stdin));
+        }
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(e) => return self.unreadable(path, &e),
+        };
+        if metadata.is_dir() {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                    .map(|entry| entry.path())
+                    .collect(),
+                Err(e) => return self.unreadable(path, &e),
+            };
+            entries.sort();
+            for entry in entries {
+                self.decode_path(&entry)?;
+            }
+            return Ok(());
+        }
+        let name = path.display().to_string();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(AWS_TEST_FILE))
+        {
+            tracing::debug!("skipping AWS's test file {name}");
+            return Ok(());
+        }
+        match File::open(path) {
+            Ok(file) => self.decode_stream(&name, BufReader::with_capacity(256 * 1024, file)),
+            Err(e) => self.unreadable(path, &e),
+        }
+    }
+
+    fn unreadable(&mut self, path: &Path, error: &io::Error) -> io::Result<()> {
+        tracing::error!("cannot read {}: {error}", path.display());
+        self.counts.unreadable += 1;
+        Ok(())
+    }
+
+    /// One input, gzip-compressed or not (decided by its first bytes, not its name).
+    pub fn decode_stream<R: BufRead>(&mut self, source: &str, mut input: R) -> io::Result<()> {
+        self.counts.files += 1;
+        let is_gzip = match input.fill_buf() {
+            Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+            Err(e) => {
+                tracing::error!("cannot read {source}: {e}");
+                self.counts.unreadable += 1;
+                return Ok(());
+            }
+        };
+        let read = if is_gzip {
+            let gunzipped = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(input));
+            self.decode_lines(source, gunzipped)
+        } else {
+            self.decode_lines(source, input)
+        };
+        match read {
+            Ok(()) => Ok(()),
+            Err(Failure::Output(e)) => Err(e),
+            Err(Failure::Input(e)) => {
+                tracing::error!("cannot read {source} to its end: {e}");
+                self.counts.unreadable += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn decode_lines<R: BufRead>(&mut self, source: &str, mut input: R) -> Result<(), Failure> {
+        let mut number = 0u64;
+        let mut line = std::mem::take(&mut self.line);
+        loop {
+            line.clear();
+            let read = read_bounded_line(&mut input, &mut line, MAX_LINE_BYTES);
+            let too_long = match read.map_err(Failure::Input)? {
+                None => break,
+                Some(too_long) => too_long,
+            };
+            number += 1;
+            if too_long {
+                self.counts.lines += 1;
+                self.malformed(source, number, "line longer than 1 MiB");
+                continue;
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            self.counts.lines += 1;
+            self.decode_line(source, number, &line)
+                .map_err(Failure::Output)?;
+        }
+        self.line = line;
+        Ok(())
+    }
+
+    fn decode_line(&mut self, source: &str, number: u64, line: &[u8]) -> io::Result<()> {
+        let entry = match access_log::parse_entry(line) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.malformed(source, number, &e.to_string());
+                return Ok(());
+            }
+        };
+        let url = entry.raw_url();
+        let (path, query) = split_url(&url);
+        let selected = entry.method == b"GET"
+            && match &self.selection {
+                Selection::UserAgent => entry
+                    .raw_user_agent()
+                    .is_some_and(|agent| agent.starts_with(DRIFTER_USER_AGENT)),
+                Selection::PathPrefix(prefix) => path.starts_with(prefix),
+            };
+        if !selected {
+            self.counts.other += 1;
+            return Ok(());
+        }
+        let Some(query) = query.filter(|q| !q.is_empty()) else {
+            self.counts.without_message += 1;
+            return Ok(());
+        };
+        let message = match percent_decode_strict(query) {
+            Some(message) => message,
+            None => {
+                self.malformed(source, number, "the query string is not percent-encoded");
+                return Ok(());
+            }
+        };
+        if message.contains(&b'\n') {
+            // drifter never sends one; printing it would turn one request into two lines.
+            self.malformed(source, number, "the decoded message holds a line feed");
+            return Ok(());
+        }
+        self.counts.messages += 1;
+        let found = Found {
+            entry: &entry,
+            source,
+            message: &message,
+        };
+        let mut rendered = Vec::with_capacity(message.len() + 1);
+        self.render(&found, &mut rendered);
+        if self.sort {
+            self.held
+                .push((entry.time.to_vec(), self.counts.messages, rendered));
+            Ok(())
+        } else {
+            self.out.write_all(&rendered)
+        }
+    }
+
+    fn render(&self, found: &Found<'_>, out: &mut Vec<u8>) {
+        if self.json {
+            let entry = found.entry;
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            let status = std::str::from_utf8(entry.status)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok());
+            let object = serde_json::json!({
+                "time": text(entry.time),
+                "load_balancer": text(entry.balancer),
+                "client": text(entry.client),
+                "status": status,
+                "file": found.source,
+                "message": text(found.message),
+            });
+            // Serialising a json! value to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &object);
+        } else {
+            out.extend_from_slice(found.message);
+        }
+        out.push(b'\n');
+    }
+
+    fn malformed(&mut self, source: &str, number: u64, reason: &str) {
+        self.counts.malformed += 1;
+        if self.counts.malformed <= REPORTED_MALFORMED {
+            tracing::warn!("{source}:{number}: malformed access-log line: {reason}");
+        } else if self.counts.malformed == REPORTED_MALFORMED + 1 {
+            tracing::warn!("more malformed lines: only counted from now on");
+        }
+    }
+
+    /// Writes what `--sort` held back, and flushes.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        for (_, _, rendered) in held {
+            self.out.write_all(&rendered)?;
+        }
+        self.out.flush()
+    }
+}
+
+enum Failure {
+    Input(io::Error),
+    Output(io::Error),
+}
+
+/// Reads one LF-terminated line into `line` (without the LF). Returns `None` at end of input
+/// and `Some(true)` for a line over `max`, which is skipped, not kept.
+fn read_bounded_line<R: BufRead>(
+    input: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let (chunk, found_end) = match memchr::memchr(b'\n', available) {
+            Some(end) => (&available[..end], true),
+            None => (available, false),
+        };
+        if !too_long && line.len() + chunk.len() <= max {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        let used = chunk.len() + usize::from(found_end);
+        input.consume(used);
+        if found_end {
+            return Ok(Some(too_long));
+        }
+    }
+}
+
+/// `scheme://host:port/path?query` (or just `/path?query`) → path and query.
+fn split_url(url: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let after_scheme = match memchr::memmem::find(url, b"://") {
+        Some(at) => &url[at + 3..],
+        None => url,
+    };
+    let target = match memchr::memchr(b'/', after_scheme) {
+        Some(at) => &after_scheme[at..],
+        None => &after_scheme[after_scheme.len()..],
+    };
+    match memchr::memchr(b'?', target) {
+        Some(at) => (&target[..at], Some(&target[at + 1..])),
+        None => (target, None),
+    }
+}
+
+/// Percent-decoding that refuses a `%` not followed by two hex digits, rather than passing it
+/// through: such a query was not written by drifter.
+fn percent_decode_strict(query: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if memchr::memchr(b'%', query).is_none() {
+        return Some(Cow::Borrowed(query));
+    }
+    let mut out = Vec::with_capacity(query.len());
+    let mut i = 0;
+    while i < query.len() {
+        if query[i] == b'%' {
+            let high = access_log::hex_value(*query.get(i + 1)?)?;
+            let low = access_log::hex_value(*query.get(i + 2)?)?;
+            out.push(high << 4 | low);
+            i += 3;
+        } else {
+            out.push(query[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DecodeArgs {
+        DecodeArgs {
+            paths: Vec::new(),
+            path: None,
+            json: false,
+            sort: false,
+        }
+    }
+
+    fn decode(args: &DecodeArgs, input: &[u8]) -> (Vec<u8>, Counts) {
+        let mut decoder = Decoder::new(args, Vec::new());
+        decoder.decode_stream("test", input).expect("decodes");
+        decoder.finish().expect("flushes");
+        (decoder.out, decoder.counts)
+    }
+
+    const DRIFTER: &str = "2015-05-13T23:39:43.945958Z lb 10.0.0.9:2817 - -1 -1 -1 503 0 0 0 \"GET http://h:80/?hello%20w%C3%B6rld HTTP/1.1\" \"drifter-rsyslog/0.1.0\" - -\n";
+    const SCANNER: &str = "2015-05-13T23:39:44.000000Z lb 10.0.0.9:2817 - -1 -1 -1 503 0 0 0 \"GET http://h:80/wp-login.php?x=1 HTTP/1.1\" \"Mozilla/5.0\" - -\n";
+    const PROBE: &str = "2015-05-13T23:39:42.000000Z lb 10.0.0.9:2817 - -1 -1 -1 503 0 0 0 \"GET http://h:80/ HTTP/1.1\" \"drifter-rsyslog/0.1.0\" - -\n";
+    const LF_INSIDE: &str = "2015-05-13T23:39:45.000000Z lb 10.0.0.9:2817 - -1 -1 -1 503 0 0 0 \"GET http://h:80/?a%0Ab HTTP/1.1\" \"drifter-rsyslog/0.1.0\" - -\n";
+
+    #[test]
+    fn keeps_drifter_messages_and_counts_the_rest() {
+        let input = [DRIFTER, SCANNER, PROBE, LF_INSIDE, "garbage\n"].concat();
+        let (out, counts) = decode(&args(), input.as_bytes());
+        assert_eq!(out, "hello wörld\n".as_bytes());
+        assert_eq!(
+            counts,
+            Counts {
+                files: 1,
+                lines: 5,
+                messages: 1,
+                other: 1,
+                without_message: 1,
+                malformed: 2,
+                unreadable: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn selects_by_path_prefix_instead() {
+        let mut by_path = args();
+        by_path.path = Some("/wp-".into());
+        let input = [DRIFTER, SCANNER].concat();
+        let (out, counts) = decode(&by_path, input.as_bytes());
+        assert_eq!(out, b"x=1\n");
+        assert_eq!(counts.other, 1);
+    }
+
+    #[test]
+    fn reads_gzip_by_content_and_sorts_by_time() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let later = DRIFTER
+            .replace("43.945958Z", "59.000000Z")
+            .replace("hello", "later");
+        gz.write_all(later.as_bytes()).expect("compress");
+        gz.write_all(DRIFTER.as_bytes()).expect("compress");
+        let compressed = gz.finish().expect("compress");
+        let mut sorted = args();
+        sorted.sort = true;
+        let (out, _) = decode(&sorted, &compressed);
+        assert_eq!(out, "hello wörld\nlater wörld\n".as_bytes());
+    }
+
+    #[test]
+    fn json_lines_carry_the_metadata() {
+        let mut json = args();
+        json.json = true;
+        let (out, _) = decode(&json, DRIFTER.as_bytes());
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
+        assert_eq!(value["message"], "hello wörld");
+        assert_eq!(value["status"], 503);
+        assert_eq!(value["client"], "10.0.0.9:2817");
+        assert_eq!(value["time"], "2015-05-13T23:39:43.945958Z");
+        assert_eq!(value["file"], "test");
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_unbuffered() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 10];
+        input.push(b'\n');
+        input.extend_from_slice(DRIFTER.as_bytes());
+        let (out, counts) = decode(&args(), &input);
+        assert_eq!(out, "hello wörld\n".as_bytes());
+        assert_eq!(counts.malformed, 1);
+    }
+
+    #[test]
+    fn strict_percent_decoding() {
+        assert_eq!(
+            percent_decode_strict(b"a%41%c3%A9").as_deref(),
+            Some("aAé".as_bytes())
+        );
+        for bad in [&b"%"[..], b"%4", b"%zz", b"a%4g"] {
+            assert_eq!(percent_decode_strict(bad), None, "{bad:?}");
+        }
+    }
+}
