@@ -76,16 +76,21 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
     };
     let elb = MockElb::serve(listener, options, Some(requests))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    // Scripts read the first line for the address (with port 0 it is only known now).
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {scheme}://{}/", elb.local_addr())?;
-    writeln!(
-        stdout,
-        "answering {status}; {:?} access logs under {}",
+    // Scripts read the first line for the address (with port 0 it is only known now). A
+    // reader that went away after that line is no reason to stop serving.
+    let banner = format!(
+        "listening on {scheme}://{}/\nanswering {status}; {:?} access logs under {}\n",
+        elb.local_addr(),
         args.format,
         args.log_dir.join("AWSLogs").display()
-    )?;
-    stdout.flush()?;
+    );
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!("cannot write the address to stdout: {e}");
+    }
     drop(stdout);
 
     tokio::select! {
