@@ -101,8 +101,11 @@ fn generate(plain: &Path, compressed: &Path, target: u64) -> anyhow::Result<(u64
             time: OffsetDateTime::now_utc(),
             client: "10.1.2.3:40000".parse()?,
             method: "GET".into(),
-            url: drifter_rsyslog::wire::encode_target("http://elb.example.com:80/", message.as_bytes())
-                .into_bytes(),
+            url: drifter_rsyslog::wire::encode_target(
+                "http://elb.example.com:80/",
+                message.as_bytes(),
+            )
+            .into_bytes(),
             version: "HTTP/1.1".into(),
             user_agent: Some(b"drifter-rsyslog/0.1.0".to_vec()),
             status: 503,

@@ -6,7 +6,6 @@
 //! load balancer gets scanners and bots), lines that do not parse (reported with file and line
 //! number), and requests that carry no message (the `--probe` request).
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -60,6 +59,9 @@ pub struct Decoder<W: Write> {
     /// `--sort`: (request time, arrival order, rendered output line).
     held: Vec<(Vec<u8>, u64, Vec<u8>)>,
     line: Vec<u8>,
+    /// Reused for each message: the decoding allocates nothing per line.
+    message: Vec<u8>,
+    rendered: Vec<u8>,
 }
 
 pub fn run(args: &DecodeArgs) -> ExitCode {
@@ -113,6 +115,8 @@ impl<W: Write> Decoder<W> {
             counts: Counts::default(),
             held: Vec::new(),
             line: Vec::new(),
+            message: Vec::new(),
+            rendered: Vec::new(),
         }
     }
 
@@ -245,13 +249,25 @@ impl<W: Write> Decoder<W> {
             self.counts.without_message += 1;
             return Ok(());
         };
-        let message = match percent_decode_strict(query) {
-            Some(message) => message,
-            None => {
-                self.malformed(source, number, "the query string is not percent-encoded");
-                return Ok(());
-            }
+        let mut message = std::mem::take(&mut self.message);
+        let decoded = percent_decode_strict(query, &mut message);
+        let written = if decoded {
+            self.emit(source, number, &entry, &message)
+        } else {
+            self.malformed(source, number, "the query string is not percent-encoded");
+            Ok(())
         };
+        self.message = message;
+        written
+    }
+
+    fn emit(
+        &mut self,
+        source: &str,
+        number: u64,
+        entry: &Entry<'_>,
+        message: &[u8],
+    ) -> io::Result<()> {
         if message.contains(&b'\n') {
             // drifter never sends one; printing it would turn one request into two lines.
             self.malformed(source, number, "the decoded message holds a line feed");
@@ -259,18 +275,21 @@ impl<W: Write> Decoder<W> {
         }
         self.counts.messages += 1;
         let found = Found {
-            entry: &entry,
+            entry,
             source,
-            message: &message,
+            message,
         };
-        let mut rendered = Vec::with_capacity(message.len() + 1);
+        let mut rendered = std::mem::take(&mut self.rendered);
+        rendered.clear();
         self.render(&found, &mut rendered);
         if self.sort {
             self.held
                 .push((entry.time.to_vec(), self.counts.messages, rendered));
             Ok(())
         } else {
-            self.out.write_all(&rendered)
+            let written = self.out.write_all(&rendered);
+            self.rendered = rendered;
+            written
         }
     }
 
@@ -371,26 +390,22 @@ fn split_url(url: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-/// Percent-decoding that refuses a `%` not followed by two hex digits, rather than passing it
-/// through: such a query was not written by drifter.
-fn percent_decode_strict(query: &[u8]) -> Option<Cow<'_, [u8]>> {
-    if memchr::memchr(b'%', query).is_none() {
-        return Some(Cow::Borrowed(query));
+/// Percent-decodes `query` into `out`, refusing a `%` not followed by two hex digits rather
+/// than passing it through: such a query was not written by drifter.
+fn percent_decode_strict(query: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let mut rest = query;
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        out.extend_from_slice(&rest[..at]);
+        let hex = |i: usize| rest.get(at + i).and_then(|&c| access_log::hex_value(c));
+        let (Some(high), Some(low)) = (hex(1), hex(2)) else {
+            return false;
+        };
+        out.push(high << 4 | low);
+        rest = &rest[at + 3..];
     }
-    let mut out = Vec::with_capacity(query.len());
-    let mut i = 0;
-    while i < query.len() {
-        if query[i] == b'%' {
-            let high = access_log::hex_value(*query.get(i + 1)?)?;
-            let low = access_log::hex_value(*query.get(i + 2)?)?;
-            out.push(high << 4 | low);
-            i += 3;
-        } else {
-            out.push(query[i]);
-            i += 1;
-        }
-    }
-    Some(Cow::Owned(out))
+    out.extend_from_slice(rest);
+    true
 }
 
 #[cfg(test)]
@@ -487,12 +502,11 @@ mod tests {
 
     #[test]
     fn strict_percent_decoding() {
-        assert_eq!(
-            percent_decode_strict(b"a%41%c3%A9").as_deref(),
-            Some("aAé".as_bytes())
-        );
+        let mut out = Vec::new();
+        assert!(percent_decode_strict(b"a%41%c3%A9z", &mut out));
+        assert_eq!(out, "aAéz".as_bytes());
         for bad in [&b"%"[..], b"%4", b"%zz", b"a%4g"] {
-            assert_eq!(percent_decode_strict(bad), None, "{bad:?}");
+            assert!(!percent_decode_strict(bad, &mut out), "{bad:?}");
         }
     }
 }
