@@ -136,6 +136,10 @@ impl<W: Write> Decoder<W> {
                 Ok(entries) => entries
                     .filter_map(Result::ok)
                     .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                    // Symlinked directories are not followed: a link to a parent would loop.
+                    .filter(|entry| {
+                        !entry.file_type().is_ok_and(|t| t.is_symlink()) || entry.path().is_file()
+                    })
                     .map(|entry| entry.path())
                     .collect(),
                 Err(e) => return self.unreadable(path, &e),
@@ -498,6 +502,22 @@ mod tests {
         let (out, counts) = decode(&args(), &input);
         assert_eq!(out, "hello wörld\n".as_bytes());
         assert_eq!(counts.malformed, 1);
+    }
+
+    #[test]
+    fn directories_are_walked_without_following_symlinked_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("a.log"), DRIFTER).expect("write");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path().join("a.log"), dir.path().join("b.log"))
+            .expect("symlink");
+        let mut decoder = Decoder::new(&args(), Vec::new());
+        decoder.decode_path(dir.path()).expect("decodes");
+        assert_eq!(
+            decoder.counts.files, 2,
+            "a.log and the file link, not the loop"
+        );
+        assert_eq!(decoder.counts.messages, 2);
     }
 
     #[test]

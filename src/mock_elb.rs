@@ -202,12 +202,17 @@ async fn answer(
     } else {
         context.options.status
     };
+    let mut answered = status;
     if let Some(requests) = &context.requests {
         let record = log_record(&request, client, tls, context, status, too_long);
-        let _ = requests.send(record).await;
+        if requests.send(record).await.is_err() {
+            // The log writer has failed (a full disk): a request that cannot be logged must
+            // not look delivered, so the sender gets a status it retries.
+            answered = StatusCode::INTERNAL_SERVER_ERROR;
+        }
     }
     let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
+    *response.status_mut() = answered;
     response
 }
 

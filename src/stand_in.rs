@@ -68,7 +68,13 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 
     let (requests, received) = mpsc::channel(4096);
-    let writer = tokio::spawn(log_files::write_until_closed(files, received));
+    let writer = tokio::spawn(async move {
+        let written = log_files::write_until_closed(files, received).await;
+        if let Err(e) = &written {
+            tracing::error!("cannot write the access log; answering 500 from now on: {e}");
+        }
+        written
+    });
     let options = ServerOptions {
         status,
         max_request_line: usize::try_from(args.max_request_line).unwrap_or(usize::MAX),
