@@ -285,7 +285,9 @@ fn request_field(rest: &[u8]) -> Result<RequestField<'_>, ParseError> {
     })
 }
 
-fn parse_classic(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+/// The eleven fields both formats share (ALB's after its type word), then the request field;
+/// returns the entry without its user agent, and what follows the request field.
+fn shared_fields(format: Format, line: &[u8]) -> Result<(Entry<'_>, &[u8]), ParseError> {
     let (
         [
             time,
@@ -303,9 +305,23 @@ fn parse_classic(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         rest,
     ) = fields::<11>(line)?;
     let RequestField { method, url, after } = request_field(rest)?;
-    let user_agent = if after.is_empty() {
-        None // the 12-field format of old logs ends with the request
-    } else {
+    let entry = Entry {
+        format,
+        time,
+        balancer,
+        client,
+        status,
+        method,
+        url,
+        user_agent: None,
+    };
+    Ok((entry, after))
+}
+
+fn parse_classic(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+    let (mut entry, after) = shared_fields(Format::Classic, line)?;
+    // An empty rest is the 12-field format of old logs, which ends with the request.
+    if !after.is_empty() {
         // `"agent" cipher protocol`: the agent is raw and may hold quotes and spaces, so take
         // the two last fields off the end.
         let after = after.strip_prefix(b" ").ok_or(ParseError::UserAgent)?;
@@ -316,51 +332,18 @@ fn parse_classic(line: &[u8]) -> Result<Entry<'_>, ParseError> {
             .strip_prefix(b"\"")
             .and_then(|q| q.strip_suffix(b"\""))
             .ok_or(ParseError::UserAgent)?;
-        Some(agent)
-    };
-    Ok(Entry {
-        format: Format::Classic,
-        time,
-        balancer,
-        client,
-        status,
-        method,
-        url,
-        user_agent,
-    })
+        entry.user_agent = Some(agent);
+    }
+    Ok(entry)
 }
 
 fn parse_alb(line: &[u8]) -> Result<Entry<'_>, ParseError> {
-    let (
-        [
-            time,
-            balancer,
-            client,
-            _target,
-            _t1,
-            _t2,
-            _t3,
-            status,
-            _target_status,
-            _received,
-            _sent,
-        ],
-        rest,
-    ) = fields::<11>(line)?;
-    let RequestField { method, url, after } = request_field(rest)?;
+    let (mut entry, after) = shared_fields(Format::Alb, line)?;
     // ALB escapes quotes, so the agent ends at the next one; any fields after it are ignored.
     let agent = after.strip_prefix(b" \"").ok_or(ParseError::UserAgent)?;
     let end = memchr::memchr(b'"', agent).ok_or(ParseError::UserAgent)?;
-    Ok(Entry {
-        format: Format::Alb,
-        time,
-        balancer,
-        client,
-        status,
-        method,
-        url,
-        user_agent: Some(&agent[..end]),
-    })
+    entry.user_agent = Some(&agent[..end]);
+    Ok(entry)
 }
 
 /// Undoes ALB's `\xHH` escapes (other backslashes are kept as they are).

@@ -183,28 +183,48 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// The parts of the request line the answer and the log entry both need.
+struct RequestLine<'a> {
+    target: &'a str,
+    version: &'static str,
+    too_long: bool,
+}
+
+impl<'a> RequestLine<'a> {
+    fn of(request: &'a Request<Incoming>, max_request_line: usize) -> Self {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        let version = version_text(request.version());
+        let length = request.method().as_str().len() + 1 + target.len() + 1 + version.len();
+        RequestLine {
+            target,
+            version,
+            too_long: length > max_request_line,
+        }
+    }
+
+    fn status(&self, options: &ServerOptions) -> StatusCode {
+        if self.too_long {
+            StatusCode::URI_TOO_LONG
+        } else {
+            options.status
+        }
+    }
+}
+
 async fn answer(
     request: Request<Incoming>,
     client: SocketAddr,
     tls: Option<Tls>,
     context: &Context,
 ) -> Response<Full<Bytes>> {
-    let target = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let version = version_text(request.version());
-    let request_line = request.method().as_str().len() + 1 + target.len() + 1 + version.len();
-    let too_long = request_line > context.options.max_request_line;
-    let status = if too_long {
-        StatusCode::URI_TOO_LONG
-    } else {
-        context.options.status
-    };
-    let mut answered = status;
+    let line = RequestLine::of(&request, context.options.max_request_line);
+    let mut answered = line.status(&context.options);
     if let Some(requests) = &context.requests {
-        let record = log_record(&request, client, tls, context, status, too_long);
+        let record = log_record(&request, &line, client, tls, context);
         if requests.send(record).await.is_err() {
             // The log writer has failed (a full disk): a request that cannot be logged must
             // not look delivered, so the sender gets a status it retries.
@@ -219,12 +239,14 @@ async fn answer(
 /// The request as the load balancer's access log records it.
 fn log_record(
     request: &Request<Incoming>,
+    line: &RequestLine<'_>,
     client: SocketAddr,
     tls: Option<Tls>,
     context: &Context,
-    status: StatusCode,
-    unreadable: bool,
 ) -> access_log::Request {
+    let RequestLine {
+        target, version, ..
+    } = *line;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The host is the Host header (HTTP/1) or :authority (HTTP/2) without its port; the port
     // is the listener's, as the load balancers log it.
@@ -236,13 +258,7 @@ fn log_record(
         .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| context.local_addr.ip().to_string());
-    let target = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
     let url = format!("{scheme}://{host}:{}{target}", context.local_addr.port());
-    let version = version_text(request.version());
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -260,12 +276,12 @@ fn log_record(
             .headers()
             .get(header::USER_AGENT)
             .map(|v| v.as_bytes().to_vec()),
-        status: status.as_u16(),
+        status: line.status(&context.options).as_u16(),
         received_bytes: received as u64,
         // An empty response: status line, date, content-length.
         sent_bytes: 90,
         tls,
-        unreadable,
+        unreadable: line.too_long,
     }
 }
 
