@@ -121,6 +121,21 @@ pub struct DecodeArgs {
     /// Order the messages by request time across all files (holds them in memory).
     #[arg(long)]
     pub sort: bool,
+
+    /// Keep only messages signed with the key in FILE (send --sign-key); count the rest as
+    /// forged. The file must not be readable by every user.
+    #[arg(long, value_name = "FILE")]
+    pub verify_key: Option<PathBuf>,
+
+    /// How many recent message ids are remembered to drop duplicates (a message sent again
+    /// after a failed confirm or commit). Memory: about 100 bytes per id.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dedup_window: u64,
+
+    /// Fragments waiting for the rest of their message at most (K, M, G suffixes). Over this,
+    /// the oldest unfinished message is given up and reported as incomplete.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_byte_size)]
+    pub max_pending_bytes: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,8 +159,8 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_MAX_LINE_BYTES", default_value = "16M", value_parser = parse_byte_size)]
     pub max_line_bytes: u64,
 
-    /// Longest request target (path and query string) ever sent. A line that would not fit
-    /// is never truncated: it is reported and counted as lost, or written to --dead-letter.
+    /// Longest request target (path and query string) ever sent. A message that would not
+    /// fit is split into fragments that each fit, and `decode` joins them again.
     #[arg(long, env = "DRIFTER_MAX_URL_BYTES", default_value = "8192", value_parser = parse_byte_size)]
     pub max_url_bytes: u64,
 
@@ -239,6 +254,27 @@ pub struct SendArgs {
     /// Log a one-line summary of the counters at this interval (e.g. 60s). Off by default.
     #[arg(long, env = "DRIFTER_STATS_INTERVAL", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
+
+    /// Give every message an id, so `decode` drops copies sent again: `prefix` takes it from
+    /// the line, written as `<id> <message>` (rsyslog: `%uuid% %msg%`); `content` hashes the
+    /// whole line (identical lines then count as one).
+    #[arg(long, env = "DRIFTER_IDS", value_enum, value_name = "MODE")]
+    pub ids: Option<crate::outgoing::IdMode>,
+
+    /// Number the messages of this process under a random sender name, so `decode` reports
+    /// messages missing from the logs.
+    #[arg(long, env = "DRIFTER_SEQUENCE")]
+    pub sequence: bool,
+
+    /// Sign every request with HMAC-SHA256 and the key in FILE, for `decode --verify-key`.
+    /// The file must not be readable by every user.
+    #[arg(long, env = "DRIFTER_SIGN_KEY", value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
+    /// Send nothing: print the requests each line would become, one per output line: the
+    /// input line number, the target's length and the target, separated by tabs.
+    #[arg(long, conflicts_with_all = ["confirm", "transactions", "probe"])]
+    pub dry_run: bool,
 }
 
 fn parse_status_set(text: &str) -> Result<StatusSet, String> {

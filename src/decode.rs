@@ -15,13 +15,18 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::access_log::{self, Entry};
 use crate::cli::DecodeArgs;
-use crate::send::EXIT_USAGE;
+use crate::key_file;
+use crate::reassembly::{Added, Fragments, Incomplete, RecentIds, Sequences};
+use crate::send::{EXIT_LOST, EXIT_USAGE};
+use crate::wire::{self, Fields, Signer};
 
 /// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
 /// malformed without being held in memory.
 const MAX_LINE_BYTES: usize = 1 << 20;
-/// Malformed lines reported one by one; the rest are only counted.
+/// Malformed lines, forged requests, incomplete messages and senders with gaps reported one
+/// by one (each kind); the rest are only counted.
 const REPORTED_MALFORMED: u64 = 20;
+const REPORTED_EACH: u64 = 20;
 const DRIFTER_USER_AGENT: &[u8] = b"drifter-rsyslog/";
 const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
 
@@ -36,6 +41,14 @@ pub struct Counts {
     pub without_message: u64,
     pub malformed: u64,
     pub unreadable: u64,
+    /// Requests dropped because their message (or fragment) was already decoded.
+    pub duplicates: u64,
+    /// Requests whose MAC did not verify with `--verify-key`.
+    pub forged: u64,
+    /// Messages some of whose fragments never arrived.
+    pub incomplete: u64,
+    /// Sequence numbers that never arrived, between ones that did.
+    pub missing: u64,
 }
 
 enum Selection {
@@ -47,6 +60,7 @@ enum Selection {
 struct Found<'a> {
     entry: &'a Entry<'a>,
     source: &'a str,
+    fields: &'a Fields<'a>,
     message: &'a [u8],
 }
 
@@ -56,6 +70,10 @@ pub struct Decoder<W: Write> {
     sort: bool,
     out: W,
     pub counts: Counts,
+    verifier: Option<Signer>,
+    recent_ids: RecentIds,
+    fragments: Fragments,
+    sequences: Sequences,
     /// `--sort`: (request time, arrival order, rendered output line).
     held: Vec<(Vec<u8>, u64, Vec<u8>)>,
     line: Vec<u8>,
@@ -65,8 +83,19 @@ pub struct Decoder<W: Write> {
 }
 
 pub fn run(args: &DecodeArgs) -> ExitCode {
+    let verifier = match args.verify_key.as_deref().map(key_file::load).transpose() {
+        Ok(verifier) => verifier,
+        Err(e) => {
+            eprintln!("drifter-rsyslog: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let stdout = io::stdout().lock();
-    let mut decoder = Decoder::new(args, io::BufWriter::with_capacity(256 * 1024, stdout));
+    let mut decoder = Decoder::new(
+        args,
+        verifier,
+        io::BufWriter::with_capacity(256 * 1024, stdout),
+    );
     let paths: Vec<PathBuf> = if args.paths.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -87,23 +116,29 @@ pub fn run(args: &DecodeArgs) -> ExitCode {
     }
     let counts = &decoder.counts;
     tracing::info!(
-        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed",
+        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed, {} duplicates, {} forged; {} incomplete messages, {} missing by sequence number",
         counts.messages,
         counts.lines,
         counts.files,
         counts.other,
         counts.without_message,
-        counts.malformed
+        counts.malformed,
+        counts.duplicates,
+        counts.forged,
+        counts.incomplete,
+        counts.missing
     );
     if counts.unreadable > 0 {
         ExitCode::from(EXIT_USAGE)
+    } else if counts.incomplete > 0 || counts.missing > 0 {
+        ExitCode::from(EXIT_LOST)
     } else {
         ExitCode::SUCCESS
     }
 }
 
 impl<W: Write> Decoder<W> {
-    pub fn new(args: &DecodeArgs, out: W) -> Self {
+    pub fn new(args: &DecodeArgs, verifier: Option<Signer>, out: W) -> Self {
         Decoder {
             selection: match &args.path {
                 Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
@@ -113,6 +148,12 @@ impl<W: Write> Decoder<W> {
             sort: args.sort,
             out,
             counts: Counts::default(),
+            verifier,
+            recent_ids: RecentIds::new(usize::try_from(args.dedup_window).unwrap_or(usize::MAX)),
+            fragments: Fragments::new(
+                usize::try_from(args.max_pending_bytes).unwrap_or(usize::MAX),
+            ),
+            sequences: Sequences::default(),
             held: Vec::new(),
             line: Vec::new(),
             message: Vec::new(),
@@ -253,10 +294,32 @@ impl<W: Write> Decoder<W> {
             self.counts.without_message += 1;
             return Ok(());
         };
+        let parsed = match wire::parse_query(query) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.malformed(source, number, &format!("not drifter's query string: {e}"));
+                return Ok(());
+            }
+        };
+        if let Some(verifier) = &self.verifier {
+            let genuine = parsed
+                .mac
+                .is_some_and(|mac| verifier.verify(parsed.signed, mac));
+            if !genuine {
+                self.counts.forged += 1;
+                if self.counts.forged <= REPORTED_EACH {
+                    tracing::warn!("{source}:{number}: forged: the MAC does not verify");
+                }
+                return Ok(());
+            }
+        }
+        if let Some(sequence) = parsed.fields.sequence {
+            self.sequences.saw(sequence.sender, sequence.number);
+        }
         let mut message = std::mem::take(&mut self.message);
-        let decoded = percent_decode_strict(query, &mut message);
+        let decoded = percent_decode_strict(parsed.message, &mut message);
         let written = if decoded {
-            self.emit(source, number, &entry, &message)
+            self.accept(source, number, &entry, &parsed.fields, &message)
         } else {
             self.malformed(source, number, "the query string is not percent-encoded");
             Ok(())
@@ -265,11 +328,75 @@ impl<W: Write> Decoder<W> {
         written
     }
 
+    /// A whole message is emitted unless its id was seen; a fragment waits for the rest.
+    fn accept(
+        &mut self,
+        source: &str,
+        number: u64,
+        entry: &Entry<'_>,
+        fields: &Fields<'_>,
+        piece: &[u8],
+    ) -> io::Result<()> {
+        let Some(fragment) = fields.fragment else {
+            if let Some(id) = fields.id
+                && !self.recent_ids.insert(id)
+            {
+                self.counts.duplicates += 1;
+                return Ok(());
+            }
+            return self.emit(source, number, entry, fields, piece);
+        };
+        let Some(id) = fields.id else {
+            self.malformed(source, number, "a fragment without a message id");
+            return Ok(());
+        };
+        if self.recent_ids.contains(id) {
+            self.counts.duplicates += 1;
+            return Ok(());
+        }
+        let added = self.fragments.add(id, fragment, piece);
+        for incomplete in self.fragments.take_given_up() {
+            self.incomplete(&incomplete, "given up, --max-pending-bytes reached");
+        }
+        match added {
+            Added::Waiting => Ok(()),
+            Added::Duplicate => {
+                self.counts.duplicates += 1;
+                Ok(())
+            }
+            Added::Inconsistent => {
+                self.malformed(source, number, "fragment count differs from the message's");
+                Ok(())
+            }
+            Added::Complete(whole) => {
+                self.recent_ids.insert(id);
+                self.emit(source, number, entry, fields, &whole)
+            }
+        }
+    }
+
+    fn incomplete(&mut self, incomplete: &Incomplete, why: &str) {
+        self.counts.incomplete += 1;
+        if self.counts.incomplete <= REPORTED_EACH {
+            let missing: Vec<String> = incomplete.missing.iter().map(u64::to_string).collect();
+            let more = incomplete.count - incomplete.arrived > incomplete.missing.len() as u64;
+            tracing::warn!(
+                "message {}: {} of {} fragments arrived, missing {}{} ({why})",
+                incomplete.id,
+                incomplete.arrived,
+                incomplete.count,
+                missing.join(", "),
+                if more { ", ..." } else { "" }
+            );
+        }
+    }
+
     fn emit(
         &mut self,
         source: &str,
         number: u64,
         entry: &Entry<'_>,
+        fields: &Fields<'_>,
         message: &[u8],
     ) -> io::Result<()> {
         if message.contains(&b'\n') {
@@ -281,6 +408,7 @@ impl<W: Write> Decoder<W> {
         let found = Found {
             entry,
             source,
+            fields,
             message,
         };
         let mut rendered = std::mem::take(&mut self.rendered);
@@ -304,7 +432,7 @@ impl<W: Write> Decoder<W> {
             let status = std::str::from_utf8(entry.status)
                 .ok()
                 .and_then(|s| s.parse::<u16>().ok());
-            let object = serde_json::json!({
+            let mut object = serde_json::json!({
                 "time": text(entry.time),
                 "load_balancer": text(entry.balancer),
                 "client": text(entry.client),
@@ -312,6 +440,19 @@ impl<W: Write> Decoder<W> {
                 "file": found.source,
                 "message": text(found.message),
             });
+            let fields = found.fields;
+            if let Some(fields_object) = object.as_object_mut() {
+                if let Some(id) = fields.id {
+                    fields_object.insert("id".into(), id.into());
+                }
+                if let Some(sequence) = fields.sequence {
+                    fields_object.insert("sender".into(), sequence.sender.into());
+                    fields_object.insert("sequence".into(), sequence.number.into());
+                }
+                if let Some(fragment) = fields.fragment {
+                    fields_object.insert("fragments".into(), fragment.count.into());
+                }
+            }
             // Serialising a json! value to a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, &object);
         } else {
@@ -329,8 +470,40 @@ impl<W: Write> Decoder<W> {
         }
     }
 
-    /// Writes what `--sort` held back, and flushes.
+    /// Reports what never completed and the sequence gaps, writes what `--sort` held back,
+    /// and flushes.
     pub fn finish(&mut self) -> io::Result<()> {
+        for incomplete in self.fragments.finish() {
+            self.incomplete(&incomplete, "never completed");
+        }
+        for (reported, gaps) in self.sequences.gaps().into_iter().enumerate() {
+            self.counts.missing += gaps.missing;
+            if reported as u64 >= REPORTED_EACH {
+                continue;
+            }
+            let ranges: Vec<String> = gaps
+                .ranges
+                .iter()
+                .map(|&(from, to)| {
+                    if from == to {
+                        from.to_string()
+                    } else {
+                        format!("{from}-{to}")
+                    }
+                })
+                .collect();
+            tracing::warn!(
+                "sender {}: {} messages missing, sequence numbers {}{}",
+                gaps.sender,
+                gaps.missing,
+                ranges.join(", "),
+                if listed_missing(&gaps.ranges) < gaps.missing {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
         let mut held = std::mem::take(&mut self.held);
         held.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         for (_, _, rendered) in held {
@@ -338,6 +511,10 @@ impl<W: Write> Decoder<W> {
         }
         self.out.flush()
     }
+}
+
+fn listed_missing(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(from, to)| to - from + 1).sum()
 }
 
 enum Failure {
@@ -422,11 +599,14 @@ mod tests {
             path: None,
             json: false,
             sort: false,
+            verify_key: None,
+            dedup_window: 1000,
+            max_pending_bytes: 1 << 20,
         }
     }
 
     fn decode(args: &DecodeArgs, input: &[u8]) -> (Vec<u8>, Counts) {
-        let mut decoder = Decoder::new(args, Vec::new());
+        let mut decoder = Decoder::new(args, None, Vec::new());
         decoder.decode_stream("test", input).expect("decodes");
         decoder.finish().expect("flushes");
         (decoder.out, decoder.counts)
@@ -451,7 +631,7 @@ mod tests {
                 other: 1,
                 without_message: 1,
                 malformed: 2,
-                unreadable: 0,
+                ..Counts::default()
             }
         );
     }
@@ -459,11 +639,18 @@ mod tests {
     #[test]
     fn selects_by_path_prefix_instead() {
         let mut by_path = args();
-        by_path.path = Some("/wp-".into());
-        let input = [DRIFTER, SCANNER].concat();
+        by_path.path = Some("/app".into());
+        let other_agent = DRIFTER
+            .replace("h:80/?", "h:80/app?")
+            .replace("drifter-rsyslog/0.1.0", "curl/8.0");
+        let input = [DRIFTER, SCANNER, &other_agent].concat();
         let (out, counts) = decode(&by_path, input.as_bytes());
-        assert_eq!(out, b"x=1\n");
-        assert_eq!(counts.other, 1);
+        assert_eq!(out, "hello wörld\n".as_bytes());
+        assert_eq!(counts.other, 2);
+        by_path.path = Some("/wp-".into());
+        let (out, counts) = decode(&by_path, SCANNER.as_bytes());
+        assert!(out.is_empty(), "`x=1` is not a query drifter writes");
+        assert_eq!(counts.malformed, 1);
     }
 
     #[test]
@@ -511,7 +698,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
         std::os::unix::fs::symlink(dir.path().join("a.log"), dir.path().join("b.log"))
             .expect("symlink");
-        let mut decoder = Decoder::new(&args(), Vec::new());
+        let mut decoder = Decoder::new(&args(), None, Vec::new());
         decoder.decode_path(dir.path()).expect("decodes");
         assert_eq!(
             decoder.counts.files, 2,

@@ -19,9 +19,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::input::{Line, LineReader};
+use crate::outgoing::{Labeler, Outgoing};
 use crate::pipeline::{Ack, Pipeline, Returned, Settler};
 use crate::stats::Stats;
-use crate::wire;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -40,13 +40,6 @@ pub struct ProtocolConfig {
     pub message_timeout: Duration,
     /// Transactions mode: how long a commit waits for its batch before answering an error.
     pub commit_timeout: Duration,
-}
-
-#[derive(Clone, Copy)]
-pub struct Limits<'a> {
-    pub path: &'a str,
-    pub max_line_bytes: usize,
-    pub max_url_bytes: usize,
 }
 
 /// Longest error reply; rsyslog keeps one line, and short lines never interleave.
@@ -115,7 +108,8 @@ pub struct Session<'a, R, W> {
     pub replies: Replies<W>,
     pub pipeline: &'a Pipeline,
     pub settler: &'a Settler,
-    pub limits: Limits<'a>,
+    pub labeler: &'a Labeler,
+    pub max_line_bytes: usize,
     pub config: &'a ProtocolConfig,
 }
 
@@ -163,8 +157,8 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         }
     }
 
-    /// Counts a line and checks it can be sent; settles it at once if not.
-    fn admit(&self, line: Line) -> Option<(u64, Vec<u8>)> {
+    /// Counts a line and labels it for sending; settles it at once if it cannot be sent.
+    fn admit(&self, line: Line) -> Option<(u64, Outgoing)> {
         let stats = &self.settler.stats;
         match line {
             Line::Empty { .. } => {
@@ -175,53 +169,56 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 Stats::add(&stats.read, 1);
                 let reason = format!(
                     "line is {length} bytes, over --max-line-bytes {}",
-                    self.limits.max_line_bytes
+                    self.max_line_bytes
                 );
                 self.settler.unreadable(number, &reason);
                 None
             }
-            Line::Message { number, bytes } => {
-                Stats::add(&stats.read, 1);
-                let target_len = wire::target_len(self.limits.path, &bytes);
-                if target_len > self.limits.max_url_bytes {
-                    let reason = format!(
-                        "request target would be {target_len} bytes, over --max-url-bytes {}",
-                        self.limits.max_url_bytes
-                    );
-                    self.settler.undelivered(number, &bytes, &reason);
-                    return None;
+            Line::Message { number, bytes } => match self.labeler.prepare(number, bytes) {
+                Some(outgoing) => {
+                    Stats::add(&stats.read, 1);
+                    Some((number, outgoing))
                 }
-                Some((number, bytes))
-            }
+                // Only an id: nothing to send.
+                None => {
+                    Stats::add(&stats.empty, 1);
+                    None
+                }
+            },
         }
     }
 
     /// Queues a message, writing keep-alive dots while the queue is full in confirming modes.
-    async fn submit(&mut self, number: u64, message: Vec<u8>, ack: Option<Ack>) -> io::Result<()> {
+    async fn submit(
+        &mut self,
+        number: u64,
+        outgoing: Outgoing,
+        ack: Option<Ack>,
+    ) -> io::Result<()> {
         let submitted = if self.config.mode == Mode::Plain {
-            self.pipeline.submit(number, message, ack).await
+            self.pipeline.submit(number, outgoing, ack).await
         } else {
             let pipeline = self.pipeline;
             self.replies
-                .keep_alive(pipeline.submit(number, message, ack))
+                .keep_alive(pipeline.submit(number, outgoing, ack))
                 .await?
         };
-        if let Err(message) = submitted {
+        if let Err(outgoing) = submitted {
             self.settler
-                .undelivered(number, &message, "the delivery workers stopped");
+                .undelivered(number, &outgoing.line, "the delivery workers stopped");
         }
         Ok(())
     }
 
     /// Confirm mode: one reply per line, after the message's fate is known.
     async fn confirm(&mut self, line: Line) -> io::Result<()> {
-        let Some((number, message)) = self.admit(line) else {
+        let Some((number, outgoing)) = self.admit(line) else {
             // Nothing to send (empty), or already settled (dead-lettered or counted lost):
             // an error would only make rsyslog send the same unsendable line again.
             return self.replies.reply("OK").await;
         };
         let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
-        self.submit(number, message, Some(ack)).await?;
+        self.submit(number, outgoing, Some(ack)).await?;
         match self.replies.keep_alive(outcome).await? {
             Ok(Ok(())) => self.replies.reply("OK").await,
             Ok(Err(returned)) => self.replies.error(&returned.reason).await,
@@ -257,9 +254,9 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 };
             }
         }
-        if let Some((number, message)) = self.admit(line) {
+        if let Some((number, outgoing)) = self.admit(line) {
             let (ack, outcome) = Ack::new(None);
-            self.submit(number, message, Some(ack)).await?;
+            self.submit(number, outgoing, Some(ack)).await?;
             batch.push(outcome);
         }
         self.replies.reply("DEFER_COMMIT").await

@@ -9,14 +9,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::dead_letter::DeadLetter;
 use crate::deliver::{Attempt, Backoff, Deliverer};
+use crate::outgoing::{Labeler, Outgoing};
 use crate::stats::Stats;
-use crate::wire;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineConfig {
@@ -30,7 +32,7 @@ pub struct PipelineConfig {
 #[derive(Debug)]
 pub struct Job {
     pub line_number: u64,
-    pub message: Vec<u8>,
+    pub outgoing: Outgoing,
     ack: Option<Ack>,
     _bytes: OwnedSemaphorePermit,
 }
@@ -49,6 +51,7 @@ pub struct Ack {
 #[derive(Debug)]
 pub struct Returned {
     pub line_number: u64,
+    /// The line as it was read.
     pub message: Vec<u8>,
     pub reason: String,
 }
@@ -101,17 +104,30 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts `concurrency` workers sharing one receiver and one HTTP client.
-    pub fn start(config: PipelineConfig, deliverer: Arc<Deliverer>, settler: Arc<Settler>) -> Self {
+    pub fn start(
+        config: PipelineConfig,
+        deliverer: Arc<Deliverer>,
+        labeler: Arc<Labeler>,
+        settler: Arc<Settler>,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(config.queue_messages.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let (abort_sender, abort_receiver) = watch::channel(false);
+        let concurrency = config.concurrency.max(1);
+        let requests = Arc::new(Semaphore::new(concurrency));
         let mut workers = JoinSet::new();
-        for _ in 0..config.concurrency.max(1) {
+        for _ in 0..concurrency {
             let worker = Worker {
                 receiver: receiver.clone(),
-                deliverer: deliverer.clone(),
+                sending: Sending {
+                    deliverer: deliverer.clone(),
+                    labeler: labeler.clone(),
+                    requests: requests.clone(),
+                    concurrency,
+                    backoff: config.backoff,
+                    stats: settler.stats.clone(),
+                },
                 settler: settler.clone(),
-                backoff: config.backoff,
                 abort: abort_receiver.clone(),
             };
             workers.spawn(worker.run());
@@ -135,26 +151,26 @@ impl Pipeline {
     pub async fn submit(
         &self,
         line_number: u64,
-        message: Vec<u8>,
+        outgoing: Outgoing,
         ack: Option<Ack>,
-    ) -> Result<(), Vec<u8>> {
+    ) -> Result<(), Outgoing> {
         // A message larger than the whole budget takes all of it rather than waiting forever.
-        let cost = u32::try_from(message.len())
+        let cost = u32::try_from(outgoing.line.len())
             .unwrap_or(u32::MAX)
             .clamp(1, self.byte_budget_size);
         let Ok(permit) = self.byte_budget.clone().acquire_many_owned(cost).await else {
-            return Err(message);
+            return Err(outgoing);
         };
         let job = Job {
             line_number,
-            message,
+            outgoing,
             ack,
             _bytes: permit,
         };
         self.sender
             .send(job)
             .await
-            .map_err(|refused| refused.0.message)
+            .map_err(|refused| refused.0.outgoing)
     }
 
     /// Closes the queue and waits until the workers have settled every job in it.
@@ -177,10 +193,41 @@ impl Pipeline {
 
 struct Worker {
     receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
-    deliverer: Arc<Deliverer>,
+    sending: Sending,
     settler: Arc<Settler>,
-    backoff: Backoff,
     abort: watch::Receiver<bool>,
+}
+
+/// The latest retriable failure of a message's requests, for the report when it is given up.
+#[derive(Default)]
+struct LastFailure(std::sync::Mutex<Option<String>>);
+
+impl LastFailure {
+    fn set(&self, reason: String) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason);
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// What a worker needs to get one message through.
+struct Sending {
+    deliverer: Arc<Deliverer>,
+    labeler: Arc<Labeler>,
+    /// Requests in flight across all workers: the fragments of one long message share it
+    /// with everything else, so `--concurrency` holds however messages are cut.
+    requests: Arc<Semaphore>,
+    concurrency: usize,
+    backoff: Backoff,
+    stats: Arc<Stats>,
 }
 
 impl Worker {
@@ -204,7 +251,7 @@ impl Worker {
         ack: Option<&mut Ack>,
     ) -> Result<(), Failure> {
         let give_up_at = ack.as_ref().and_then(|ack| ack.give_up_at);
-        let mut last_failure = None;
+        let last_failure = LastFailure::default();
         enum Ended {
             Done(Result<(), Failure>),
             Aborted,
@@ -212,7 +259,7 @@ impl Worker {
             Cancelled,
         }
         let ended = tokio::select! {
-            result = deliver(&self.deliverer, self.backoff, &self.settler.stats, job, &mut last_failure) => Ended::Done(result),
+            result = self.sending.deliver(job, &last_failure) => Ended::Done(result),
             () = wait_for_abort(&mut self.abort) => Ended::Aborted,
             () = sleep_until_or_never(give_up_at) => Ended::GaveUp,
             () = closed_or_never(ack) => Ended::Cancelled,
@@ -220,7 +267,7 @@ impl Worker {
         match ended {
             Ended::Done(result) => result,
             Ended::Aborted => Err(Failure::DrainPassed),
-            Ended::GaveUp => Err(Failure::GaveUp(last_failure)),
+            Ended::GaveUp => Err(Failure::GaveUp(last_failure.take())),
             Ended::Cancelled => Err(Failure::Cancelled),
         }
     }
@@ -236,22 +283,24 @@ impl Worker {
             }
             (Err(failure), None) => {
                 self.settler
-                    .undelivered(job.line_number, &job.message, &failure.reason())
+                    .undelivered(job.line_number, &job.outgoing.line, &failure.reason())
             }
             // Retrying a rejected message cannot help: keep it in the dead-letter file if there
             // is one and confirm it, rather than have rsyslog send it again forever.
             (Err(Failure::Rejected(reason)), Some(ack)) if self.settler.has_dead_letter() => {
                 let reason = Failure::Rejected(reason).reason();
                 self.settler
-                    .undelivered(job.line_number, &job.message, &reason);
+                    .undelivered(job.line_number, &job.outgoing.line, &reason);
                 let _ = ack.reply.send(Ok(()));
             }
             (Err(failure), Some(ack)) => {
                 Stats::add(&stats.returned, 1);
+                // rsyslog sends it again; the retry takes the same sequence number.
+                self.sending.labeler.give_back(&job.outgoing);
                 let returned = Returned {
                     line_number: job.line_number,
                     reason: failure.reason(),
-                    message: job.message,
+                    message: job.outgoing.line,
                 };
                 let _ = ack.reply.send(Err(returned));
             }
@@ -280,32 +329,52 @@ async fn closed_or_never(ack: Option<&mut Ack>) {
     }
 }
 
-/// Sends one message until the load balancer accepts it or rejects it for good.
-async fn deliver(
-    deliverer: &Deliverer,
-    backoff: Backoff,
-    stats: &Stats,
-    job: &Job,
-    last_failure: &mut Option<String>,
-) -> Result<(), Failure> {
-    let target = wire::encode_target(deliverer.endpoint().path(), &job.message);
-    let mut retry = 0u32;
-    loop {
-        match deliverer.attempt(&target).await {
-            Attempt::Accepted => return Ok(()),
-            Attempt::Permanent { reason } => return Err(Failure::Rejected(reason)),
-            Attempt::Retry { reason, after } => {
-                let delay = backoff.delay(retry, after);
-                tracing::debug!(
-                    line = job.line_number,
-                    retry,
-                    ?delay,
-                    "will retry: {reason}"
-                );
-                *last_failure = Some(reason);
-                Stats::add(&stats.retries, 1);
-                tokio::time::sleep(delay).await;
-                retry = retry.saturating_add(1);
+impl Sending {
+    /// Sends every request of a message until all are accepted, or one is rejected for good.
+    /// The fragments of a long message go out concurrently, within `--concurrency`.
+    async fn deliver(&self, job: &Job, last_failure: &LastFailure) -> Result<(), Failure> {
+        let mut targets = self.labeler.targets(&job.outgoing);
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(target) = targets.next() else { break };
+                in_flight.push(self.deliver_target(job.line_number, target, last_failure));
+            }
+            match in_flight.next().await {
+                None => return Ok(()),
+                Some(Ok(())) => {}
+                Some(Err(failure)) => return Err(failure),
+            }
+        }
+    }
+
+    /// One request, retried until accepted or rejected for good. The latest retriable
+    /// failure is kept for the report if the caller gives up.
+    async fn deliver_target(
+        &self,
+        line_number: u64,
+        target: String,
+        last_failure: &LastFailure,
+    ) -> Result<(), Failure> {
+        let mut retry = 0u32;
+        loop {
+            let attempt = {
+                let Ok(_slot) = self.requests.acquire().await else {
+                    return Err(Failure::Cancelled);
+                };
+                self.deliverer.attempt(&target).await
+            };
+            match attempt {
+                Attempt::Accepted => return Ok(()),
+                Attempt::Permanent { reason } => return Err(Failure::Rejected(reason)),
+                Attempt::Retry { reason, after } => {
+                    let delay = self.backoff.delay(retry, after);
+                    tracing::debug!(line = line_number, retry, ?delay, "will retry: {reason}");
+                    last_failure.set(reason);
+                    Stats::add(&self.stats.retries, 1);
+                    tokio::time::sleep(delay).await;
+                    retry = retry.saturating_add(1);
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 //! end of input), the pipeline's abort flag means "stop retrying" (set by the drain deadline or
 //! a second signal), and joining the workers means "everything is settled".
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use tokio::sync::watch;
 use crate::cli::SendArgs;
 use crate::dead_letter::DeadLetter;
 use crate::deliver::{Backoff, ClientOptions, Deliverer, Endpoint};
+use crate::input::Line;
 use crate::input::LineReader;
-use crate::omprog::{self, Limits, Mode, ProtocolConfig, Replies, Session};
+use crate::omprog::{self, Mode, ProtocolConfig, Replies, Session};
+use crate::outgoing::Labeler;
 use crate::pipeline::{Aborter, Pipeline, PipelineConfig, Settler};
 use crate::stats::Stats;
-use crate::wire;
+use crate::{key_file, wire};
 
 pub const EXIT_LOST: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -31,8 +34,8 @@ struct Prepared {
     deliverer: Arc<Deliverer>,
     dead_letter: Option<DeadLetter>,
     pipeline: PipelineConfig,
+    labeler: Arc<Labeler>,
     max_line_bytes: usize,
-    max_url_bytes: usize,
     drain_timeout: Duration,
     stats_interval: Option<Duration>,
     protocol: ProtocolConfig,
@@ -45,13 +48,12 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
     }
     let max_url_bytes = usize::try_from(args.max_url_bytes).unwrap_or(usize::MAX);
-    let smallest_target = wire::target_len(endpoint.path(), b"x");
-    if max_url_bytes < smallest_target {
-        anyhow::bail!(
-            "--max-url-bytes {max_url_bytes} leaves no room for a message after the path {}",
-            endpoint.path()
-        );
-    }
+    let signer = match &args.sign_key {
+        Some(path) => Some(key_file::load(path)?),
+        None => None,
+    };
+    let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
+    let labeler = Labeler::new(format, args.ids, args.sequence, args.max_line_bytes)?;
     if args.insecure {
         tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
     }
@@ -85,7 +87,8 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         message_timeout: args.message_timeout,
         commit_timeout: args.commit_timeout,
     };
-    let dead_letter = match &args.dead_letter {
+    // A dry run writes no file.
+    let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
         Some(path) => Some(
             DeadLetter::open(path)
                 .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
@@ -104,8 +107,8 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
                 max: args.retry_max,
             },
         },
+        labeler: Arc::new(labeler),
         max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
-        max_url_bytes,
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
         protocol,
@@ -119,6 +122,9 @@ pub fn run(args: &SendArgs) -> ExitCode {
         Ok(prepared) => prepared,
         Err(e) => return usage_error(&e),
     };
+    if args.dry_run {
+        return dry_run(&prepared);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +147,55 @@ pub fn run(args: &SendArgs) -> ExitCode {
     code
 }
 
+/// `--dry-run`: every line through the same reading, labelling and cutting as `send`, and the
+/// targets printed instead of sent.
+fn dry_run(prepared: &Prepared) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return usage_error(&anyhow::Error::new(e).context("cannot start the async runtime"));
+        }
+    };
+    let printed = runtime.block_on(async {
+        let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+        let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut unsendable = 0u64;
+        while let Some(line) = reader.next_line().await? {
+            match line {
+                Line::Empty { .. } => {}
+                Line::TooLong { number, length } => {
+                    unsendable += 1;
+                    tracing::error!(
+                        line = number,
+                        "line is {length} bytes, over --max-line-bytes {}; it would be lost",
+                        prepared.max_line_bytes
+                    );
+                }
+                Line::Message { number, bytes } => {
+                    let Some(outgoing) = prepared.labeler.prepare(number, bytes) else {
+                        continue;
+                    };
+                    for target in prepared.labeler.targets(&outgoing) {
+                        writeln!(out, "{number}\t{}\t{target}", target.len())?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        std::io::Result::Ok(unsendable)
+    });
+    match printed {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_LOST),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drifter-rsyslog: error: {e}");
+            ExitCode::from(EXIT_LOST)
+        }
+    }
+}
+
 fn usage_error(error: &anyhow::Error) -> ExitCode {
     eprintln!("drifter-rsyslog: error: {error:#}");
     ExitCode::from(EXIT_USAGE)
@@ -153,12 +208,12 @@ async fn send(prepared: Prepared) -> ExitCode {
     };
     let stats = Arc::new(Stats::default());
     let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
-    let path = prepared.deliverer.endpoint().path().to_string();
     tracing::debug!(endpoint = %prepared.deliverer.endpoint(), "sending stdin");
     let backoff = prepared.pipeline.backoff;
     let pipeline = Pipeline::start(
         prepared.pipeline,
         prepared.deliverer.clone(),
+        prepared.labeler.clone(),
         settler.clone(),
     );
 
@@ -216,11 +271,8 @@ async fn send(prepared: Prepared) -> ExitCode {
         replies,
         pipeline: &pipeline,
         settler: &settler,
-        limits: Limits {
-            path: &path,
-            max_line_bytes: prepared.max_line_bytes,
-            max_url_bytes: prepared.max_url_bytes,
-        },
+        labeler: &prepared.labeler,
+        max_line_bytes: prepared.max_line_bytes,
         config: &prepared.protocol,
     };
     let ending = session.run(stopped).await;
