@@ -36,6 +36,8 @@ pub enum IdMode {
 /// Hex digits of the random sender name: 48 bits, so a million sender processes collide with
 /// a chance of about 2 in a million.
 const SENDER_DIGITS: usize = 12;
+/// Hex digits of a `content` id: 128 bits of SHA-256.
+const CONTENT_ID_DIGITS: usize = 32;
 /// Lines without a usable id reported one by one; the rest are only counted.
 const REPORTED_FALLBACKS: u64 = 10;
 
@@ -128,7 +130,8 @@ impl Labeler {
         };
         // A made-up id (`<sender>-<counter>`) when the line brings none.
         let longest_id_len = match ids {
-            Some(_) => wire::MAX_ID_BYTES,
+            Some(IdMode::Prefix) => wire::MAX_ID_BYTES,
+            Some(IdMode::Content) => CONTENT_ID_DIGITS,
             None => SENDER_DIGITS + 1 + u64::MAX.to_string().len(),
         };
         let longest_id = "x".repeat(longest_id_len);

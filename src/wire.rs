@@ -235,7 +235,7 @@ fn parse_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 /// one escaped byte next to the extensions.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "--max-url-bytes {budget} leaves no room for a message after the path and extensions ({overhead} bytes)"
+    "--max-url-bytes {budget} leaves no room for the message: the path and extensions of a fragment take up to {overhead} bytes (raise it, or lower --max-line-bytes)"
 )]
 pub struct BudgetError {
     pub budget: usize,

@@ -7,85 +7,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::{Stand, decode_logs as decode, log_files};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use tokio::io::AsyncWriteExt;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A running `drifter-rsyslog mock-elb`, writing under its own temporary directory.
-struct Stand {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Stand {
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log_dir = dir.path().display().to_string();
-        let mut args = vec!["mock-elb", "--listen", "127.0.0.1:0", "--log-dir", &log_dir];
-        args.extend_from_slice(extra);
-        let mut child = common::spawn(&args);
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("mock-elb printed its address within 10 s")
-            .expect("read mock-elb stdout")
-            .expect("mock-elb printed a line");
-        let url = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
-            .to_string();
-        Stand { child, url, dir }
-    }
-
-    /// Stops it with `signal` and checks it exits 0 having completed its files.
-    async fn stop(self, signal: &str) -> tempfile::TempDir {
-        common::signal(&self.child, signal);
-        let run = common::wait(self.child, LIMIT).await;
-        assert_eq!(run.code(), Some(0), "mock-elb: {}", run.stderr);
-        let incoming: Vec<_> = std::fs::read_dir(self.dir.path().join(".incoming"))
-            .expect("incoming dir")
-            .collect();
-        assert!(incoming.is_empty(), "files left incomplete: {incoming:?}");
-        self.dir
-    }
-}
-
-fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.join("AWSLogs")];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// The decoded messages, sorted, and the decode run.
-async fn decode(args: &[&str]) -> (Vec<Vec<u8>>, common::Run) {
-    let mut full = vec!["decode"];
-    full.extend_from_slice(args);
-    let run = common::run_with_input(&full, b"", LIMIT).await;
-    let mut messages: Vec<Vec<u8>> = run
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    messages.sort();
-    (messages, run)
-}
 
 async fn round_trip(format: &str, messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let stand = Stand::start(&["--format", format]).await;

@@ -57,9 +57,15 @@ async fn bad_configuration_exits_2_before_reading() {
     rejected(&["send", &url, "--drain-timeout", "soon"], "not a duration").await;
     rejected(
         &["send", &url, "--max-url-bytes", "2"],
-        "leaves no room for a message",
+        "leaves no room for the message",
     )
     .await;
+    rejected(
+        &["send", &url, "--dry-run", "--confirm"],
+        "cannot be used with",
+    )
+    .await;
+    rejected(&["send", &url, "--ids", "uuid"], "invalid value 'uuid'").await;
     rejected(
         &["send", &url, "--dead-letter", "/nonexistent/dir/dead.log"],
         "cannot open dead-letter file",

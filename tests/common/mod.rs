@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -259,4 +260,80 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     condition()
+}
+
+/// Time allowed to each run of the binary by the stand-in helpers.
+pub const STAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// A running `drifter-rsyslog mock-elb`, writing under its own temporary directory.
+pub struct Stand {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stand {
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_dir = dir.path().display().to_string();
+        let mut args = vec!["mock-elb", "--listen", "127.0.0.1:0", "--log-dir", &log_dir];
+        args.extend_from_slice(extra);
+        let mut child = spawn(&args);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("mock-elb printed its address within 10 s")
+            .expect("read mock-elb stdout")
+            .expect("mock-elb printed a line");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
+            .to_string();
+        Stand { child, url, dir }
+    }
+
+    /// Stops it with `signal` and checks it exits 0 having completed its files.
+    pub async fn stop(self, name: &str) -> tempfile::TempDir {
+        signal(&self.child, name);
+        let run = wait(self.child, STAND_LIMIT).await;
+        assert_eq!(run.code(), Some(0), "mock-elb: {}", run.stderr);
+        let incoming: Vec<_> = std::fs::read_dir(self.dir.path().join(".incoming"))
+            .expect("incoming dir")
+            .collect();
+        assert!(incoming.is_empty(), "files left incomplete: {incoming:?}");
+        self.dir
+    }
+}
+
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.join("AWSLogs")];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The decoded messages, sorted, and the decode run.
+pub async fn decode_logs(args: &[&str]) -> (Vec<Vec<u8>>, Run) {
+    let mut full = vec!["decode"];
+    full.extend_from_slice(args);
+    let run = run_with_input(&full, b"", STAND_LIMIT).await;
+    let mut messages: Vec<Vec<u8>> = run
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    messages.sort();
+    (messages, run)
 }
