@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -151,8 +151,8 @@ fn adapt(config: &Path, server_url: &str, dir: &Path) -> String {
 }
 
 /// The five-digit ids of the test messages found in what the server accepted, with counts.
-fn ids_received(server: &TestServer) -> std::collections::BTreeMap<String, usize> {
-    let mut ids = std::collections::BTreeMap::new();
+fn ids_received(server: &TestServer) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
     for target in server.answered(503) {
         let line = String::from_utf8_lossy(&common::decode(&target)).into_owned();
         if let Some(at) = line.find("drifter-e2e ") {
@@ -161,6 +161,52 @@ fn ids_received(server: &TestServer) -> std::collections::BTreeMap<String, usize
         }
     }
     ids
+}
+
+/// For each test message (by its five-digit number), the message ids (`&i=`) its copies
+/// arrived with.
+fn message_ids_received(server: &TestServer) -> BTreeMap<String, BTreeSet<String>> {
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for target in server.answered(503) {
+        let line = String::from_utf8_lossy(&common::decode(&target)).into_owned();
+        let target = String::from_utf8_lossy(&target).into_owned();
+        let id = target
+            .split('&')
+            .find_map(|field| field.strip_prefix("i="))
+            .unwrap_or_default()
+            .to_string();
+        if let Some(at) = line.find("drifter-e2e ") {
+            let number: String = line[at + 12..].chars().take(5).collect();
+            found.entry(number).or_default().insert(id);
+        }
+    }
+    found
+}
+
+/// The shipped confirming configs give every message rsyslog's uuid as its id: one id per
+/// message, however often it was sent, and never the same for two messages.
+fn assert_one_stable_id_per_message(config: &str, server: &TestServer) {
+    let ids = message_ids_received(server);
+    let mut seen = BTreeSet::new();
+    for (number, message_ids) in &ids {
+        assert_eq!(
+            message_ids.len(),
+            1,
+            "{config}: message {number} arrived with ids {message_ids:?}"
+        );
+        for id in message_ids {
+            assert!(
+                id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{config}: message {number}: id `{id}` is not rsyslog's uuid"
+            );
+            assert!(seen.insert(id.clone()), "{config}: id {id} used twice");
+        }
+    }
+    eprintln!(
+        "{config}: {} messages, each with one id (e.g. {:?})",
+        ids.len(),
+        seen.first()
+    );
 }
 
 /// The pids of the drifter-rsyslog programs that rsyslogd `parent` started.
@@ -266,6 +312,9 @@ async fn deliver_with_fault(
     );
     let duplicates: usize = ids.values().map(|n| n - 1).sum();
     eprintln!("{config}: {count} messages delivered, {duplicates} duplicates");
+    if action.contains("--ids prefix") {
+        assert_one_stable_id_per_message(config, server);
+    }
     if !at_least_once {
         assert_eq!(duplicates, 0, "{config}: no duplicates without faults");
     }
