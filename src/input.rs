@@ -8,6 +8,8 @@ use std::io;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+const SHRINK_ABOVE_UNUSED_BYTES: usize = 64 * 1024;
+
 /// One line of input, numbered from 1.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -99,6 +101,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             return Line::TooLong { number, length };
         }
         let mut bytes = std::mem::take(&mut self.partial);
+        // The buffer grew by doubling: give back what a long line left unused, or the queue
+        // (which counts the line's length) would hold up to twice --queue-bytes.
+        if bytes.capacity() - bytes.len() > SHRINK_ABOVE_UNUSED_BYTES {
+            bytes.shrink_to_fit();
+        }
         let raw_length = bytes.len() as u64;
         if bytes.last() == Some(&b'\r') {
             bytes.pop();

@@ -77,12 +77,28 @@ pub const MAC_BYTES: usize = 16;
 /// An escaped byte: the least a fragment must be able to carry.
 const LARGEST_ENCODED_BYTE: usize = 3;
 
-fn is_unescaped(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte)
-}
+/// Encoded length of every byte value: 1 for the bytes left as they are, 3 for `%XX`. A table,
+/// because lengths are counted for every byte of every message.
+const ENCODED_BYTE_LEN: [u8; 256] = {
+    let mut table = [3u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let unescaped = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        if unescaped {
+            table[byte] = 1;
+        }
+        byte += 1;
+    }
+    table
+};
 
 fn encoded_byte_len(byte: u8) -> usize {
-    if is_unescaped(byte) { 1 } else { 3 }
+    usize::from(ENCODED_BYTE_LEN[usize::from(byte)])
 }
 
 /// Length of `message` once percent-encoded, without encoding it.
@@ -363,7 +379,14 @@ impl TargetFormat {
     /// Cuts `message` into fragments that each fit with `fields` (whose own `fragment` is
     /// ignored). The count is found by trying one more digit for it until it fits.
     pub fn split(&self, message: &[u8], fields: &Fields<'_>) -> Result<Split, BudgetError> {
+        // Start from the fewest fragments the encoded length allows, so the message is usually
+        // counted once.
+        let capacity_estimate = self.max_target.saturating_sub(self.overhead(fields)).max(1);
+        let fewest = encoded_len(message).div_ceil(capacity_estimate) as u64;
         let mut digits_guess: u64 = 9;
+        while digits_guess < fewest {
+            digits_guess = digits_guess.saturating_mul(10).saturating_add(9);
+        }
         loop {
             let widest = Fields {
                 fragment: Some(Fragment {

@@ -1,7 +1,24 @@
-//! Shared by the example programs: finding the built binary and reading process counters.
+//! Shared by the example programs: finding the built binary, running it and a raw HTTP client
+//! as separate processes, and reading process counters.
 #![allow(dead_code)] // each example uses its own subset
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Requests in flight, for the binary (its default) and the raw client alike.
+pub const CONCURRENCY: usize = 64;
+/// An example runs itself with this argument to measure the raw client in its own process.
+const RAW_CLIENT_MODE: &str = "--raw-client";
 
 /// The `drifter-rsyslog` binary of the same build profile as this example
 /// (`target/<profile>/examples/NAME` → `target/<profile>/drifter-rsyslog`).
@@ -31,4 +48,122 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
+}
+
+/// If this process was started as the raw client (`--raw-client URL TARGETS`), sends every
+/// target of the file (one per line), prints requests per second and returns true.
+pub async fn run_as_raw_client_if_asked() -> anyhow::Result<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, url, targets] = &args[..] else {
+        return Ok(false);
+    };
+    if mode != RAW_CLIENT_MODE {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(targets)?;
+    let targets: Vec<String> = text.lines().map(str::to_string).collect();
+    println!("{}", raw_client(url, Arc::new(targets)).await?);
+    Ok(true)
+}
+
+/// Requests per second of the raw client sending the targets in `targets` (one per line), run
+/// as a separate process like the binary.
+pub async fn raw_client_rate(url: &str, targets: &Path) -> anyhow::Result<f64> {
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .arg(RAW_CLIENT_MODE)
+        .arg(url)
+        .arg(targets)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "raw client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
+}
+
+/// A tight loop of pooled keep-alive GETs: the ceiling for any sender on this machine.
+async fn raw_client(url: &str, targets: Arc<Vec<String>>) -> anyhow::Result<f64> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http();
+    let base = url.trim_end_matches('/').to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, targets, next, base) =
+            (client.clone(), targets.clone(), next.clone(), base.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let uri: http::Uri = format!("{base}{target}").parse()?;
+                let response = client.get(uri).await?;
+                anyhow::ensure!(
+                    response.status() == StatusCode::SERVICE_UNAVAILABLE,
+                    "unexpected {}",
+                    response.status()
+                );
+                response.into_body().collect().await?;
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    Ok(targets.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs `drifter-rsyslog ARGS < input` to completion; returns its run time and peak RSS (KiB).
+pub async fn run_binary(
+    binary: &Path,
+    args: &[&str],
+    input: &Path,
+) -> anyhow::Result<(Duration, u64)> {
+    let stdin = std::fs::File::open(input)?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .args(args)
+        .stdin(Stdio::from(stdin))
+        .spawn()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let pid = child.id().context("child pid")?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some(rss) = peak_rss_kib(pid) {
+            peak = rss;
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        status.success(),
+        "drifter-rsyslog {args:?} exited with {status}"
+    );
+    Ok((elapsed, peak))
+}
+
+/// Log-like lines of about 200 bytes with spaces and punctuation, so encoding has work to do.
+pub fn sample_lines(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            format!(
+                "<134>Nov 23 11:{:02}:{:02} web-{} app[{}]: request id={i:08} method=GET path=/api/v1/items?page={} status=200 bytes={} ua=\"Mozilla/5.0 (X11; Linux x86_64)\" t=0.0{}s region=eu-west-1 az=b",
+                i / 60 % 60,
+                i % 60,
+                i % 7,
+                1000 + i % 50,
+                i % 100,
+                i * 37 % 100_000,
+                i % 10
+            )
+        })
+        .collect()
 }
