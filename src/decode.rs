@@ -23,9 +23,8 @@ use crate::wire::{self, Fields, Signer};
 /// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
 /// malformed without being held in memory.
 const MAX_LINE_BYTES: usize = 1 << 20;
-/// Malformed lines, forged requests, incomplete messages and senders with gaps reported one
-/// by one (each kind); the rest are only counted.
-const REPORTED_MALFORMED: u64 = 20;
+/// Malformed lines, forged requests, incomplete messages and senders with gaps are reported
+/// one by one up to this many of each kind; the rest are only counted.
 const REPORTED_EACH: u64 = 20;
 const DRIFTER_USER_AGENT: &[u8] = b"drifter-rsyslog/";
 const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
@@ -463,9 +462,9 @@ impl<W: Write> Decoder<W> {
 
     fn malformed(&mut self, source: &str, number: u64, reason: &str) {
         self.counts.malformed += 1;
-        if self.counts.malformed <= REPORTED_MALFORMED {
+        if self.counts.malformed <= REPORTED_EACH {
             tracing::warn!("{source}:{number}: malformed access-log line: {reason}");
-        } else if self.counts.malformed == REPORTED_MALFORMED + 1 {
+        } else if self.counts.malformed == REPORTED_EACH + 1 {
             tracing::warn!("more malformed lines: only counted from now on");
         }
     }

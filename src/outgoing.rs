@@ -33,8 +33,8 @@ pub enum IdMode {
     Content,
 }
 
-/// Hex digits of the random sender name: 48 bits, so a million sender processes collide with
-/// a chance of about 2 in a million.
+/// Hex digits of the random sender name: 48 bits, so ten thousand sender processes share a
+/// name with a chance of about 2 in 10 million.
 const SENDER_DIGITS: usize = 12;
 /// Hex digits of a `content` id: 128 bits of SHA-256.
 const CONTENT_ID_DIGITS: usize = 32;

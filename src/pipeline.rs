@@ -334,6 +334,15 @@ impl Sending {
     /// The fragments of a long message go out concurrently, within `--concurrency`.
     async fn deliver(&self, job: &Job, last_failure: &LastFailure) -> Result<(), Failure> {
         let mut targets = self.labeler.targets(&job.outgoing);
+        if job.outgoing.split.is_none() {
+            // One request, the common case: no fan-out machinery.
+            let Some(target) = targets.next() else {
+                return Ok(());
+            };
+            return self
+                .deliver_target(job.line_number, target, last_failure)
+                .await;
+        }
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.concurrency {
