@@ -52,8 +52,10 @@ pub enum Command {
     /// Turn load-balancer access logs back into the messages that were sent.
     ///
     /// Reads files, directories (recursively; gzip by content) or stdin, and prints the
-    /// messages one per line on stdout; counts and reports everything else on stderr. Exit
-    /// status: 0 when the input was read, 2 when a path could not be read.
+    /// messages one per line on stdout: fragments joined, copies sent again dropped by id.
+    /// Counts and reports everything else on stderr. Exit status: 0 when the input was read,
+    /// 1 when messages are known to be missing (fragments that never arrived, sequence gaps),
+    /// 2 when a path or the key could not be read.
     Decode(DecodeArgs),
 }
 
