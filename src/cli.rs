@@ -125,7 +125,7 @@ pub struct DecodeArgs {
     pub sort: bool,
 
     /// Keep only messages signed with the key in FILE (send --sign-key); count the rest as
-    /// forged. The file must not be readable by every user.
+    /// forged. The file must not be readable or writable by every user.
     #[arg(long, value_name = "FILE")]
     pub verify_key: Option<PathBuf>,
 
@@ -269,7 +269,7 @@ pub struct SendArgs {
     pub sequence: bool,
 
     /// Sign every request with HMAC-SHA256 and the key in FILE, for `decode --verify-key`.
-    /// The file must not be readable by every user.
+    /// The file must not be readable or writable by every user.
     #[arg(long, env = "DRIFTER_SIGN_KEY", value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
 

@@ -1,8 +1,8 @@
 //! Reading the shared key of `--sign-key` and `--verify-key`.
 //!
 //! The key is the file's bytes, minus trailing line ends (so `echo secret > key` and
-//! `printf secret > key` give the same key). A key anyone on the host can read signs nothing:
-//! such a file is refused, as are missing and empty ones.
+//! `printf secret > key` give the same key). A key anyone on the host can read or replace
+//! signs nothing: such a file is refused, as are missing and empty ones.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -20,9 +20,9 @@ pub enum KeyError {
     #[error("key file {path} is empty")]
     Empty { path: String },
     #[error(
-        "key file {path} can be read by every user (mode {mode:03o}); make it private with `chmod 600 {path}`"
+        "key file {path} can be read or written by every user (mode {mode:03o}); make it private with `chmod 600 {path}`"
     )]
-    WorldReadable { path: String, mode: u32 },
+    OpenToEveryone { path: String, mode: u32 },
 }
 
 pub fn load(path: &Path) -> Result<Signer, KeyError> {
@@ -33,8 +33,8 @@ pub fn load(path: &Path) -> Result<Signer, KeyError> {
     };
     let metadata = std::fs::metadata(path).map_err(unreadable)?;
     let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o004 != 0 {
-        return Err(KeyError::WorldReadable { path: name, mode });
+    if mode & 0o006 != 0 {
+        return Err(KeyError::OpenToEveryone { path: name, mode });
     }
     let mut key = std::fs::read(path).map_err(unreadable)?;
     while matches!(key.last(), Some(b'\n' | b'\r')) {
@@ -71,9 +71,11 @@ mod tests {
         assert!(matches!(missing, Err(KeyError::Unreadable { .. })));
         let empty = write_key(dir.path(), b"\n", 0o600);
         assert!(matches!(load(&empty), Err(KeyError::Empty { .. })));
-        let public = write_key(dir.path(), b"0123456789abcdef", 0o644);
-        let error = load(&public).expect_err("world-readable");
-        assert!(error.to_string().contains("chmod 600"), "{error}");
+        for mode in [0o644, 0o602] {
+            let public = write_key(dir.path(), b"0123456789abcdef", mode);
+            let error = load(&public).expect_err("open to everyone");
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+        }
     }
 
     #[test]

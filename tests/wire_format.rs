@@ -128,7 +128,7 @@ async fn key_files_are_checked_before_anything_is_read() {
     let cases = [
         (&missing, "cannot read key file"),
         (&empty, "is empty"),
-        (&public, "can be read by every user (mode 644)"),
+        (&public, "can be read or written by every user (mode 644)"),
     ];
     for (path, expected) in cases {
         let path = path.to_str().expect("utf-8");
