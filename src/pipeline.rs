@@ -1,5 +1,6 @@
 //! The bounded queue between the reader and the worker pool, the workers' retry loop, and how
-//! every message is settled: delivered, dead-lettered or lost, never silently dropped.
+//! every message is settled: delivered, dead-lettered or lost, never silently dropped. A
+//! message in fragments is one job: it is delivered when every fragment was accepted.
 //!
 //! Memory is bounded twice: the channel holds at most `queue_messages` waiting jobs, and every
 //! job holds permits of a byte semaphore (its length) from the moment it is queued until it is

@@ -381,3 +381,54 @@ async fn a_16_mib_line_goes_through_in_fragments() {
         "the 16 MiB line comes back byte for byte"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_rsyslog_a_long_message_is_confirmed_once_every_fragment_was_accepted() {
+    // The second request fails once: the message's OK must wait for its retry.
+    let server = TestServer::start(|n, _| {
+        if n == 1 {
+            Reply::Status(502)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let line = "0123456789".repeat(30);
+    let args = [
+        "send",
+        &server.url(),
+        "--confirm",
+        "--max-url-bytes",
+        "100",
+        "--retry-initial",
+        "10ms",
+    ];
+    let run = common::run_with_input(&args, format!("{line}\n").as_bytes(), LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, b"OK\nOK\n", "ready, then the message");
+    let seen = server.seen();
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.reply == Reply::Status(502))
+            .count(),
+        1
+    );
+    let mut pieces: Vec<(u64, Vec<u8>)> = server
+        .answered(503)
+        .iter()
+        .map(|target| {
+            let text = String::from_utf8_lossy(target).into_owned();
+            let index = text
+                .split("&f=")
+                .nth(1)
+                .and_then(|f| f.split('.').next())
+                .and_then(|i| i.parse().ok())
+                .unwrap_or_else(|| panic!("a fragment: {text}"));
+            (index, common::decode(target))
+        })
+        .collect();
+    pieces.sort();
+    assert!(pieces.len() >= 4, "{} fragments", pieces.len());
+    let joined: Vec<u8> = pieces.into_iter().flat_map(|(_, piece)| piece).collect();
+    assert_eq!(joined, line.as_bytes());
+}
