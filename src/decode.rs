@@ -303,7 +303,7 @@ impl<W: Write> Decoder<W> {
         if let Some(verifier) = &self.verifier {
             let genuine = parsed
                 .mac
-                .is_some_and(|mac| verifier.verify(parsed.signed, mac));
+                .is_some_and(|mac| verifier.verify(parsed.signed, &mac));
             if !genuine {
                 self.counts.forged += 1;
                 if self.counts.forged <= REPORTED_EACH {

@@ -175,10 +175,8 @@ impl Labeler {
             sequence: self.sequencer.as_ref().map(Sequencer::next),
             split: None,
         };
-        if !self
-            .format
-            .fits(outgoing.text(), &self.fields(&outgoing, None))
-        {
+        let encoded_len = wire::encoded_len(outgoing.text());
+        if !self.format.fits(encoded_len, &self.fields(&outgoing, None)) {
             if outgoing.id.is_none() {
                 let n = self.made_up.fetch_add(1, Ordering::Relaxed) + 1;
                 outgoing.id = Some(format!("{}-{n}", self.sender));
@@ -186,7 +184,7 @@ impl Labeler {
             // Labeler::new checked that the longest line fits in fragments.
             outgoing.split = self
                 .format
-                .split(outgoing.text(), &self.fields(&outgoing, None))
+                .split(outgoing.text(), encoded_len, &self.fields(&outgoing, None))
                 .ok();
         }
         Some(outgoing)
@@ -252,10 +250,9 @@ fn split_prefix_id(line: &[u8]) -> Option<(String, usize)> {
 
 fn content_id(line: &[u8]) -> String {
     let digest = Sha256::digest(line);
-    digest[..16]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let mut id = String::with_capacity(CONTENT_ID_DIGITS);
+    wire::push_hex(&mut id, &digest[..CONTENT_ID_DIGITS / 2]);
+    id
 }
 
 #[cfg(test)]

@@ -220,14 +220,20 @@ impl Signer {
         tag
     }
 
-    /// Whether `tag_hex` is the MAC of `signed`, compared in constant time.
-    pub fn verify(&self, signed: &[u8], tag_hex: &[u8]) -> bool {
-        let Some(tag) = parse_hex::<MAC_BYTES>(tag_hex) else {
-            return false;
-        };
+    /// Whether `tag` is the MAC of `signed`, compared in constant time.
+    pub fn verify(&self, signed: &[u8], tag: &[u8; MAC_BYTES]) -> bool {
         let mut mac = self.0.clone();
         mac.update(signed);
-        mac.verify_truncated_left(&tag).is_ok()
+        mac.verify_truncated_left(tag).is_ok()
+    }
+}
+
+/// Appends `bytes` as lower-case hex digits.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
 }
 
@@ -351,9 +357,9 @@ impl TargetFormat {
         self.overhead(fields) + encoded_len(message)
     }
 
-    /// Whether `message` goes in one request.
-    pub fn fits(&self, message: &[u8], fields: &Fields<'_>) -> bool {
-        self.target_len(message, fields) <= self.max_target
+    /// Whether a message of `encoded_len` bytes once encoded goes in one request.
+    pub fn fits(&self, encoded_len: usize, fields: &Fields<'_>) -> bool {
+        self.overhead(fields) + encoded_len <= self.max_target
     }
 
     /// Checks that a message of `max_message` bytes can be sent in fragments with fields as
@@ -376,13 +382,19 @@ impl TargetFormat {
         Ok(())
     }
 
-    /// Cuts `message` into fragments that each fit with `fields` (whose own `fragment` is
-    /// ignored). The count is found by trying one more digit for it until it fits.
-    pub fn split(&self, message: &[u8], fields: &Fields<'_>) -> Result<Split, BudgetError> {
+    /// Cuts `message`, `encoded_len` bytes once encoded, into fragments that each fit with
+    /// `fields` (whose own `fragment` is ignored). The count is found by trying one more digit
+    /// for it until it fits.
+    pub fn split(
+        &self,
+        message: &[u8],
+        encoded_len: usize,
+        fields: &Fields<'_>,
+    ) -> Result<Split, BudgetError> {
         // Start from the fewest fragments the encoded length allows, so the message is usually
         // counted once.
         let capacity_estimate = self.max_target.saturating_sub(self.overhead(fields)).max(1);
-        let fewest = encoded_len(message).div_ceil(capacity_estimate) as u64;
+        let fewest = encoded_len.div_ceil(capacity_estimate) as u64;
         let mut digits_guess: u64 = 9;
         while digits_guess < fewest {
             digits_guess = digits_guess.saturating_mul(10).saturating_add(9);
@@ -424,9 +436,7 @@ impl TargetFormat {
         if let Some(signer) = &self.signer {
             let tag = signer.tag(&target.as_bytes()[query_start..]);
             target.push_str("&m=");
-            for byte in tag {
-                let _ = write!(target, "{byte:02x}");
-            }
+            push_hex(&mut target, &tag);
         }
         target
     }
@@ -437,9 +447,9 @@ impl TargetFormat {
 pub struct ParsedQuery<'a> {
     pub message: &'a [u8],
     pub fields: Fields<'a>,
-    /// The bytes the MAC covers, and the MAC's hex digits if there is one.
+    /// The bytes the MAC covers, and the MAC if there is one.
     pub signed: &'a [u8],
-    pub mac: Option<&'a [u8]>,
+    pub mac: Option<[u8; MAC_BYTES]>,
 }
 
 /// Why a query string is not one drifter wrote.
@@ -510,11 +520,8 @@ pub fn parse_query(query: &[u8]) -> Result<ParsedQuery<'_>, WireError> {
                 parsed.fields.fragment = Some(Fragment { index, count });
             }
             _ => {
-                if value.len() != 2 * MAC_BYTES || parse_hex::<MAC_BYTES>(value).is_none() {
-                    return Err(invalid());
-                }
+                parsed.mac = Some(parse_hex::<MAC_BYTES>(value).ok_or_else(invalid)?);
                 parsed.signed = &query[..start];
-                parsed.mac = Some(value);
             }
         }
     }
@@ -631,8 +638,8 @@ mod tests {
         assert_eq!(parsed.message, b"a%26b%3Dc");
         assert_eq!(parsed.fields, fields);
         let mac = parsed.mac.expect("signed");
-        assert!(signer.verify(parsed.signed, mac));
-        assert!(!Signer::new(b"other").verify(parsed.signed, mac));
+        assert!(signer.verify(parsed.signed, &mac));
+        assert!(!Signer::new(b"other").verify(parsed.signed, &mac));
     }
 
     #[test]
@@ -679,8 +686,9 @@ mod tests {
             id: Some("some-id"),
             ..Fields::default()
         };
-        assert!(!format.fits(&message, &fields));
-        let split = format.split(&message, &fields).expect("splits");
+        let encoded = encoded_len(&message);
+        assert!(!format.fits(encoded, &fields));
+        let split = format.split(&message, encoded, &fields).expect("splits");
         let mut joined = Vec::new();
         let mut count = 0;
         for (i, piece) in split.pieces(&message).enumerate() {
@@ -705,7 +713,7 @@ mod tests {
     #[test]
     fn refuses_a_budget_without_room() {
         let format = TargetFormat::new("/log", 40, Some(Signer::new(b"k")));
-        assert!(format.split(b"x", &Fields::default()).is_err());
+        assert!(format.split(b"x", 1, &Fields::default()).is_err());
         assert!(format.check_budget(1 << 24, &Fields::default()).is_err());
         let roomy = TargetFormat::new("/log", 8192, Some(Signer::new(b"k")));
         let longest = Fields {
