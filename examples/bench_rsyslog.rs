@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
-use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -68,13 +66,7 @@ impl Case {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let messages: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(20_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let (messages, rounds) = support::count_and_rounds(20_000, 3)?;
     let binary = support::binary()?;
     let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .iter()
@@ -83,13 +75,7 @@ async fn main() -> anyhow::Result<()> {
         .context("rsyslogd is not installed (apt-get install rsyslog)")?;
 
     let (records, mut received) = mpsc::channel(1024);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let elb = MockElb::serve(
-        listener,
-        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
-        Some(records),
-    )?;
-    let url = format!("http://{}/", elb.local_addr());
+    let (elb, url) = support::local_load_balancer(Some(records)).await?;
     let delivered = Arc::new(AtomicUsize::new(0));
     let counter = delivered.clone();
     tokio::spawn(async move {

@@ -11,9 +11,6 @@
 
 mod support;
 
-use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
-use http::StatusCode;
-
 use support::CONCURRENCY;
 
 #[tokio::main]
@@ -21,22 +18,10 @@ async fn main() -> anyhow::Result<()> {
     if support::run_as_raw_client_if_asked().await? {
         return Ok(());
     }
-    let mut args = std::env::args().skip(1);
-    let lines: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
+    let (lines, rounds) = support::count_and_rounds(200_000, 5)?;
     let binary = support::binary()?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let elb = MockElb::serve(
-        listener,
-        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
-        None,
-    )?;
-    let url = format!("http://{}/", elb.local_addr());
+    let (elb, url) = support::local_load_balancer(None).await?;
 
     let messages = support::sample_lines(lines);
     let dir = tempfile::tempdir()?;

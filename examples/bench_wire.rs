@@ -17,8 +17,6 @@ mod support;
 use std::path::Path;
 
 use anyhow::Context;
-use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
-use http::StatusCode;
 
 const LONG_LINES: usize = 8;
 const LONG_LINE_BYTES: usize = 16 << 20;
@@ -28,21 +26,9 @@ async fn main() -> anyhow::Result<()> {
     if support::run_as_raw_client_if_asked().await? {
         return Ok(());
     }
-    let mut args = std::env::args().skip(1);
-    let lines: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(100_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let (lines, rounds) = support::count_and_rounds(100_000, 3)?;
     let binary = support::binary()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let elb = MockElb::serve(
-        listener,
-        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
-        None,
-    )?;
-    let url = format!("http://{}/", elb.local_addr());
+    let (elb, url) = support::local_load_balancer(None).await?;
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("key");
     std::fs::write(&key, "a benchmark key of 32 bytes long")?;

@@ -13,9 +13,13 @@ use common::{Reply, STAND_LIMIT, Stand, TestServer, decode_logs, log_files};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn key_file(dir: &Path, contents: &[u8]) -> PathBuf {
-    let path = dir.join("drifter.key");
+    file_with_mode(dir, "drifter.key", contents, 0o600)
+}
+
+fn file_with_mode(dir: &Path, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, contents).expect("write key");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     path
 }
 
@@ -119,12 +123,13 @@ async fn dry_run_prints_each_target_and_its_length_without_network() {
 async fn key_files_are_checked_before_anything_is_read() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("missing.key");
-    let empty = dir.path().join("empty.key");
-    std::fs::write(&empty, b"").expect("write");
-    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let public = dir.path().join("public.key");
-    std::fs::write(&public, b"0123456789abcdef0123456789abcdef").expect("write");
-    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let empty = file_with_mode(dir.path(), "empty.key", b"", 0o600);
+    let public = file_with_mode(
+        dir.path(),
+        "public.key",
+        b"0123456789abcdef0123456789abcdef",
+        0o644,
+    );
     let cases = [
         (&missing, "cannot read key file"),
         (&empty, "is empty"),
@@ -220,8 +225,7 @@ async fn all_extensions_through_the_stand_in(format: &str) {
     );
 }
 
-/// Requests logged under `logs`, counted by decoding with `--json` is not needed: every
-/// entry is one line.
+/// Requests logged under `logs`: one entry per line, in plain or gzip files.
 fn count_requests(logs: &str) -> usize {
     log_files(Path::new(logs))
         .iter()

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use drifter_rsyslog::access_log::Request;
+use drifter_rsyslog::mock_elb::{MockElb, ServerOptions};
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -38,6 +40,34 @@ pub fn binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+/// The benchmarks' two arguments, `[COUNT] [ROUNDS]`, with their defaults.
+pub fn count_and_rounds(count: usize, rounds: usize) -> anyhow::Result<(usize, usize)> {
+    let mut args = std::env::args().skip(1);
+    let mut next = |default: usize| -> anyhow::Result<usize> {
+        Ok(args
+            .next()
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    Ok((next(count)?, next(rounds)?))
+}
+
+/// The load-balancer stand-in, in this process on a free loopback port, answering 503 and
+/// handing each logged request to `records` if given; returns it and its URL.
+pub async fn local_load_balancer(
+    records: Option<tokio::sync::mpsc::Sender<Request>>,
+) -> anyhow::Result<(MockElb, String)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let elb = MockElb::serve(
+        listener,
+        ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE),
+        records,
+    )?;
+    let url = format!("http://{}/", elb.local_addr());
+    Ok((elb, url))
 }
 
 /// Peak resident set size of a running process, in KiB (VmHWM).
