@@ -12,14 +12,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::AsyncWriteExt;
+use support::rsyslogd::{self, Rsyslogd};
 use tokio::sync::mpsc;
 
 /// Every message has this length, so the ceiling's byte count says when all have passed.
@@ -68,11 +67,8 @@ impl Case {
 async fn main() -> anyhow::Result<()> {
     let (messages, rounds) = support::count_and_rounds(20_000, 3)?;
     let binary = support::binary()?;
-    let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .context("rsyslogd is not installed (apt-get install rsyslog)")?;
+    // Fail before the first round if rsyslogd is missing.
+    rsyslogd::binary()?;
 
     let (records, mut received) = mpsc::channel(1024);
     let (elb, url) = support::local_load_balancer(Some(records)).await?;
@@ -90,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         let mut line = format!("round {round}:");
         for (index, case) in Case::ALL.into_iter().enumerate() {
             delivered.store(0, Ordering::Relaxed);
-            let rate = run_case(case, &rsyslogd, &binary, &url, messages, &delivered)
+            let rate = run_case(case, &binary, &url, messages, &delivered)
                 .await
                 .with_context(|| case.name())?;
             rates[index].push(rate);
@@ -138,45 +134,22 @@ fn median(values: &[f64]) -> f64 {
 
 async fn run_case(
     case: Case,
-    rsyslogd: &Path,
     binary: &Path,
     url: &str,
     messages: usize,
     delivered: &AtomicUsize,
 ) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await?
-        .local_addr()?
-        .port();
-    let config = format!(
-        r#"global(workDirectory="{work}")
-module(load="imtcp")
-module(load="omprog")
-input(type="imtcp" address="127.0.0.1" port="{port}")
+    let action = format!(
+        r#"module(load="omprog")
 template(name="bench_line" type="string" string="%msg:2:$%\n")
 action(type="omprog" template="bench_line" {options}
        queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="500"
        queue.timeoutEnqueue="300000" closeTimeout="30000")
 "#,
-        work = dir.path().display(),
         options = case.action_options(binary, url),
     );
-    let config_path = dir.path().join("rsyslog.conf");
-    std::fs::write(&config_path, config)?;
-    let mut child = tokio::process::Command::new(rsyslogd)
-        .arg("-n")
-        .arg("-f")
-        .arg(&config_path)
-        .arg("-i")
-        .arg(dir.path().join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("start rsyslogd")?;
-    let rsyslogd_pid = child.id().context("rsyslogd exited at once")?;
-    let mut stream = connect_when_listening(port).await?;
+    let rsyslogd = Rsyslogd::start(&action, tempfile::tempdir()?).await?;
+    let rsyslogd_pid = rsyslogd.child.id().context("rsyslogd exited at once")?;
 
     let frames: Vec<u8> = (0..messages)
         .flat_map(|i| {
@@ -189,8 +162,7 @@ action(type="omprog" template="bench_line" {options}
         })
         .collect();
     let started = Instant::now();
-    stream.write_all(&frames).await?;
-    stream.shutdown().await?;
+    rsyslogd.send(&frames).await?;
     let done = || match case {
         // `%msg:2:$%\n`: each message's 200 bytes and its LF.
         Case::Ceiling => cat_bytes_written(rsyslogd_pid) >= (messages * (MESSAGE_BYTES + 1)) as u64,
@@ -206,42 +178,14 @@ action(type="omprog" template="bench_line" {options}
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = messages as f64 / started.elapsed().as_secs_f64();
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status();
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    rsyslogd.stop().await?;
     Ok(rate)
-}
-
-async fn connect_when_listening(port: u16) -> anyhow::Result<tokio::net::TcpStream> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e).context("rsyslogd did not open its TCP input");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 /// Bytes written by the `cat` that rsyslogd `parent` started (its only writes go to /dev/null).
 fn cat_bytes_written(parent: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|ppid| ppid.parse::<u32>().ok())
-                == Some(parent)
-        })
+    rsyslogd::children_of(parent)
+        .into_iter()
         .filter_map(|pid| {
             let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
             io.lines()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::deliver::StatusSet;
+use crate::send::StatusSet;
 
 /// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
 ///
@@ -261,7 +261,7 @@ pub struct SendArgs {
     /// the line, written as `<id> <message>` (rsyslog: `%uuid% %msg%`); `content` hashes the
     /// whole line (identical lines then count as one).
     #[arg(long, env = "DRIFTER_IDS", value_enum, value_name = "MODE")]
-    pub ids: Option<crate::outgoing::IdMode>,
+    pub ids: Option<crate::send::outgoing::IdMode>,
 
     /// Number the messages of this process under a random sender name, so `decode` reports
     /// messages missing from the logs.
@@ -281,7 +281,7 @@ pub struct SendArgs {
 
 fn parse_status_set(text: &str) -> Result<StatusSet, String> {
     text.parse()
-        .map_err(|e: crate::deliver::StatusSetError| e.to_string())
+        .map_err(|e: crate::send::StatusSetError| e.to_string())
 }
 
 /// Parses `1234`, `64K`, `16M`, `1G` (binary multiples; a trailing `B` or `iB` is allowed).

@@ -1,25 +1,49 @@
 //! drifter-rsyslog: log lines as HTTP GET requests to an instance-less load balancer, whose
 //! access logs in S3 are the log store.
 //!
-//! Data flows left to right through the modules: [`input`] reads lines, [`send`] drives them
-//! into the [`pipeline`] (bounded queue and worker pool), whose workers use [`wire`] to build
-//! request targets and [`deliver`] to send them; [`stats`] and [`dead_letter`] account for
-//! every message.
+//! # Layout
+//!
+//! One folder per command, and the formats the commands share beside them. Each command's
+//! data flows through its folder left to right:
+//!
+//! ```text
+//! send      stdin ─► input ─► session ─► outgoing ─► pipeline ─► retry ─► client ─► load balancer
+//!                   (bounded  (read loop, (id, seq,  (queue,     (every   (HTTP,
+//!                    lines)    all modes)  fragments) workers)    retry    tls)
+//!                               │                        │        decision)
+//!                               ▼                        ▼
+//!                    omprog: OK / DEFER_COMMIT      settle: delivered, handed back,
+//!                    replies to rsyslog             dead_letter, or lost (stats)
+//!
+//! decode    files, dirs, stdin ─► walk ─► decoder ─► reassembly ─► output ─► stdout
+//!           (plain or gzip)               (access_log, wire)  (fragments, ids, gaps)
+//!
+//! mock-elb  requests ─► server ─► log_files (access_log entries, S3 key layout)
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | `main.rs` | parsing the command line, running the command, the one error/exit path |
+//! | [`cli`] | every flag and its `DRIFTER_*` variable |
+//! | [`exit`] | exit statuses and the one error printer |
+//! | [`send`] | the `send` command: `input`, `session`, `omprog`, `outgoing`, `pipeline`, `retry`, `client`, `tls`, `settle`, `dead_letter`, `stats`, `signals` |
+//! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
+//! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |
+//! | [`decode`] | the `decode` command: `walk`, `decoder`, `reassembly`, `output` |
+//! | [`mock_elb`] | the `mock-elb` command: `server`, `log_files` |
+//! | [`key_file`] | reading and checking keys (send and decode) |
+//! | `lines`, `hex` | byte-level helpers: bounded LF-split lines (stdin and access logs), hex digits |
+
+// Items that tests and examples need are `pub`; everything else says `pub(crate)`.
+#![warn(unreachable_pub)]
 
 pub mod access_log;
 pub mod cli;
-pub mod dead_letter;
 pub mod decode;
-pub mod deliver;
-pub mod input;
+pub mod exit;
+mod hex;
 pub mod key_file;
-pub mod log_files;
+mod lines;
 pub mod mock_elb;
-pub mod omprog;
-pub mod outgoing;
-pub mod pipeline;
-pub mod reassembly;
 pub mod send;
-pub mod stand_in;
-pub mod stats;
 pub mod wire;

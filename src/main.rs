@@ -3,29 +3,32 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drifter_rsyslog::cli::{Cli, Command, LogFormat};
-use drifter_rsyslog::{decode, send, stand_in};
+use drifter_rsyslog::exit::{self, Fatal};
+use drifter_rsyslog::{decode, mock_elb, send};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_tracing(&cli) {
-        eprintln!("drifter-rsyslog: error: {e}");
-        return ExitCode::from(send::EXIT_USAGE);
-    }
+    exit::finish(run(&cli))
+}
+
+fn run(cli: &Cli) -> exit::Outcome {
+    init_tracing(cli).map_err(Fatal::usage)?;
     match &cli.command {
         Command::Send(args) => send::run(args),
-        Command::MockElb(args) => stand_in::run(args),
+        Command::MockElb(args) => mock_elb::run(args),
         Command::Decode(args) => decode::run(args),
     }
 }
 
-/// Diagnostics go to stderr only: stdout is reserved for rsyslog's protocol.
-fn init_tracing(cli: &Cli) -> Result<(), String> {
+/// Diagnostics go to stderr only: stdout is reserved for rsyslog's protocol and for decoded
+/// messages.
+fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|e| format!("invalid RUST_LOG `{directives}`: {e}"))?,
+            .map_err(|e| anyhow::anyhow!("invalid RUST_LOG `{directives}`: {e}"))?,
         _ => EnvFilter::try_new(&cli.log_level)
-            .map_err(|e| format!("invalid --log-level `{}`: {e}", cli.log_level))?,
+            .map_err(|e| anyhow::anyhow!("invalid --log-level `{}`: {e}", cli.log_level))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

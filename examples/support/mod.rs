@@ -2,6 +2,8 @@
 //! as separate processes, and reading process counters.
 #![allow(dead_code)] // each example uses its own subset
 
+pub mod rsyslogd;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;

@@ -1,0 +1,271 @@
+//! One access-log line at a time: which requests are drifter's, their query taken apart and
+//! checked, fragments joined, duplicates dropped, sequence gaps tracked; everything that is
+//! not a message is counted, never mixed into the output.
+
+use std::io::{self, Write};
+
+use super::output::{Found, Output};
+use super::reassembly::{Added, Fragments, Incomplete, RecentIds, Sequences};
+use crate::access_log::{self, Entry};
+use crate::cli::DecodeArgs;
+use crate::wire::{self, Fields, Signer};
+
+/// Malformed lines, forged requests, incomplete messages and senders with gaps are reported
+/// one by one up to this many of each kind; the rest are only counted.
+const REPORTED_EACH: u64 = 20;
+const DRIFTER_USER_AGENT: &[u8] = b"drifter-rsyslog/";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub files: u64,
+    pub lines: u64,
+    pub messages: u64,
+    /// Requests from other clients, or outside `--path`.
+    pub other: u64,
+    /// Drifter requests without a message (the `--probe` request).
+    pub without_message: u64,
+    pub malformed: u64,
+    pub unreadable: u64,
+    /// Requests dropped because their message (or fragment) was already decoded.
+    pub duplicates: u64,
+    /// Requests whose MAC did not verify with `--verify-key`.
+    pub forged: u64,
+    /// Messages some of whose fragments never arrived.
+    pub incomplete: u64,
+    /// Sequence numbers that never arrived, between ones that did.
+    pub missing: u64,
+}
+
+enum Selection {
+    UserAgent,
+    PathPrefix(Vec<u8>),
+}
+
+pub struct Decoder<W: Write> {
+    selection: Selection,
+    pub(super) output: Output<W>,
+    pub counts: Counts,
+    verifier: Option<Signer>,
+    recent_ids: RecentIds,
+    fragments: Fragments,
+    sequences: Sequences,
+    /// Reused for each line and message: the decoding allocates nothing per line.
+    pub(super) line: Vec<u8>,
+    message: Vec<u8>,
+}
+
+impl<W: Write> Decoder<W> {
+    pub fn new(args: &DecodeArgs, verifier: Option<Signer>, out: W) -> Self {
+        Decoder {
+            selection: match &args.path {
+                Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
+                None => Selection::UserAgent,
+            },
+            output: Output::new(args.json, args.sort, out),
+            counts: Counts::default(),
+            verifier,
+            recent_ids: RecentIds::new(usize::try_from(args.dedup_window).unwrap_or(usize::MAX)),
+            fragments: Fragments::new(
+                usize::try_from(args.max_pending_bytes).unwrap_or(usize::MAX),
+            ),
+            sequences: Sequences::default(),
+            line: Vec::new(),
+            message: Vec::new(),
+        }
+    }
+
+    pub(super) fn decode_line(&mut self, source: &str, number: u64, line: &[u8]) -> io::Result<()> {
+        let entry = match access_log::parse_entry(line) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.malformed(source, number, &e.to_string());
+                return Ok(());
+            }
+        };
+        let url = entry.raw_url();
+        let (path, query) = access_log::split_url(&url);
+        let selected = entry.method == b"GET"
+            && match &self.selection {
+                Selection::UserAgent => entry
+                    .raw_user_agent()
+                    .is_some_and(|agent| agent.starts_with(DRIFTER_USER_AGENT)),
+                Selection::PathPrefix(prefix) => path.starts_with(prefix),
+            };
+        if !selected {
+            self.counts.other += 1;
+            return Ok(());
+        }
+        let Some(query) = query.filter(|q| !q.is_empty()) else {
+            self.counts.without_message += 1;
+            return Ok(());
+        };
+        let parsed = match wire::parse_query(query) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.malformed(source, number, &format!("not drifter's query string: {e}"));
+                return Ok(());
+            }
+        };
+        if let Some(verifier) = &self.verifier {
+            let genuine = parsed
+                .mac
+                .is_some_and(|mac| verifier.verify(parsed.signed, &mac));
+            if !genuine {
+                self.counts.forged += 1;
+                if self.counts.forged <= REPORTED_EACH {
+                    tracing::warn!("{source}:{number}: forged: the MAC does not verify");
+                }
+                return Ok(());
+            }
+        }
+        if let Some(sequence) = parsed.fields.sequence {
+            self.sequences.saw(sequence.sender, sequence.number);
+        }
+        let mut message = std::mem::take(&mut self.message);
+        let decoded = wire::percent_decode_strict(parsed.message, &mut message);
+        let written = if decoded {
+            self.accept(source, number, &entry, &parsed.fields, &message)
+        } else {
+            self.malformed(source, number, "the query string is not percent-encoded");
+            Ok(())
+        };
+        self.message = message;
+        written
+    }
+
+    /// A whole message is emitted unless its id was seen; a fragment waits for the rest.
+    fn accept(
+        &mut self,
+        source: &str,
+        number: u64,
+        entry: &Entry<'_>,
+        fields: &Fields<'_>,
+        piece: &[u8],
+    ) -> io::Result<()> {
+        let Some(fragment) = fields.fragment else {
+            if let Some(id) = fields.id
+                && !self.recent_ids.insert(id)
+            {
+                self.counts.duplicates += 1;
+                return Ok(());
+            }
+            return self.emit(source, number, entry, fields, piece);
+        };
+        let Some(id) = fields.id else {
+            self.malformed(source, number, "a fragment without a message id");
+            return Ok(());
+        };
+        if self.recent_ids.contains(id) {
+            self.counts.duplicates += 1;
+            return Ok(());
+        }
+        let added = self.fragments.add(id, fragment, piece);
+        for incomplete in self.fragments.take_given_up() {
+            self.incomplete(&incomplete, "given up, --max-pending-bytes reached");
+        }
+        match added {
+            Added::Waiting => Ok(()),
+            Added::Duplicate => {
+                self.counts.duplicates += 1;
+                Ok(())
+            }
+            Added::Inconsistent => {
+                self.malformed(source, number, "fragment count differs from the message's");
+                Ok(())
+            }
+            Added::Complete(whole) => {
+                self.recent_ids.insert(id);
+                self.emit(source, number, entry, fields, &whole)
+            }
+        }
+    }
+
+    fn incomplete(&mut self, incomplete: &Incomplete, why: &str) {
+        self.counts.incomplete += 1;
+        if self.counts.incomplete <= REPORTED_EACH {
+            let missing: Vec<String> = incomplete.missing.iter().map(u64::to_string).collect();
+            let more = incomplete.count - incomplete.arrived > incomplete.missing.len() as u64;
+            tracing::warn!(
+                "message {}: {} of {} fragments arrived, missing {}{} ({why})",
+                incomplete.id,
+                incomplete.arrived,
+                incomplete.count,
+                missing.join(", "),
+                if more { ", ..." } else { "" }
+            );
+        }
+    }
+
+    fn emit(
+        &mut self,
+        source: &str,
+        number: u64,
+        entry: &Entry<'_>,
+        fields: &Fields<'_>,
+        message: &[u8],
+    ) -> io::Result<()> {
+        if message.contains(&b'\n') {
+            // drifter never sends one; printing it would turn one request into two lines.
+            self.malformed(source, number, "the decoded message holds a line feed");
+            return Ok(());
+        }
+        self.counts.messages += 1;
+        let found = Found {
+            entry,
+            source,
+            fields,
+            message,
+        };
+        self.output.emit(&found, self.counts.messages)
+    }
+
+    pub(super) fn malformed(&mut self, source: &str, number: u64, reason: &str) {
+        self.counts.malformed += 1;
+        if self.counts.malformed <= REPORTED_EACH {
+            tracing::warn!("{source}:{number}: malformed access-log line: {reason}");
+        } else if self.counts.malformed == REPORTED_EACH + 1 {
+            tracing::warn!("more malformed lines: only counted from now on");
+        }
+    }
+
+    /// Reports what never completed and the sequence gaps, writes what `--sort` held back,
+    /// and flushes.
+    pub fn finish(&mut self) -> io::Result<()> {
+        for incomplete in self.fragments.finish() {
+            self.incomplete(&incomplete, "never completed");
+        }
+        for (reported, gaps) in self.sequences.gaps().into_iter().enumerate() {
+            self.counts.missing += gaps.missing;
+            if reported as u64 >= REPORTED_EACH {
+                continue;
+            }
+            let ranges: Vec<String> = gaps
+                .ranges
+                .iter()
+                .map(|&(from, to)| {
+                    if from == to {
+                        from.to_string()
+                    } else {
+                        format!("{from}-{to}")
+                    }
+                })
+                .collect();
+            tracing::warn!(
+                "sender {}: {} messages missing, sequence numbers {}{}",
+                gaps.sender,
+                gaps.missing,
+                ranges.join(", "),
+                if listed_missing(&gaps.ranges) < gaps.missing {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        self.output.finish()
+    }
+}
+
+fn listed_missing(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(from, to)| to - from + 1).sum()
+}

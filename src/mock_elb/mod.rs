@@ -1,0 +1,130 @@
+//! The `mock-elb` command: a local stand-in for a load balancer with nothing behind it, and its
+//! access-log files in the S3 layout, until SIGTERM or SIGINT; then the server drains its
+//! connections and the last file is completed.
+//!
+//! Data path: the server answers each request and hands it to a channel, and the log files
+//! take it from there (rotation, gzip for ALB, keys as in S3).
+
+mod log_files;
+mod server;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http::StatusCode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::access_log::Balancer;
+use crate::cli::MockElbArgs;
+use crate::exit::{self, Fatal, Status};
+use log_files::LogFiles;
+
+pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
+
+pub fn run(args: &MockElbArgs) -> exit::Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Fatal::usage)?;
+    runtime.block_on(serve(args)).map_err(Fatal::usage)?;
+    Ok(Status::Success)
+}
+
+async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
+    let status = StatusCode::from_u16(args.status).context("invalid --status")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let balancer = Balancer {
+        name: args.name.clone(),
+        id: crate::hex::random(16),
+        account: args.account.clone(),
+        region: args.region.clone(),
+        node_ip: args.listen.ip().to_string(),
+    };
+    let files = LogFiles::new(
+        &args.log_dir,
+        args.format,
+        balancer,
+        Duration::from_secs(args.rotate_secs),
+    )
+    .with_context(|| format!("cannot create log directory {}", args.log_dir.display()))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install signal handlers")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+
+    let (requests, received) = mpsc::channel(4096);
+    let writer = tokio::spawn(async move {
+        let written = log_files::write_until_closed(files, received).await;
+        if let Err(e) = &written {
+            tracing::error!("cannot write the access log; answering 500 from now on: {e}");
+        }
+        written
+    });
+    let options = ServerOptions {
+        status,
+        max_request_line: usize::try_from(args.max_request_line).unwrap_or(usize::MAX),
+        tls: tls.clone(),
+    };
+    let elb = MockElb::serve(listener, options, Some(requests))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Scripts read the first line for the address (with port 0 it is only known now). A
+    // reader that went away after that line is no reason to stop serving.
+    let banner = format!(
+        "listening on {scheme}://{}/\nanswering {status}; {:?} access logs under {}\n",
+        elb.local_addr(),
+        args.format,
+        args.log_dir.join("AWSLogs").display()
+    );
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!("cannot write the address to stdout: {e}");
+    }
+    drop(stdout);
+
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    elb.shutdown().await;
+    let logged = writer
+        .await
+        .context("the log writer failed")?
+        .context("cannot write the access log")?;
+    tracing::info!("{logged} requests logged");
+    Ok(())
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("no certificate in --tls-cert {}", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read --tls-key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not fit together")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

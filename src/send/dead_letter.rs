@@ -1,0 +1,50 @@
+//! The dead-letter file: messages that could not be delivered, appended raw, one per line, so
+//! that `drifter-rsyslog send URL < FILE` replays them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub(super) struct DeadLetter {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl DeadLetter {
+    /// Opens (creating if needed) for appending; done before any input is read so that a bad
+    /// path is a configuration error, not a surprise at the end.
+    pub(super) fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(DeadLetter {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one message and its LF in a single write, so concurrent writers never
+    /// interleave and a crash leaves whole lines.
+    pub(super) fn append(&self, message: &[u8]) -> io::Result<()> {
+        let mut line = Vec::with_capacity(message.len() + 1);
+        line.extend_from_slice(message);
+        line.push(b'\n');
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(&line)
+    }
+
+    /// Makes everything appended durable.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.sync_all()
+    }
+}

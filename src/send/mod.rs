@@ -1,0 +1,329 @@
+//! The `send` command: checks the configuration, then reads stdin into the pipeline until end
+//! of input or a stop signal, drains within the deadline and reports.
+//!
+//! Data path, left to right: `input` reads bounded lines from stdin; the `session` counts and
+//! labels each one (`outgoing`: id, sequence number, fragments) and queues it, answering
+//! rsyslog through `omprog` in the confirming modes; the `pipeline`'s workers send its
+//! requests through `retry`, which decides every retry and uses the `client` (HTTP, with
+//! `tls`); `settle` accounts for every message (`stats`, `dead_letter`).
+//!
+//! Shutdown follows mini-redis: a `stop` watch means "read no more" (set by SIGTERM/SIGINT or
+//! end of input, see `signals`), the pipeline's abort flag means "stop retrying" (set by the
+//! drain deadline or a second signal), and joining the workers means "everything is settled".
+
+mod client;
+mod dead_letter;
+mod input;
+mod omprog;
+pub mod outgoing;
+mod pipeline;
+mod retry;
+mod session;
+mod settle;
+mod signals;
+mod stats;
+mod tls;
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::BufReader;
+use tokio::sync::watch;
+
+use crate::cli::SendArgs;
+use crate::exit::{self, Fatal, Status};
+use crate::{key_file, wire};
+use client::{Client, ClientOptions, Endpoint};
+use dead_letter::DeadLetter;
+use input::{Line, LineReader};
+use omprog::{Mode, ProtocolConfig, Replies};
+use outgoing::Labeler;
+use pipeline::{Aborter, Pipeline, PipelineConfig};
+use retry::{Backoff, Retrier};
+use session::{ProbeOutcome, Session};
+use settle::Settler;
+use signals::StopSignals;
+use stats::Stats;
+
+pub use client::{StatusSet, StatusSetError};
+
+/// Everything checked before the first line is read.
+struct Prepared {
+    client: Client,
+    dead_letter: Option<DeadLetter>,
+    pipeline: PipelineConfig,
+    concurrency: usize,
+    backoff: Backoff,
+    labeler: Arc<Labeler>,
+    max_line_bytes: usize,
+    drain_timeout: Duration,
+    stats_interval: Option<Duration>,
+    protocol: ProtocolConfig,
+    probe: bool,
+}
+
+fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
+    let endpoint: Endpoint = args.url.parse()?;
+    if args.retry_initial.is_zero() || args.retry_max < args.retry_initial {
+        anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
+    }
+    let max_url_bytes = usize::try_from(args.max_url_bytes).unwrap_or(usize::MAX);
+    let signer = match &args.sign_key {
+        Some(path) => Some(key_file::load(path)?),
+        None => None,
+    };
+    let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
+    let labeler = Labeler::new(format, args.ids, args.sequence, args.max_line_bytes)?;
+    if args.insecure {
+        tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
+    }
+    let options = ClientOptions {
+        concurrency: args.concurrency as usize,
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.request_timeout,
+        ca_cert: args.ca_cert.as_deref(),
+        insecure: args.insecure,
+    };
+    let client = Client::new(endpoint, args.accept.clone(), &options)?;
+    let mode = match (args.confirm, args.transactions) {
+        (_, true) => Mode::Transactions,
+        (true, false) => Mode::Confirm,
+        (false, false) => Mode::Plain,
+    };
+    if args.begin_mark.is_empty()
+        || args.commit_mark.is_empty()
+        || args.begin_mark == args.commit_mark
+    {
+        anyhow::bail!("--begin-mark and --commit-mark must be different and not empty");
+    }
+    if args.keepalive_interval.is_zero() {
+        anyhow::bail!("--keepalive-interval must be above zero");
+    }
+    let protocol = ProtocolConfig {
+        mode,
+        begin_mark: args.begin_mark.clone().into_bytes(),
+        commit_mark: args.commit_mark.clone().into_bytes(),
+        keepalive: args.keepalive_interval,
+        message_timeout: args.message_timeout,
+        commit_timeout: args.commit_timeout,
+    };
+    // A dry run writes no file.
+    let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
+        Some(path) => Some(
+            DeadLetter::open(path)
+                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Prepared {
+        client,
+        dead_letter,
+        pipeline: PipelineConfig {
+            concurrency: args.concurrency as usize,
+            queue_messages: args.queue_messages as usize,
+            queue_bytes: args.queue_bytes,
+        },
+        concurrency: args.concurrency as usize,
+        backoff: Backoff {
+            initial: args.retry_initial,
+            max: args.retry_max,
+        },
+        labeler: Arc::new(labeler),
+        max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
+        drain_timeout: args.drain_timeout,
+        stats_interval: args.stats_interval,
+        protocol,
+        probe: args.probe,
+    })
+}
+
+/// Runs `send` to completion and returns the exit status.
+pub fn run(args: &SendArgs) -> exit::Outcome {
+    let prepared = prepare(args).map_err(Fatal::usage)?;
+    if args.dry_run {
+        return dry_run(&prepared);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Fatal::usage)?;
+    // Spawned rather than run by block_on, so the reader runs on a worker thread next to the
+    // workers instead of waking them across threads for every message.
+    let outcome = runtime.block_on(async {
+        tokio::spawn(send(prepared)).await.unwrap_or_else(|e| {
+            tracing::error!("the send task failed: {e}");
+            Ok(Status::Lost)
+        })
+    });
+    // A blocking read of stdin cannot be cancelled; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    outcome
+}
+
+/// `--dry-run`: every line through the same reading, labelling and cutting as `send`, and the
+/// targets printed instead of sent.
+fn dry_run(prepared: &Prepared) -> exit::Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Fatal::usage)?;
+    let printed = runtime.block_on(async {
+        let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+        let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut unsendable = 0u64;
+        while let Some(line) = reader.next_line().await? {
+            match line {
+                Line::Empty { .. } => {}
+                Line::TooLong { number, length } => {
+                    unsendable += 1;
+                    tracing::error!(
+                        line = number,
+                        "line is {length} bytes, over --max-line-bytes {}; it would be lost",
+                        prepared.max_line_bytes
+                    );
+                }
+                Line::Message { number, bytes } => {
+                    let Some(outgoing) = prepared.labeler.prepare(number, bytes) else {
+                        continue;
+                    };
+                    for target in prepared.labeler.targets(&outgoing) {
+                        writeln!(out, "{number}\t{}\t{target}", target.len())?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        std::io::Result::Ok(unsendable)
+    });
+    match printed {
+        Ok(0) => Ok(Status::Success),
+        Ok(_) => Ok(Status::Lost),
+        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
+        Err(e) => Err(Fatal::lost(e)),
+    }
+}
+
+async fn send(prepared: Prepared) -> exit::Outcome {
+    let signals = StopSignals::install().map_err(Fatal::usage)?;
+    let stats = Arc::new(Stats::default());
+    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
+    tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
+    let retrier = Arc::new(Retrier::new(
+        prepared.client,
+        prepared.concurrency,
+        prepared.backoff,
+        stats.clone(),
+    ));
+    let pipeline = Pipeline::start(
+        prepared.pipeline,
+        retrier.clone(),
+        prepared.labeler.clone(),
+        settler.clone(),
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let under_rsyslog = prepared.protocol.mode.under_rsyslog();
+    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter(), under_rsyslog));
+    tokio::spawn(abort_after_drain_deadline(
+        stopped.clone(),
+        prepared.drain_timeout,
+        pipeline.aborter(),
+        stats.clone(),
+    ));
+    if let Some(interval) = prepared.stats_interval {
+        tokio::spawn(report_periodically(stats.clone(), interval));
+    }
+
+    let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+    let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+    let mut replies = Replies::new(tokio::io::stdout(), prepared.protocol.keepalive);
+    if prepared.probe {
+        let probed = session::probe_until_ready(
+            &retrier,
+            &mut reader,
+            &mut replies,
+            stopped.clone(),
+            under_rsyslog,
+        )
+        .await;
+        let failure = match probed {
+            Ok(ProbeOutcome::Ready) => None,
+            Ok(ProbeOutcome::Ended) => Some(None),
+            Ok(ProbeOutcome::Failed(reason)) => Some(Some(reason)),
+            Err(e) => Some(Some(format!("cannot write to stdout: {e}"))),
+        };
+        if let Some(failure) = failure {
+            pipeline.finish().await;
+            return match failure {
+                None => {
+                    tracing::info!("stopped before the probe succeeded; nothing was read");
+                    Ok(Status::Success)
+                }
+                Some(reason) => {
+                    if under_rsyslog {
+                        let _ = replies.error(&reason).await;
+                    }
+                    Err(Fatal::usage(anyhow::anyhow!(reason)))
+                }
+            };
+        }
+        tracing::info!(endpoint = %retrier.client().endpoint(), "probe accepted");
+    }
+    let session = Session {
+        reader: &mut reader,
+        replies,
+        pipeline: &pipeline,
+        settler: &settler,
+        labeler: &prepared.labeler,
+        max_line_bytes: prepared.max_line_bytes,
+        config: &prepared.protocol,
+    };
+    let ending = session.run(stopped).await;
+    stop.send_replace(true);
+    omprog::settle_uncommitted(ending.uncommitted, &settler).await;
+    let input_ok = ending.input_ok;
+    pipeline.finish().await;
+    let synced = settler.sync();
+
+    let summary = stats.snapshot();
+    if summary.lost > 0 {
+        tracing::error!("{} messages were lost; {summary}", summary.lost);
+    } else {
+        tracing::info!("done: {summary}");
+    }
+    if summary.lost > 0 || !input_ok || !synced {
+        Ok(Status::Lost)
+    } else {
+        Ok(Status::Success)
+    }
+}
+
+async fn abort_after_drain_deadline(
+    mut stopped: watch::Receiver<bool>,
+    drain_timeout: Duration,
+    aborter: Aborter,
+    stats: Arc<Stats>,
+) {
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        return;
+    }
+    tokio::time::sleep(drain_timeout).await;
+    let pending = stats.snapshot().pending();
+    tracing::warn!(
+        "drain deadline of {drain_timeout:?} passed with {pending} messages undelivered; giving up on them"
+    );
+    aborter.abort();
+}
+
+async fn report_periodically(stats: Arc<Stats>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        tracing::info!("stats: {}", stats.snapshot());
+    }
+}

@@ -1,0 +1,216 @@
+//! rsyslog's omprog feedback protocol: the replies of the confirming modes, written to stdout
+//! (stdout carries nothing else).
+//!
+//! - plain: lines in, nothing out.
+//! - confirm: `OK` once when ready, then one reply per line: `OK` once the load balancer
+//!   accepted the message, or one error line, and rsyslog keeps the message and resends it.
+//! - transactions: `OK` to the begin mark, `DEFER_COMMIT` to each message (dispatched at once,
+//!   so a batch is delivered concurrently), and to the commit mark `OK` only when every message
+//!   of the batch was accepted.
+//!
+//! While a reply takes longer than the keep-alive interval, dots are written (no newline);
+//! each one restarts rsyslog's confirmTimeout, and rsyslog ignores leading dots.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::input::Line;
+use super::pipeline::{Ack, Returned};
+use super::session::Session;
+use super::settle::Settler;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Plain,
+    Confirm,
+    Transactions,
+}
+
+impl Mode {
+    /// The confirming modes are rsyslog's: the program's stdout is rsyslog's to read.
+    pub(super) fn under_rsyslog(self) -> bool {
+        self != Mode::Plain
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ProtocolConfig {
+    pub mode: Mode,
+    pub begin_mark: Vec<u8>,
+    pub commit_mark: Vec<u8>,
+    pub keepalive: Duration,
+    /// Confirm mode: how long one message is tried before it is handed back with an error.
+    pub message_timeout: Duration,
+    /// Transactions mode: how long a commit waits for its batch before answering an error.
+    pub commit_timeout: Duration,
+}
+
+/// Longest error reply; rsyslog keeps one line, and short lines never interleave.
+const MAX_ERROR_REPLY: usize = 4000;
+
+/// The protocol's side of stdout: whole replies, each flushed at once, and keep-alive dots.
+pub(super) struct Replies<W> {
+    out: W,
+    keepalive: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> Replies<W> {
+    pub(super) fn new(out: W, keepalive: Duration) -> Self {
+        Replies { out, keepalive }
+    }
+
+    pub(super) async fn reply(&mut self, word: &str) -> io::Result<()> {
+        self.out.write_all(format!("{word}\n").as_bytes()).await?;
+        self.out.flush().await
+    }
+
+    /// One line that rsyslog reads as a failure: never `OK`, never leading dots, no LF.
+    pub(super) async fn error(&mut self, reason: &str) -> io::Result<()> {
+        let mut text: String = format!("error: {reason}")
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if text.len() > MAX_ERROR_REPLY {
+            let mut end = MAX_ERROR_REPLY;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        self.reply(&text).await
+    }
+
+    /// Awaits `work`, writing a dot each keep-alive interval until it completes.
+    pub(super) async fn keep_alive<F: Future>(&mut self, work: F) -> io::Result<F::Output> {
+        tokio::pin!(work);
+        let mut ticks = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
+        loop {
+            tokio::select! {
+                output = &mut work => return Ok(output),
+                _ = ticks.tick() => {
+                    self.out.write_all(b".").await?;
+                    self.out.flush().await?;
+                }
+            }
+        }
+    }
+}
+
+/// A message deferred to its transaction's commit: its outcome, once known.
+pub(super) type Pending = oneshot::Receiver<Result<(), Returned>>;
+
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+    /// Confirm mode: one reply per line, after the message's fate is known.
+    pub(super) async fn confirm(&mut self, line: Line) -> io::Result<()> {
+        let Some((number, outgoing)) = self.admit(line) else {
+            // Nothing to send (empty), or already settled (dead-lettered or counted lost):
+            // an error would only make rsyslog send the same unsendable line again.
+            return self.replies.reply("OK").await;
+        };
+        let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
+        self.submit(number, outgoing, Some(ack)).await?;
+        match self.replies.keep_alive(outcome).await? {
+            Ok(Ok(())) => self.replies.reply("OK").await,
+            Ok(Err(returned)) => self.replies.error(&returned.reason).await,
+            Err(_) => self.replies.error("the delivery workers stopped").await,
+        }
+    }
+
+    /// Transactions mode: begin and commit marks, messages deferred to the commit.
+    pub(super) async fn transact(
+        &mut self,
+        line: Line,
+        batch: &mut Vec<Pending>,
+    ) -> io::Result<()> {
+        if let Line::Message { bytes, .. } = &line {
+            if *bytes == self.config.begin_mark {
+                if !batch.is_empty() {
+                    // rsyslog before 8.2508 sends a new begin mark after an error reply without
+                    // committing, and never resends messages already deferred (rsyslog #2420):
+                    // they stay in the open batch.
+                    tracing::debug!(
+                        pending = batch.len(),
+                        "begin mark inside an open transaction: keeping its messages"
+                    );
+                }
+                return self.replies.reply("OK").await;
+            }
+            if *bytes == self.config.commit_mark {
+                let deadline = Instant::now() + self.config.commit_timeout;
+                let committed = std::mem::take(batch);
+                let outcome = self.replies.keep_alive(commit(committed, deadline)).await?;
+                return match outcome {
+                    Ok(()) => self.replies.reply("OK").await,
+                    Err(reason) => {
+                        tracing::warn!("transaction not committed: {reason}");
+                        self.replies.error(&reason).await
+                    }
+                };
+            }
+        }
+        if let Some((number, outgoing)) = self.admit(line) {
+            let (ack, outcome) = Ack::new(None);
+            self.submit(number, outgoing, Some(ack)).await?;
+            batch.push(outcome);
+        }
+        self.replies.reply("DEFER_COMMIT").await
+    }
+}
+
+/// Waits for every message of a batch until `deadline`. On failure the answer is held until
+/// the deadline anyway: rsyslog before 8.2608 replays a failed batch at once and without pause
+/// (rsyslog #5016), so an early error would turn an outage into a tight loop.
+async fn commit(batch: Vec<Pending>, deadline: Instant) -> Result<(), String> {
+    let total = batch.len();
+    let mut failed = 0;
+    let mut first_reason = None;
+    for outcome in batch {
+        match tokio::time::timeout_at(deadline, outcome).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(returned))) => {
+                failed += 1;
+                first_reason.get_or_insert(returned.reason);
+            }
+            Ok(Err(_)) => {
+                failed += 1;
+                first_reason.get_or_insert_with(|| "the delivery workers stopped".into());
+            }
+            Err(_) => {
+                // Dropping the rest cancels their delivery; rsyslog sends the batch again.
+                failed += 1;
+                first_reason.get_or_insert_with(|| "commit deadline passed".into());
+            }
+        }
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    tokio::time::sleep_until(deadline).await;
+    Err(format!(
+        "{failed} of {total} messages not delivered: {}",
+        first_reason.unwrap_or_default()
+    ))
+}
+
+/// After EOF or a stop inside a transaction: rsyslog 8.2302 does not resend deferred messages
+/// of a batch it never saw committed, so they are delivered within the drain deadline or kept
+/// in the dead-letter file, never silently dropped.
+pub(super) async fn settle_uncommitted(uncommitted: Vec<Pending>, settler: &Settler) {
+    if uncommitted.is_empty() {
+        return;
+    }
+    tracing::info!(
+        messages = uncommitted.len(),
+        "input ended inside a transaction; delivering its messages"
+    );
+    for outcome in uncommitted {
+        if let Ok(Err(returned)) = outcome.await {
+            settler.reclaim(returned);
+        }
+    }
+}

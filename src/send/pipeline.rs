@@ -1,0 +1,233 @@
+//! The bounded queue between the reader and the worker pool, and the workers: each takes a
+//! message, sends its requests through the [`Retrier`], and hands the result to the
+//! [`Settler`]. A message in fragments is one job: it is delivered when every fragment was
+//! accepted.
+//!
+//! Memory is bounded twice: the channel holds at most `queue_messages` waiting jobs, and every
+//! job holds permits of a byte semaphore (its length) from the moment it is queued until it is
+//! settled. When either runs out, `submit` waits, the reader stops reading, and backpressure
+//! reaches the producer (rsyslog's queue, or the pipe of a shell script).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::outgoing::{Labeler, Outgoing};
+use super::retry::{self, Failure, LastFailure, Retrier};
+use super::settle::Settler;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PipelineConfig {
+    pub concurrency: usize,
+    pub queue_messages: usize,
+    pub queue_bytes: u64,
+}
+
+/// One message on its way, holding its share of the byte budget until it is settled.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub line_number: u64,
+    pub outgoing: Outgoing,
+    ack: Option<Ack>,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// How a confirming caller (rsyslog's protocol) learns the fate of one message. A message
+/// with an ack is never dead-lettered or counted lost for a retriable failure: it is handed
+/// back, because rsyslog keeps it and sends it again. Dropping the receiver cancels it.
+#[derive(Debug)]
+pub(super) struct Ack {
+    pub reply: oneshot::Sender<Result<(), Returned>>,
+    /// Stop retrying at this instant and hand the message back.
+    pub give_up_at: Option<Instant>,
+}
+
+/// A message that was not delivered, handed back to its confirming caller.
+#[derive(Debug)]
+pub(super) struct Returned {
+    pub line_number: u64,
+    /// The line as it was read.
+    pub message: Vec<u8>,
+    pub reason: String,
+}
+
+impl Ack {
+    pub(super) fn new(
+        give_up_at: Option<Instant>,
+    ) -> (Self, oneshot::Receiver<Result<(), Returned>>) {
+        let (reply, receiver) = oneshot::channel();
+        (Ack { reply, give_up_at }, receiver)
+    }
+}
+
+/// Sets the "abort" flag: workers stop retrying and settle what they hold as undelivered.
+#[derive(Debug, Clone)]
+pub(super) struct Aborter(Arc<watch::Sender<bool>>);
+
+impl Aborter {
+    pub(super) fn abort(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+pub(super) struct Pipeline {
+    sender: mpsc::Sender<Job>,
+    byte_budget: Arc<Semaphore>,
+    byte_budget_size: u32,
+    workers: JoinSet<()>,
+    abort: Aborter,
+}
+
+impl Pipeline {
+    /// Starts `concurrency` workers sharing one receiver and one retrier (and its client).
+    pub(super) fn start(
+        config: PipelineConfig,
+        retrier: Arc<Retrier>,
+        labeler: Arc<Labeler>,
+        settler: Arc<Settler>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(config.queue_messages.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let (abort_sender, abort_receiver) = watch::channel(false);
+        let concurrency = config.concurrency.max(1);
+        let mut workers = JoinSet::new();
+        for _ in 0..concurrency {
+            let worker = Worker {
+                receiver: receiver.clone(),
+                sending: Sending {
+                    retrier: retrier.clone(),
+                    labeler: labeler.clone(),
+                    concurrency,
+                },
+                settler: settler.clone(),
+                abort: abort_receiver.clone(),
+            };
+            workers.spawn(worker.run());
+        }
+        let byte_budget_size = u32::try_from(config.queue_bytes).unwrap_or(u32::MAX).max(1);
+        Pipeline {
+            sender,
+            byte_budget: Arc::new(Semaphore::new(byte_budget_size as usize)),
+            byte_budget_size,
+            workers,
+            abort: Aborter(Arc::new(abort_sender)),
+        }
+    }
+
+    pub(super) fn aborter(&self) -> Aborter {
+        self.abort.clone()
+    }
+
+    /// Queues a message, waiting while the queue is full. Gives the message back if the
+    /// workers are gone, so the caller can still settle it.
+    pub(super) async fn submit(
+        &self,
+        line_number: u64,
+        outgoing: Outgoing,
+        ack: Option<Ack>,
+    ) -> Result<(), Outgoing> {
+        // A message larger than the whole budget takes all of it rather than waiting forever.
+        let cost = u32::try_from(outgoing.line.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.byte_budget_size);
+        let Ok(permit) = self.byte_budget.clone().acquire_many_owned(cost).await else {
+            return Err(outgoing);
+        };
+        let job = Job {
+            line_number,
+            outgoing,
+            ack,
+            _bytes: permit,
+        };
+        self.sender
+            .send(job)
+            .await
+            .map_err(|refused| refused.0.outgoing)
+    }
+
+    /// Closes the queue and waits until the workers have settled every job in it.
+    pub(super) async fn finish(self) {
+        let Pipeline {
+            sender,
+            mut workers,
+            abort,
+            ..
+        } = self;
+        drop(sender);
+        while let Some(result) = workers.join_next().await {
+            if let Err(e) = result {
+                tracing::error!("a delivery worker failed: {e}");
+            }
+        }
+        drop(abort);
+    }
+}
+
+struct Worker {
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    sending: Sending,
+    settler: Arc<Settler>,
+    abort: watch::Receiver<bool>,
+}
+
+/// What a worker needs to get one message through.
+struct Sending {
+    retrier: Arc<Retrier>,
+    labeler: Arc<Labeler>,
+    concurrency: usize,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            let next = self.receiver.lock().await.recv().await;
+            let Some(mut job) = next else { return };
+            let mut ack = job.ack.take();
+            let result = if *self.abort.borrow() {
+                Err(Failure::DrainPassed)
+            } else {
+                let last_failure = LastFailure::default();
+                let delivery = self.sending.deliver(&job, &last_failure);
+                retry::within_limits(delivery, &mut self.abort, ack.as_mut(), &last_failure).await
+            };
+            self.settler.settle(job, ack, result, &self.sending.labeler);
+        }
+    }
+}
+
+impl Sending {
+    /// Sends every request of a message until all are accepted, or one is rejected for good.
+    /// The fragments of a long message go out concurrently, within `--concurrency`.
+    async fn deliver(&self, job: &Job, last_failure: &LastFailure) -> Result<(), Failure> {
+        let mut targets = self.labeler.targets(&job.outgoing);
+        if job.outgoing.split.is_none() {
+            // One request, the common case: no fan-out machinery.
+            let Some(target) = targets.next() else {
+                return Ok(());
+            };
+            return self
+                .retrier
+                .until_accepted(job.line_number, target, last_failure)
+                .await;
+        }
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(target) = targets.next() else { break };
+                in_flight.push(
+                    self.retrier
+                        .until_accepted(job.line_number, target, last_failure),
+                );
+            }
+            match in_flight.next().await {
+                None => return Ok(()),
+                Some(Ok(())) => {}
+                Some(Err(failure)) => return Err(failure),
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The read loop of every mode, the plain shell-pipe and sidecar case included: a line is
+//! read, counted, labelled and queued; in the confirming modes, [`omprog`](super::omprog)
+//! answers it. Backpressure is here: while the queue is full, the next line is not read.
+
+use std::io;
+
+use tokio::io::{AsyncBufRead, AsyncWrite};
+use tokio::sync::watch;
+
+use super::input::{Line, LineReader};
+use super::omprog::{Mode, Pending, ProtocolConfig, Replies};
+use super::outgoing::{Labeler, Outgoing};
+use super::pipeline::{Ack, Pipeline};
+use super::retry::Retrier;
+use super::settle::Settler;
+use super::stats::Stats;
+
+/// How reading ended.
+pub(super) struct Ending {
+    /// False when stdin could not be read.
+    pub input_ok: bool,
+    /// Messages of a transaction that was never committed (EOF or stop mid-batch).
+    pub uncommitted: Vec<Pending>,
+}
+
+/// One run of reading stdin, until end of input or a stop.
+pub(super) struct Session<'a, R, W> {
+    pub reader: &'a mut LineReader<R>,
+    pub replies: Replies<W>,
+    pub pipeline: &'a Pipeline,
+    pub settler: &'a Settler,
+    pub labeler: &'a Labeler,
+    pub max_line_bytes: usize,
+    pub config: &'a ProtocolConfig,
+}
+
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+    /// Reads until end of input or `stop`. Only the wait for a line is cancelled by `stop`: a
+    /// line already read is always queued or settled, never dropped.
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Ending {
+        let mut batch: Vec<Pending> = Vec::new();
+        let ending = |input_ok, uncommitted| Ending {
+            input_ok,
+            uncommitted,
+        };
+        if self.config.mode != Mode::Plain && self.replies.reply("OK").await.is_err() {
+            return ending(true, batch);
+        }
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => return ending(true, batch),
+                line = self.reader.next_line() => line,
+            };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => return ending(true, batch),
+                Err(e) => {
+                    tracing::error!(
+                        "reading stdin failed after line {}: {e}",
+                        self.reader.line_number()
+                    );
+                    return ending(false, batch);
+                }
+            };
+            let replied = match self.config.mode {
+                Mode::Plain => match self.admit(line) {
+                    Some((number, message)) => self.submit(number, message, None).await,
+                    None => Ok(()),
+                },
+                Mode::Confirm => self.confirm(line).await,
+                Mode::Transactions => self.transact(line, &mut batch).await,
+            };
+            if let Err(e) = replied {
+                tracing::error!("cannot write to stdout, stopping: {e}");
+                return ending(true, batch);
+            }
+        }
+    }
+
+    /// Counts a line and labels it for sending; settles it at once if it cannot be sent.
+    pub(super) fn admit(&self, line: Line) -> Option<(u64, Outgoing)> {
+        let stats = &self.settler.stats;
+        match line {
+            Line::Empty { .. } => {
+                Stats::add(&stats.empty, 1);
+                None
+            }
+            Line::TooLong { number, length } => {
+                Stats::add(&stats.read, 1);
+                let reason = format!(
+                    "line is {length} bytes, over --max-line-bytes {}",
+                    self.max_line_bytes
+                );
+                self.settler.unreadable(number, &reason);
+                None
+            }
+            Line::Message { number, bytes } => match self.labeler.prepare(number, bytes) {
+                Some(outgoing) => {
+                    Stats::add(&stats.read, 1);
+                    Some((number, outgoing))
+                }
+                // Only an id: nothing to send.
+                None => {
+                    Stats::add(&stats.empty, 1);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Queues a message, writing keep-alive dots while the queue is full in confirming modes.
+    pub(super) async fn submit(
+        &mut self,
+        number: u64,
+        outgoing: Outgoing,
+        ack: Option<Ack>,
+    ) -> io::Result<()> {
+        let submitted = if self.config.mode == Mode::Plain {
+            self.pipeline.submit(number, outgoing, ack).await
+        } else {
+            let pipeline = self.pipeline;
+            self.replies
+                .keep_alive(pipeline.submit(number, outgoing, ack))
+                .await?
+        };
+        if let Err(outgoing) = submitted {
+            self.settler
+                .undelivered(number, &outgoing.line, "the delivery workers stopped");
+        }
+        Ok(())
+    }
+}
+
+pub(super) enum ProbeOutcome {
+    Ready,
+    /// Input ended or a stop signal came first: there is nothing to send.
+    Ended,
+    Failed(String),
+}
+
+/// Runs `--probe` until it succeeds, fails permanently, or there is no point waiting (stop
+/// signal, or end of input before any line arrived). Under rsyslog, keep-alive dots are
+/// written meanwhile, so a long outage at start-up never hits confirmTimeout.
+pub(super) async fn probe_until_ready<R, W>(
+    retrier: &Retrier,
+    reader: &mut LineReader<R>,
+    replies: &mut Replies<W>,
+    mut stopped: watch::Receiver<bool>,
+    under_rsyslog: bool,
+) -> std::io::Result<ProbeOutcome>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let probing = async {
+        let probe = retrier.probe();
+        tokio::pin!(probe);
+        let mut watch_input = true;
+        loop {
+            tokio::select! {
+                result = &mut probe => return match result {
+                    Ok(()) => ProbeOutcome::Ready,
+                    Err(reason) => ProbeOutcome::Failed(reason),
+                },
+                _ = stopped.wait_for(|stopped| *stopped) => return ProbeOutcome::Ended,
+                input = reader.has_input(), if watch_input => match input {
+                    // Lines wait in the pipe until the probe is through.
+                    Ok(true) => watch_input = false,
+                    Ok(false) | Err(_) => return ProbeOutcome::Ended,
+                },
+            }
+        }
+    };
+    if under_rsyslog {
+        replies.keep_alive(probing).await
+    } else {
+        Ok(probing.await)
+    }
+}

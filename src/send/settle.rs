@@ -1,0 +1,145 @@
+//! How every message ends: delivered, handed back to its confirming caller, written to the
+//! dead-letter file, or counted lost; never silently dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::dead_letter::DeadLetter;
+use super::outgoing::Labeler;
+use super::pipeline::{Ack, Job, Returned};
+use super::retry::{self, AfterFailure, Failure};
+use super::stats::Stats;
+
+/// Accounts for messages that were not delivered: into the dead-letter file when there is one,
+/// otherwise counted as lost. Logs the first few individually, then only counts.
+pub(super) struct Settler {
+    pub stats: Arc<Stats>,
+    dead_letter: Option<DeadLetter>,
+    logged: AtomicU64,
+}
+
+const LOGGED_INDIVIDUALLY: u64 = 20;
+
+impl Settler {
+    pub(super) fn new(stats: Arc<Stats>, dead_letter: Option<DeadLetter>) -> Self {
+        Settler {
+            stats,
+            dead_letter,
+            logged: AtomicU64::new(0),
+        }
+    }
+
+    /// Settles a message whose delivery ended: counted delivered, or handed back to its
+    /// confirming caller, or dead-lettered, or counted lost.
+    pub(super) fn settle(
+        &self,
+        job: Job,
+        ack: Option<Ack>,
+        result: Result<(), Failure>,
+        labeler: &Labeler,
+    ) {
+        let stats = &self.stats;
+        let failure = match result {
+            Ok(()) => {
+                Stats::add(&stats.delivered, 1);
+                if let Some(ack) = ack {
+                    let _ = ack.reply.send(Ok(()));
+                }
+                return;
+            }
+            Err(failure) => failure,
+        };
+        let reason = failure.reason();
+        let confirming = ack.is_some();
+        match (
+            retry::after_failure(&failure, confirming, self.has_dead_letter()),
+            ack,
+        ) {
+            (AfterFailure::HandBack, Some(ack)) => {
+                Stats::add(&stats.returned, 1);
+                // rsyslog sends it again; the retry takes the same sequence number.
+                labeler.give_back(&job.outgoing);
+                let returned = Returned {
+                    line_number: job.line_number,
+                    reason,
+                    message: job.outgoing.line,
+                };
+                let _ = ack.reply.send(Err(returned));
+            }
+            (_, ack) => {
+                self.undelivered(job.line_number, &job.outgoing.line, &reason);
+                if let Some(ack) = ack {
+                    let _ = ack.reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn has_dead_letter(&self) -> bool {
+        self.dead_letter.is_some()
+    }
+
+    pub(super) fn undelivered(&self, line_number: u64, message: &[u8], reason: &str) {
+        let written = match &self.dead_letter {
+            Some(dead_letter) => match dead_letter.append(message) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(
+                        line = line_number,
+                        "cannot write to dead-letter file {}: {e}",
+                        dead_letter.path().display()
+                    );
+                    false
+                }
+            },
+            None => false,
+        };
+        let outcome = if written {
+            Stats::add(&self.stats.dead_lettered, 1);
+            "written to the dead-letter file"
+        } else {
+            Stats::add(&self.stats.lost, 1);
+            "lost"
+        };
+        self.log(line_number, &format!("{reason}; {outcome}"));
+    }
+
+    /// A message handed back to a caller that cannot hand it on (its transaction was never
+    /// committed): it is dead-lettered or lost after all.
+    pub(super) fn reclaim(&self, returned: Returned) {
+        self.stats.returned.fetch_sub(1, Ordering::Relaxed);
+        self.undelivered(returned.line_number, &returned.message, &returned.reason);
+    }
+
+    /// A line that was too long to be read whole: it cannot be dead-lettered.
+    pub(super) fn unreadable(&self, line_number: u64, reason: &str) {
+        Stats::add(&self.stats.lost, 1);
+        self.log(line_number, &format!("{reason}; lost"));
+    }
+
+    fn log(&self, line_number: u64, text: &str) {
+        let logged = self.logged.fetch_add(1, Ordering::Relaxed);
+        if logged < LOGGED_INDIVIDUALLY {
+            tracing::warn!(line = line_number, "{text}");
+        } else if logged == LOGGED_INDIVIDUALLY {
+            tracing::warn!("more messages were not delivered; they are counted in the summary");
+        }
+    }
+
+    /// Makes the dead-letter file durable; false if that failed.
+    pub(super) fn sync(&self) -> bool {
+        let Some(dead_letter) = &self.dead_letter else {
+            return true;
+        };
+        match dead_letter.sync() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    "cannot sync dead-letter file {}: {e}",
+                    dead_letter.path().display()
+                );
+                false
+            }
+        }
+    }
+}

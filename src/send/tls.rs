@@ -1,0 +1,108 @@
+//! TLS for the client: rustls with Mozilla's roots, plus `--ca-cert`, or `--insecure`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TlsSetupError {
+    #[error("cannot read CA certificate file {path}: {source}")]
+    CaFile {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate found in CA certificate file {0}")]
+    CaEmpty(String),
+    #[error("CA certificate in {path} was rejected: {source}")]
+    CaRejected { path: String, source: rustls::Error },
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+pub(super) fn client_config(
+    ca_cert: Option<&Path>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_cert {
+        let shown = path.display().to_string();
+        let mut found = false;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|source| TlsSetupError::CaFile {
+            path: shown.clone(),
+            source,
+        })? {
+            let cert = cert.map_err(|source| TlsSetupError::CaFile {
+                path: shown.clone(),
+                source,
+            })?;
+            roots
+                .add(cert)
+                .map_err(|source| TlsSetupError::CaRejected {
+                    path: shown.clone(),
+                    source,
+                })?;
+            found = true;
+        }
+        if !found {
+            return Err(TlsSetupError::CaEmpty(shown));
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if insecure {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(AcceptAnyCertificate(
+                provider.signature_verification_algorithms,
+            )));
+    }
+    Ok(config)
+}
+
+/// `--insecure`: skips certificate checks but still checks handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}

@@ -1,0 +1,318 @@
+//! A real rsyslogd feeding the binary through the shipped rsyslog.d configs.
+//!
+//! Runs only with DRIFTER_RSYSLOG_E2E=1 (`.ci/run` installs rsyslog and sets it); then a
+//! missing rsyslogd is a failure, not a skip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::rsyslogd::{self, Rsyslogd};
+use crate::support;
+use crate::support::{Reply, TestServer};
+
+fn enabled() -> bool {
+    std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| v == "1")
+}
+
+fn skipped() -> bool {
+    if !enabled() {
+        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
+    }
+    !enabled()
+}
+
+fn rsyslogd() -> PathBuf {
+    rsyslogd::binary().expect("DRIFTER_RSYSLOG_E2E=1 but rsyslogd is not installed")
+}
+
+fn shipped_configs() -> Vec<PathBuf> {
+    let mut configs: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rsyslog.d"))
+            .expect("rsyslog.d exists")
+            .map(|entry| entry.expect("directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+    configs.sort();
+    configs
+}
+
+#[test]
+fn every_shipped_config_passes_rsyslogd_check() {
+    if skipped() {
+        return;
+    }
+    let configs = shipped_configs();
+    assert!(!configs.is_empty());
+    for config in configs {
+        let output = std::process::Command::new(rsyslogd())
+            .arg("-N1")
+            .arg("-f")
+            .arg(&config)
+            .output()
+            .expect("run rsyslogd -N1");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{}: {stderr}", config.display());
+        assert!(!stderr.contains("error"), "{}: {stderr}", config.display());
+    }
+}
+
+/// Syslog frames for rsyslogd's TCP input, one line each.
+fn syslog_frames(messages: &[String]) -> Vec<u8> {
+    messages
+        .iter()
+        .flat_map(|message| format!("<13>Nov 23 11:00:00 e2ehost e2etag: {message}\n").into_bytes())
+        .collect()
+}
+
+/// The shipped config with the placeholders replaced by this test's binary, server and files.
+fn adapt(config: &Path, server_url: &str, dir: &Path) -> String {
+    std::fs::read_to_string(config)
+        .expect("read shipped config")
+        .replace("/usr/local/bin/drifter-rsyslog", support::BIN)
+        .replace(
+            "http://my-elb-1234567890.eu-west-1.elb.amazonaws.com/",
+            server_url,
+        )
+        .replace(
+            "/var/spool/drifter-rsyslog.dead",
+            &dir.join("dead.log").display().to_string(),
+        )
+        .replace(
+            "/var/log/drifter-rsyslog.log",
+            &dir.join("drifter.log").display().to_string(),
+        )
+}
+
+/// The five-digit ids of the test messages found in what the server accepted, with counts.
+fn ids_received(server: &TestServer) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for target in server.answered(503) {
+        let line = String::from_utf8_lossy(&support::decode(&target)).into_owned();
+        if let Some(at) = line.find("drifter-e2e ") {
+            let id: String = line[at + 12..].chars().take(5).collect();
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+/// For each test message (by its five-digit number), the message ids (`&i=`) its copies
+/// arrived with.
+fn message_ids_received(server: &TestServer) -> BTreeMap<String, BTreeSet<String>> {
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for target in server.answered(503) {
+        let line = String::from_utf8_lossy(&support::decode(&target)).into_owned();
+        let target = String::from_utf8_lossy(&target).into_owned();
+        let id = target
+            .split('&')
+            .find_map(|field| field.strip_prefix("i="))
+            .unwrap_or_default()
+            .to_string();
+        if let Some(at) = line.find("drifter-e2e ") {
+            let number: String = line[at + 12..].chars().take(5).collect();
+            found.entry(number).or_default().insert(id);
+        }
+    }
+    found
+}
+
+/// The shipped confirming configs give every message rsyslog's uuid as its id: one id per
+/// message, however often it was sent, and never the same for two messages.
+fn assert_one_stable_id_per_message(config: &str, server: &TestServer) {
+    let ids = message_ids_received(server);
+    let mut seen = BTreeSet::new();
+    for (number, message_ids) in &ids {
+        assert_eq!(
+            message_ids.len(),
+            1,
+            "{config}: message {number} arrived with ids {message_ids:?}"
+        );
+        for id in message_ids {
+            assert!(
+                id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{config}: message {number}: id `{id}` is not rsyslog's uuid"
+            );
+            assert!(seen.insert(id.clone()), "{config}: id {id} used twice");
+        }
+    }
+    eprintln!(
+        "{config}: {} messages, each with one id (e.g. {:?})",
+        ids.len(),
+        seen.first()
+    );
+}
+
+/// The pids of the drifter-rsyslog programs that rsyslogd `parent` started.
+fn programs_of(parent: u32) -> Vec<u32> {
+    rsyslogd::children_of(parent)
+        .into_iter()
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            exe.as_deref() == Some(Path::new(support::BIN))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// SIGKILL the program once this many messages have arrived.
+    KillProgramAfter(usize),
+}
+
+/// Feeds `count` numbered messages through a real rsyslogd and the shipped `config` into the
+/// binary, and checks every one reached `server` (duplicates allowed only if `at_least_once`).
+async fn deliver_through(config: &str, server: &TestServer, count: usize, at_least_once: bool) {
+    deliver_with_fault(config, server, count, at_least_once, Fault::None).await;
+}
+
+async fn deliver_with_fault(
+    config: &str,
+    server: &TestServer,
+    count: usize,
+    at_least_once: bool,
+    fault: Fault,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_dir = dir.path().to_path_buf();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rsyslog.d")
+        .join(config);
+    let action = adapt(&shipped, &server.url(), &config_dir);
+    let rsyslogd = Rsyslogd::start(&action, dir).await.expect("start rsyslogd");
+
+    let messages: Vec<String> = (0..count)
+        .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
+        .collect();
+    let frames = syslog_frames(&messages);
+    let sending = async { rsyslogd.send(&frames).await.expect("send to rsyslogd") };
+    if let Fault::KillProgramAfter(arrived) = fault {
+        let rsyslogd_pid = rsyslogd.child.id().expect("rsyslogd is running");
+        let killing = async {
+            let reached = support::eventually(Duration::from_secs(60), || {
+                ids_received(server).len() >= arrived
+            })
+            .await;
+            assert!(reached, "{config}: {arrived} messages never arrived");
+            let programs = programs_of(rsyslogd_pid);
+            assert_eq!(programs.len(), 1, "{config}: one program under rsyslogd");
+            for pid in &programs {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(status.success(), "kill -KILL {pid}");
+            }
+            let before = ids_received(server).len();
+            eprintln!("{config}: killed program {programs:?} after {before} messages arrived");
+            programs
+        };
+        let (killed, ()) = tokio::join!(killing, sending);
+        let restarted = support::eventually(Duration::from_secs(60), || {
+            let now = programs_of(rsyslogd_pid);
+            !now.is_empty() && now != killed
+        })
+        .await;
+        assert!(restarted, "{config}: rsyslogd did not restart the program");
+    } else {
+        sending.await;
+    }
+    let all_arrived = support::eventually(Duration::from_secs(60), || {
+        ids_received(server).len() >= count
+    })
+    .await;
+    let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
+    rsyslogd.stop().await.expect("stop rsyslogd");
+    let ids = ids_received(server);
+    assert!(
+        all_arrived,
+        "{config}: {} of {count} arrived; drifter log: {log}",
+        ids.len()
+    );
+    let expected: BTreeSet<String> = (0..count).map(|i| format!("{i:05}")).collect();
+    assert_eq!(
+        ids.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{config}"
+    );
+    let duplicates: usize = ids.values().map(|n| n - 1).sum();
+    eprintln!("{config}: {count} messages delivered, {duplicates} duplicates");
+    if action.contains("--ids prefix") {
+        assert_one_stable_id_per_message(config, server);
+    }
+    if !at_least_once {
+        assert_eq!(duplicates, 0, "{config}: no duplicates without faults");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_config_delivers_every_message_through_rsyslogd() {
+    if skipped() {
+        return;
+    }
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    deliver_through("drifter-plain.conf", &server, 500, false).await;
+    // RSYSLOG_FileFormat: the message is the tail of the line, byte for byte.
+    let sample = server
+        .answered(503)
+        .first()
+        .map(|t| support::decode(t))
+        .unwrap_or_default();
+    let sample = String::from_utf8_lossy(&sample).into_owned();
+    assert!(
+        sample.contains(" e2ehost e2etag: drifter-e2e ") && sample.ends_with(" & é \"quoted\""),
+        "{sample}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reliable_config_delivers_every_message_through_rsyslogd() {
+    if skipped() {
+        return;
+    }
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    deliver_through("drifter-reliable.conf", &server, 300, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_config_delivers_every_message_through_rsyslogd() {
+    if skipped() {
+        return;
+    }
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    deliver_through("drifter-transactions.conf", &server, 2000, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while() {
+    if skipped() {
+        return;
+    }
+    for config in ["drifter-reliable.conf", "drifter-transactions.conf"] {
+        let server = TestServer::failing_for(Duration::from_secs(3), 502).await;
+        deliver_through(config, &server, 300, true).await;
+        assert!(server.seen().len() > 300, "{config}: the outage was hit");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() {
+    if skipped() {
+        return;
+    }
+    // Slow enough that the kill lands while most messages are still queued in rsyslog.
+    let server = TestServer::start(|_, _| {
+        std::thread::sleep(Duration::from_millis(2));
+        Reply::Status(503)
+    })
+    .await;
+    deliver_with_fault(
+        "drifter-reliable.conf",
+        &server,
+        1000,
+        true,
+        Fault::KillProgramAfter(100),
+    )
+    .await;
+}

@@ -1,0 +1,301 @@
+//! Faults on the way to the load balancer: retries, permanent rejections, timeouts, drains.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support;
+use crate::support::{Reply, TestServer, run_with_input};
+use tokio::io::AsyncWriteExt;
+
+const FAST_RETRIES: [&str; 4] = ["--retry-initial", "10ms", "--retry-max", "100ms"];
+
+fn numbered(count: usize, prefix: &str) -> (Vec<u8>, BTreeSet<Vec<u8>>) {
+    let lines: Vec<String> = (0..count).map(|i| format!("{prefix} {i}")).collect();
+    let input = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    (input, lines.into_iter().map(String::into_bytes).collect())
+}
+
+fn decoded_set(targets: &[Vec<u8>]) -> BTreeSet<Vec<u8>> {
+    targets.iter().map(|t| support::decode(t)).collect()
+}
+
+fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["send", url];
+    all.extend_from_slice(extra);
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_down_at_start_gets_everything_once_it_comes_up() {
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let (input, expected) = numbered(100, "early");
+    let mut extra = FAST_RETRIES.to_vec();
+    extra.extend(["--drain-timeout", "60s"]);
+    let run = tokio::spawn(async move {
+        let args = args(&url, &extra);
+        run_with_input(&args, &input, Duration::from_secs(90)).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind the port");
+    let server = TestServer::start_on(listener, |_, _| Reply::Status(503), None);
+    let run = run.await.expect("join");
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let answered = server.answered(503);
+    assert_eq!(answered.len(), 100, "each line exactly once");
+    assert_eq!(decoded_set(&answered), expected);
+    run.assert_logged("delivery failing");
+    run.assert_logged("delivery recovered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resets_and_server_errors_are_retried() {
+    let server = TestServer::start(|n, _| match n % 4 {
+        0 => Reply::Reset,
+        1 => Reply::Status(500),
+        2 => Reply::Status(429),
+        _ => Reply::Status(503),
+    })
+    .await;
+    let (input, expected) = numbered(200, "flaky");
+    let url = server.url();
+    let run = run_with_input(&args(&url, &FAST_RETRIES), &input, Duration::from_secs(60)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let answered = server.answered(503);
+    assert_eq!(answered.len(), 200, "each line accepted exactly once");
+    assert_eq!(decoded_set(&answered), expected);
+    let retried = server.seen().len() - 200;
+    assert!(retried >= 300, "only {retried} retries");
+    run.assert_logged(&format!("retried {retried}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_rejections_go_to_the_dead_letter_file() {
+    let server = TestServer::start(|_, target| {
+        if target.windows(7).any(|w| w == b"missing") {
+            Reply::Status(404)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let dead_arg = dead.to_str().expect("utf-8 path");
+    let input = b"first\nmissing \xff one\nsecond\n";
+    let url = server.url();
+    let run = run_with_input(
+        &args(&url, &["--dead-letter", dead_arg]),
+        input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(
+        std::fs::read(&dead).expect("dead letter"),
+        b"missing \xff one\n"
+    );
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        [b"first".to_vec(), b"second".to_vec()].into()
+    );
+    assert_eq!(server.answered(404).len(), 1, "a 404 is not retried");
+    run.assert_logged("HTTP 404");
+
+    // Without a dead-letter file the same line is lost, counted, and the exit status says so.
+    let run = run_with_input(
+        &args(&url, &[]),
+        b"missing again\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(1), "stderr: {}", run.stderr);
+    run.assert_logged("1 messages were lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_hits_the_request_timeout() {
+    let server = TestServer::start(|_, _| Reply::Hang).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let url = server.url();
+    let extra = [
+        "--request-timeout",
+        "300ms",
+        "--drain-timeout",
+        "2s",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let (input, expected) = numbered(3, "stuck");
+    let run = run_with_input(&args(&url, &extra), &input, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    run.assert_logged("no response within 300ms");
+    let written: BTreeSet<Vec<u8>> = std::fs::read(&dead)
+        .expect("dead letter")
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(written, expected);
+    assert!(
+        server.seen().len() >= 6,
+        "requests were retried after timing out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_deadline_with_an_unreachable_server() {
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let (input, _) = numbered(5, "nowhere");
+
+    let extra = [
+        "--drain-timeout",
+        "1s",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let run = run_with_input(&args(&url, &extra), &input, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let written = std::fs::read(&dead).expect("dead letter");
+    let mut lines: Vec<&[u8]> = written
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    let mut expected: Vec<&[u8]> = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        lines, expected,
+        "the dead-letter file replays exactly the undelivered lines"
+    );
+    run.assert_logged("dead-lettered 5");
+
+    let run = run_with_input(
+        &args(&url, &["--drain-timeout", "1s"]),
+        &input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(1), "stderr: {}", run.stderr);
+    run.assert_logged("5 messages were lost");
+    run.assert_logged("Connection refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_reading_and_drains_what_was_read() {
+    // The first 20 requests fail, so at SIGTERM all 20 lines are waiting for a retry.
+    let server = TestServer::failing_first(20, 500).await;
+    let url = server.url();
+    let mut child = support::spawn(&args(
+        &url,
+        &["--retry-initial", "300ms", "--retry-max", "600ms"],
+    ));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (input, expected) = numbered(20, "before");
+    stdin.write_all(&input).await.expect("write");
+    assert!(support::eventually(Duration::from_secs(20), || server.seen().len() >= 20).await);
+    support::signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Written after SIGTERM: must not be read or sent (the pipe may already be closed).
+    let _ = stdin.write_all(b"after the signal\n").await;
+    let run = support::wait(child, Duration::from_secs(30)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(decoded_set(&server.answered(503)), expected);
+    assert!(!decoded_set(&server.answered(503)).contains(b"after the signal".as_slice()));
+    run.assert_logged("SIGTERM");
+    drop(stdin);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_long_lines_are_reported_and_the_stream_goes_on() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let mut input = b"short one\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 5000));
+    input.extend_from_slice(b"\nshort two\n");
+    let url = server.url();
+    let run = run_with_input(
+        &args(&url, &["--max-line-bytes", "100"]),
+        &input,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "an unreadable line is a lost message: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("line=2")
+            && run.stderr.contains("5000 bytes, over --max-line-bytes 100"),
+        "stderr: {}",
+        run.stderr
+    );
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        [b"short one".to_vec(), b"short two".to_vec()].into()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_over_the_url_budget_is_split_never_truncated() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let long_line = "é".repeat(40); // 80 bytes, 240 once encoded
+    let input = format!("fits\n{long_line}\nfits too\n");
+    let url = server.url();
+    let extra = [
+        "--max-url-bytes",
+        "200",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let run = run_with_input(
+        &args(&url, &extra),
+        input.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(std::fs::read(&dead).expect("dead letter"), b"");
+    let mut targets: Vec<String> = server
+        .answered(503)
+        .into_iter()
+        .map(|t| String::from_utf8(t).expect("ASCII target"))
+        .collect();
+    targets.sort();
+    assert!(targets.iter().all(|t| t.len() <= 200), "{targets:?}");
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert_eq!(&targets[2..], ["/?fits", "/?fits%20too"]);
+    // Capacity per fragment: 200 - len("/?&i=<12 hex>-1&f=1.2") = 175 bytes, so 58 bytes of
+    // `é` pairs (29 of them) go in the first fragment, and the other 22 bytes in the second.
+    let id = targets[0]
+        .split("&i=")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("&f=1.2"))
+        .unwrap_or_else(|| panic!("first fragment: {}", targets[0]));
+    assert!(
+        id.len() == 14 && id.ends_with("-1") && id[..12].bytes().all(|b| b.is_ascii_hexdigit()),
+        "made-up id {id}"
+    );
+    assert_eq!(
+        targets[..2],
+        [
+            format!("/?{}&i={id}&f=1.2", "%C3%A9".repeat(29)),
+            format!("/?{}&i={id}&f=2.2", "%C3%A9".repeat(11)),
+        ]
+    );
+}

@@ -1,0 +1,373 @@
+//! Shared test support: a purpose-built hyper server on 127.0.0.1 that can answer, hang or
+//! reset per request and records what it saw, and helpers to run the real binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_drifter-rsyslog");
+
+/// How the server treats one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Status(u16),
+    /// Never answers; the connection stays open.
+    Hang,
+    /// Closes the connection without an answer.
+    Reset,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub target: Vec<u8>,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    pub reply: Reply,
+}
+
+type Behaviour = Arc<dyn Fn(u64, &[u8]) -> Reply + Send + Sync>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Binds a free port on 127.0.0.1. `behaviour` gets the 0-based request number and target.
+    pub async fn start(behaviour: impl Fn(u64, &[u8]) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::start_on(listener, behaviour, None)
+    }
+
+    /// Answers `status` to the first `count` requests, then 503 (accepted).
+    pub async fn failing_first(count: u64, status: u16) -> Self {
+        Self::start(move |n, _| {
+            if n < count {
+                Reply::Status(status)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await
+    }
+
+    /// Answers `status` until `outage` has passed from now, then 503 (accepted).
+    pub async fn failing_for(outage: Duration, status: u16) -> Self {
+        let started = std::time::Instant::now();
+        Self::start(move |_, _| {
+            if started.elapsed() < outage {
+                Reply::Status(status)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await
+    }
+
+    pub fn start_on(
+        listener: TcpListener,
+        behaviour: impl Fn(u64, &[u8]) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
+        let addr = listener.local_addr().expect("local address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let behaviour: Behaviour = Arc::new(behaviour);
+        let task = tokio::spawn(accept_loop(listener, behaviour, seen.clone(), tls));
+        TestServer { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Targets of the requests answered with `status`, in arrival order.
+    pub fn answered(&self, status: u16) -> Vec<Vec<u8>> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.reply == Reply::Status(status))
+            .map(|s| s.target)
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    behaviour: Behaviour,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let (behaviour, seen, counter, tls) = (
+            behaviour.clone(),
+            seen.clone(),
+            counter.clone(),
+            tls.clone(),
+        );
+        connections.spawn(async move {
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, behaviour, seen, counter).await;
+                    }
+                }
+                None => serve(stream, behaviour, seen, counter).await,
+            }
+        });
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    behaviour: Behaviour,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let (behaviour, seen, counter) = (behaviour.clone(), seen.clone(), counter.clone());
+        async move {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().as_bytes().to_vec())
+                .unwrap_or_default();
+            let number = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = behaviour(number, &target);
+            let header = |name: http::header::HeaderName| {
+                request
+                    .headers()
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            };
+            seen.lock().expect("lock").push(Seen {
+                target,
+                host: header(http::header::HOST),
+                user_agent: header(http::header::USER_AGENT),
+                reply,
+            });
+            match reply {
+                Reply::Status(code) => {
+                    let mut response =
+                        Response::new(Full::new(Bytes::from_static(b"<html>busy</html>")));
+                    *response.status_mut() = StatusCode::from_u16(code).expect("valid status");
+                    Ok::<_, std::io::Error>(response)
+                }
+                Reply::Hang => {
+                    std::future::pending::<()>().await;
+                    unreachable!("pending never completes")
+                }
+                Reply::Reset => Err(std::io::Error::other("reset by test server")),
+            }
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Asserts that the run logged `needle` on stderr, showing all of stderr if not.
+    #[track_caller]
+    pub fn assert_logged(&self, needle: &str) {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {}",
+            self.stderr
+        );
+    }
+}
+
+/// Starts `drifter-rsyslog ARGS` with piped stdio and a quiet, predictable environment.
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("DRIFTER_LOG_LEVEL", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start drifter-rsyslog")
+}
+
+/// Runs the binary with `input` on stdin (then EOF) and waits, at most `limit`, for it to exit.
+pub async fn run_with_input(args: &[&str], input: &[u8], limit: Duration) -> Run {
+    let mut child = spawn(args);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = tokio::spawn(async move {
+        // The binary may exit before reading everything (bad configuration): ignore EPIPE.
+        let _ = stdin.write_all(&input).await;
+    });
+    let run = wait(child, limit).await;
+    let _ = writer.await;
+    run
+}
+
+pub async fn wait(child: Child, limit: Duration) -> Run {
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("drifter-rsyslog did not exit in time")
+        .expect("wait for drifter-rsyslog");
+    Run {
+        status: output.status,
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Sends a signal with kill(1), which every test machine has.
+pub fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("child is running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A port on 127.0.0.1 with nothing listening (bound, then released).
+pub async fn unused_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// The message each target carries, decoded as the compatible format defines it.
+pub fn decode(target: &[u8]) -> Vec<u8> {
+    let query = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|i| &target[i + 1..])
+        .unwrap_or_default();
+    drifter_rsyslog::wire::decode_query(query)
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+/// Time allowed to each run of the binary by the stand-in helpers.
+pub const STAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// A running `drifter-rsyslog mock-elb`, writing under its own temporary directory.
+pub struct Stand {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stand {
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_dir = dir.path().display().to_string();
+        let mut args = vec!["mock-elb", "--listen", "127.0.0.1:0", "--log-dir", &log_dir];
+        args.extend_from_slice(extra);
+        let mut child = spawn(&args);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("mock-elb printed its address within 10 s")
+            .expect("read mock-elb stdout")
+            .expect("mock-elb printed a line");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
+            .to_string();
+        Stand { child, url, dir }
+    }
+
+    /// Stops it with `signal` and checks it exits 0 having completed its files.
+    pub async fn stop(self, name: &str) -> tempfile::TempDir {
+        signal(&self.child, name);
+        let run = wait(self.child, STAND_LIMIT).await;
+        assert_eq!(run.code(), Some(0), "mock-elb: {}", run.stderr);
+        let incoming: Vec<_> = std::fs::read_dir(self.dir.path().join(".incoming"))
+            .expect("incoming dir")
+            .collect();
+        assert!(incoming.is_empty(), "files left incomplete: {incoming:?}");
+        self.dir
+    }
+}
+
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.join("AWSLogs")];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The decoded messages, sorted, and the decode run.
+pub async fn decode_logs(args: &[&str]) -> (Vec<Vec<u8>>, Run) {
+    let mut full = vec!["decode"];
+    full.extend_from_slice(args);
+    let run = run_with_input(&full, b"", STAND_LIMIT).await;
+    let mut messages: Vec<Vec<u8>> = run
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    messages.sort();
+    (messages, run)
+}
