@@ -1,15 +1,22 @@
-//! Throughput of `drifter-rsyslog send` end to end, against the ceiling of a raw HTTP client.
+//! Throughput and CPU cost of `drifter-rsyslog send` end to end, against wrk and a raw HTTP
+//! client on the same server, in the same run.
 //!
+//!     apt-get install nginx-light wrk
 //!     cargo build --release && cargo run --release --example bench_send -- [LINES] [ROUNDS]
 //!
-//! In one run it starts the local load-balancer stand-in (answering 503) and, alternating for
-//! ROUNDS rounds, measures (a) the real binary sending LINES lines of ~200 bytes from a file on
-//! stdin at its default settings, and (b) a tight hyper client loop sending the same requests,
-//! pre-encoded, with the same concurrency (64) and keep-alive, run as a separate process like
-//! the binary: the most any sender can do against this server on this machine. It prints the best of each, their ratio, and the
-//! binary's peak RSS. Ratios, not absolute rates, are comparable across runs of a shared machine.
+//! It starts a private nginx (one worker, answering 503 and writing its access log, as a
+//! load balancer would) and, alternating for ROUNDS rounds, measures:
+//! (a) wrk with 64 keep-alive connections for 3 s, on one message's request target: what a
+//!     minimal C client gets from this server on this machine;
+//! (b) a tight hyper client loop sending the same requests as (c), pre-encoded, with the same
+//!     concurrency (64) and keep-alive, in its own process: today's baseline;
+//! (c) the real binary sending LINES lines of ~200 bytes from a file on stdin at its default
+//!     settings, with its CPU time (user + system) per message and its peak RSS.
+//! Ratios to (a) and (b) of the same round are what to compare: the machine is shared.
 
 mod support;
+
+use std::time::Duration;
 
 use support::CONCURRENCY;
 
@@ -20,8 +27,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let (lines, rounds) = support::count_and_rounds(200_000, 5)?;
     let binary = support::binary()?;
-
-    let (elb, url) = support::local_load_balancer(None).await?;
+    let nginx = support::Nginx::start()?;
+    let url = nginx.url.clone();
 
     let messages = support::sample_lines(lines);
     let dir = tempfile::tempdir()?;
@@ -31,37 +38,67 @@ async fn main() -> anyhow::Result<()> {
         .flat_map(|m| [m.as_bytes(), b"\n"].concat())
         .collect();
     std::fs::write(&input_path, &input)?;
-    let targets_path = dir.path().join("targets");
-    let targets: String = messages
+    let targets: Vec<String> = messages
         .iter()
-        .map(|m| drifter_rsyslog::wire::encode_target("/", m.as_bytes()) + "\n")
+        .map(|m| drifter_rsyslog::wire::encode_target("/", m.as_bytes()))
         .collect();
-    std::fs::write(&targets_path, targets)?;
+    let targets_path = dir.path().join("targets");
+    std::fs::write(&targets_path, targets.join("\n") + "\n")?;
+    let wrk_url = format!("{}{}", url.trim_end_matches('/'), targets[0]);
 
     println!(
-        "{lines} lines of ~{} bytes, concurrency {CONCURRENCY}, {rounds} rounds, server answering 503 on {url}",
+        "{lines} lines of ~{} bytes, concurrency {CONCURRENCY}, {rounds} rounds, nginx answering 503 on {url}",
         input.len() / lines.max(1)
     );
-    let (mut best_binary, mut best_raw, mut peak_rss) = (0f64, 0f64, 0u64);
+    let mut measured = Vec::new();
     for round in 1..=rounds {
+        let (wrk, wrk_cpu) = support::wrk(&wrk_url, CONCURRENCY, 3).await?;
         let raw = support::raw_client_rate(&url, &targets_path).await?;
-        let (elapsed, rss) =
-            support::run_binary(&binary, &["send", &url, "--log-level", "warn"], &input_path)
-                .await?;
-        let binary_rate = lines as f64 / elapsed.as_secs_f64();
+        let run = support::run_binary(&binary, &["send", &url, "--log-level", "warn"], &input_path)
+            .await?;
+        let rate = lines as f64 / run.elapsed.as_secs_f64();
+        let per_message = |cpu: Duration| micros(cpu) / lines.max(1) as f64;
+        let this = Round {
+            to_wrk: rate / wrk,
+            to_raw: rate / raw,
+            cpu: per_message(run.cpu.0 + run.cpu.1),
+            user: per_message(run.cpu.0),
+            wrk_cpu: micros(wrk_cpu),
+            peak_rss_mib: run.peak_rss_kib as f64 / 1024.0,
+        };
         println!(
-            "round {round}: raw client {raw:>9.0} req/s   drifter-rsyslog send {binary_rate:>9.0} msg/s   peak RSS {} KiB",
-            rss
+            "round {round}: wrk {wrk:>7.0} req/s ({:>4.1} µs CPU/req)   raw client {raw:>7.0} req/s   send {rate:>7.0} msg/s ({:>4.1} µs CPU/msg, {:.1} of it user; peak RSS {:.1} MiB)   send/wrk {:.2}   send/raw {:.2}",
+            this.wrk_cpu, this.cpu, this.user, this.peak_rss_mib, this.to_wrk, this.to_raw,
         );
-        best_raw = best_raw.max(raw);
-        best_binary = best_binary.max(binary_rate);
-        peak_rss = peak_rss.max(rss);
+        measured.push(this);
     }
-    elb.shutdown().await;
+    let median = |field: fn(&Round) -> f64| {
+        let mut values: Vec<f64> = measured.iter().map(field).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let peak = measured.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
     println!(
-        "best: drifter-rsyslog {best_binary:.0} msg/s = {:.0}% of the raw client's {best_raw:.0} req/s; peak RSS {:.1} MiB",
-        100.0 * best_binary / best_raw,
-        peak_rss as f64 / 1024.0
+        "median of {rounds} rounds: send/wrk {:.2}, send/raw client {:.2}; CPU {:.1} µs/msg, {:.1} of it user (wrk {:.1} µs/req); peak RSS {peak:.1} MiB",
+        median(|r| r.to_wrk),
+        median(|r| r.to_raw),
+        median(|r| r.cpu),
+        median(|r| r.user),
+        median(|r| r.wrk_cpu),
     );
     Ok(())
+}
+
+/// One round's figures; CPU times in µs.
+struct Round {
+    to_wrk: f64,
+    to_raw: f64,
+    cpu: f64,
+    user: f64,
+    wrk_cpu: f64,
+    peak_rss_mib: f64,
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
 }

@@ -59,8 +59,12 @@ async fn main() -> anyhow::Result<()> {
     ];
     let (mut best_plain, mut best_extended) = (0f64, 0f64);
     for round in 1..=rounds {
-        let (plain_time, _) = support::run_binary(&binary, &plain, &short_input).await?;
-        let (extended_time, _) = support::run_binary(&binary, &extended, &short_input).await?;
+        let plain_time = support::run_binary(&binary, &plain, &short_input)
+            .await?
+            .elapsed;
+        let extended_time = support::run_binary(&binary, &extended, &short_input)
+            .await?
+            .elapsed;
         let (plain_rate, extended_rate) = (
             lines as f64 / plain_time.as_secs_f64(),
             lines as f64 / extended_time.as_secs_f64(),
@@ -91,8 +95,11 @@ async fn main() -> anyhow::Result<()> {
     let (mut rss_default, mut rss_bounded) = (0u64, 0u64);
     for round in 1..=rounds {
         let raw_seconds = requests as f64 / support::raw_client_rate(&url, &targets).await?;
-        let (elapsed, rss) = support::run_binary(&binary, &plain, &long_input).await?;
-        let (_, rss_small) = support::run_binary(&binary, &bounded, &long_input).await?;
+        let long = support::run_binary(&binary, &plain, &long_input).await?;
+        let (elapsed, rss) = (long.elapsed, long.peak_rss_kib);
+        let rss_small = support::run_binary(&binary, &bounded, &long_input)
+            .await?
+            .peak_rss_kib;
         let (binary_rate, raw_rate) = (megabytes / elapsed.as_secs_f64(), megabytes / raw_seconds);
         println!(
             "   round {round}: raw client {raw_rate:>6.1} MB/s   drifter-rsyslog {binary_rate:>6.1} MB/s   peak RSS {:.1} MiB (--queue-bytes 16M: {:.1} MiB)",

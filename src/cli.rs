@@ -104,6 +104,10 @@ pub struct MockElbArgs {
     /// AWS region in the file layout.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+
+    /// Serve /metrics (requests answered, entries logged), /healthz and /readyz here.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -147,7 +151,7 @@ pub struct SendArgs {
     #[arg(env = "DRIFTER_URL")]
     pub url: String,
 
-    /// Requests in flight at once, over one shared keep-alive connection pool.
+    /// Requests in flight at once, each on a keep-alive connection of its own.
     #[arg(long, env = "DRIFTER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
@@ -182,7 +186,8 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// First retry delay; it doubles on every retry of a message, with full jitter.
+    /// First retry delay; it doubles on every retry, with full jitter. While the load
+    /// balancer fails, only one probe request is retried (the rest wait for it to succeed).
     #[arg(long, env = "DRIFTER_RETRY_INITIAL", default_value = "200ms", value_parser = parse_duration)]
     pub retry_initial: Duration,
 
@@ -200,6 +205,16 @@ pub struct SendArgs {
     /// `drifter-rsyslog send URL < FILE` replays them. Flushed and fsynced before exit.
     #[arg(long, env = "DRIFTER_DEAD_LETTER", value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
+
+    /// Send through this HTTP proxy (credentials in the URL), or `none` to ignore the proxy
+    /// environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), which is read otherwise.
+    #[arg(long, env = "DRIFTER_PROXY", value_name = "URL|none")]
+    pub proxy: Option<String>,
+
+    /// Root certificates to trust for HTTPS: Mozilla's (webpki), the operating system's
+    /// store (system; SSL_CERT_FILE and SSL_CERT_DIR are honoured), or both.
+    #[arg(long, env = "DRIFTER_TRUST", value_enum, default_value_t = crate::send::Trust::Both)]
+    pub trust: crate::send::Trust,
 
     /// Also trust the CA certificates in this PEM file for HTTPS.
     #[arg(long, env = "DRIFTER_CA_CERT", value_name = "FILE")]
@@ -252,6 +267,11 @@ pub struct SendArgs {
     /// permanent answer such as 404 is a configuration error (exit 2).
     #[arg(long, env = "DRIFTER_PROBE")]
     pub probe: bool,
+
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g.
+    /// 127.0.0.1:9464. Off by default.
+    #[arg(long, env = "DRIFTER_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Log a one-line summary of the counters at this interval (e.g. 60s). Off by default.
     #[arg(long, env = "DRIFTER_STATS_INTERVAL", value_parser = parse_duration)]

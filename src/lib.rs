@@ -9,7 +9,8 @@
 //! ```text
 //! send      stdin ─► input ─► session ─► outgoing ─► pipeline ─► retry ─► client ─► load balancer
 //!                   (bounded  (read loop, (id, seq,  (queue,     (every   (HTTP,
-//!                    lines)    all modes)  fragments) workers)    retry    tls)
+//!                    lines)    all modes)  fragments) workers)    retry,   proxy,
+//!                                                                 circuit) tls)
 //!                               │                        │        decision)
 //!                               ▼                        ▼
 //!                    omprog: OK / DEFER_COMMIT      settle: delivered, handed back,
@@ -26,12 +27,13 @@
 //! | `main.rs` | parsing the command line, running the command, the one error/exit path |
 //! | [`cli`] | every flag and its `DRIFTER_*` variable |
 //! | [`exit`] | exit statuses and the one error printer |
-//! | [`send`] | the `send` command: `input`, `session`, `omprog`, `outgoing`, `pipeline`, `retry`, `client`, `tls`, `settle`, `dead_letter`, `stats`, `signals` |
+//! | [`send`] | the `send` command: `input`, `session`, `omprog`, `outgoing`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `signals` |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
 //! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |
 //! | [`decode`] | the `decode` command: `walk`, `decoder`, `reassembly`, `output` |
 //! | [`mock_elb`] | the `mock-elb` command: `server`, `log_files` |
 //! | [`key_file`] | reading and checking keys (send and decode) |
+//! | `metrics` | the `--metrics-listen` server (`/metrics`, `/healthz`, `/readyz`) of `send` and `mock-elb` |
 //! | `lines`, `hex` | byte-level helpers: bounded LF-split lines (stdin and access logs), hex digits |
 
 // Items that tests and examples need are `pub`; everything else says `pub(crate)`.
@@ -44,6 +46,7 @@ pub mod exit;
 mod hex;
 pub mod key_file;
 mod lines;
+mod metrics;
 pub mod mock_elb;
 pub mod send;
 pub mod wire;

@@ -25,8 +25,13 @@ pub const CONCURRENCY: usize = 64;
 const RAW_CLIENT_MODE: &str = "--raw-client";
 
 /// The `drifter-rsyslog` binary of the same build profile as this example
-/// (`target/<profile>/examples/NAME` → `target/<profile>/drifter-rsyslog`).
+/// (`target/<profile>/examples/NAME` → `target/<profile>/drifter-rsyslog`), or the one
+/// `DRIFTER_BENCH_BINARY` names.
 pub fn binary() -> anyhow::Result<PathBuf> {
+    // Another build to measure, e.g. the one before a change, in the same run as this one.
+    if let Some(other) = std::env::var_os("DRIFTER_BENCH_BINARY") {
+        return Ok(PathBuf::from(other));
+    }
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
@@ -150,13 +155,18 @@ async fn raw_client(url: &str, targets: Arc<Vec<String>>) -> anyhow::Result<f64>
     Ok(targets.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Runs `drifter-rsyslog ARGS < input` to completion; returns its run time and peak RSS (KiB).
-pub async fn run_binary(
-    binary: &Path,
-    args: &[&str],
-    input: &Path,
-) -> anyhow::Result<(Duration, u64)> {
+/// One run of the binary.
+pub struct BinaryRun {
+    pub elapsed: Duration,
+    pub peak_rss_kib: u64,
+    /// User and system CPU time.
+    pub cpu: (Duration, Duration),
+}
+
+/// Runs `drifter-rsyslog ARGS < input` to completion.
+pub async fn run_binary(binary: &Path, args: &[&str], input: &Path) -> anyhow::Result<BinaryRun> {
     let stdin = std::fs::File::open(input)?;
+    let cpu_before = children_cpu();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .args(args)
@@ -179,7 +189,11 @@ pub async fn run_binary(
         status.success(),
         "drifter-rsyslog {args:?} exited with {status}"
     );
-    Ok((elapsed, peak))
+    Ok(BinaryRun {
+        elapsed,
+        peak_rss_kib: peak,
+        cpu: cpu_since(cpu_before),
+    })
 }
 
 /// Log-like lines of about 200 bytes with spaces and punctuation, so encoding has work to do.
@@ -198,4 +212,119 @@ pub fn sample_lines(count: usize) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A private nginx on a free loopback port (one worker, `return 503`, access log on): the
+/// server both `send` and wrk are measured against. Stopped when dropped.
+pub struct Nginx {
+    pub url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start() -> anyhow::Result<Self> {
+        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .context("nginx is not installed (apt-get install nginx-light)")?;
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n    access_log {dir}/access.log;\n    keepalive_requests 10000000;\n    server {{\n        listen 127.0.0.1:{port};\n        location / {{ return 503; }}\n    }}\n}}\n",
+            dir = dir.path().display()
+        );
+        let config_path = dir.path().join("nginx.conf");
+        std::fs::write(&config_path, config)?;
+        let child = std::process::Command::new(nginx)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start nginx")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "nginx did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Nginx {
+            url: format!("http://127.0.0.1:{port}/"),
+            child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time of this process's waited-for children so far, (user, system): read before and
+/// after running one, it gives that child's CPU time.
+pub fn children_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the parenthesised command name: field 3 is the state; cutime and cstime are
+    // fields 16 and 17, in USER_HZ (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        let ticks = fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    };
+    (ticks(13), ticks(14))
+}
+
+/// The CPU time a child took: `children_cpu()` now, less `before`.
+pub fn cpu_since(before: (Duration, Duration)) -> (Duration, Duration) {
+    let (user, system) = children_cpu();
+    (
+        user.saturating_sub(before.0),
+        system.saturating_sub(before.1),
+    )
+}
+
+/// wrk against `url` with `connections` keep-alive connections for `seconds`: requests per
+/// second and CPU time per request.
+pub async fn wrk(url: &str, connections: usize, seconds: u64) -> anyhow::Result<(f64, Duration)> {
+    let before = children_cpu();
+    let output = tokio::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            url,
+        ])
+        .output()
+        .await
+        .context("run wrk (apt-get install wrk)")?;
+    let (user, system) = cpu_since(before);
+    let cpu = user + system;
+    anyhow::ensure!(output.status.success(), "wrk failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let requests: u64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .context("no request count in wrk's output")?;
+    let rate = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|n| n.trim().parse().ok())
+        .context("no rate in wrk's output")?;
+    Ok((rate, cpu / requests.max(1) as u32))
 }

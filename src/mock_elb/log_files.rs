@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flate2::Compression;
@@ -158,6 +160,7 @@ pub(super) fn object_key(
 pub(super) async fn write_until_closed(
     mut files: LogFiles,
     mut requests: mpsc::Receiver<Request>,
+    logged: Arc<AtomicU64>,
 ) -> io::Result<u64> {
     let mut written = 0;
     loop {
@@ -167,6 +170,7 @@ pub(super) async fn write_until_closed(
                 Some(request) => {
                     files.write(&request)?;
                     written += 1;
+                    logged.fetch_add(1, Ordering::Relaxed);
                 }
                 None => break,
             },

@@ -10,10 +10,14 @@ mod server;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use http::StatusCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,9 +27,43 @@ use tokio_rustls::TlsAcceptor;
 use crate::access_log::Balancer;
 use crate::cli::MockElbArgs;
 use crate::exit::{self, Fatal, Status};
+use crate::metrics::Lifecycle;
 use log_files::LogFiles;
+use server::Answered;
 
 pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
+
+/// `mock-elb`'s metrics: the requests it answered, by status, and the entries it logged.
+struct MockElbCollector {
+    answered: Arc<Answered>,
+    logged: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for MockElbCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockElbCollector")
+    }
+}
+
+impl Collector for MockElbCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        crate::metrics::labelled_counter(
+            &mut encoder,
+            "mock_elb_requests",
+            "Requests answered, by status.",
+            "code",
+            self.answered
+                .by_status()
+                .map(|(code, count)| (code.to_string(), count)),
+        )?;
+        crate::metrics::counter(
+            &mut encoder,
+            "mock_elb_logged_entries",
+            "Access-log entries written.",
+            self.logged.load(Ordering::Relaxed),
+        )
+    }
+}
 
 pub fn run(args: &MockElbArgs) -> exit::Outcome {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,13 +99,26 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         signal(SignalKind::terminate()).context("cannot install signal handlers")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    let metrics_listener = args.metrics_listen.map(crate::metrics::bind).transpose()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 
+    let answered = Arc::new(Answered::default());
+    let logged = Arc::new(AtomicU64::new(0));
+    let lifecycle = Arc::new(Lifecycle::default());
+    if let Some(metrics_listener) = metrics_listener {
+        let collector = MockElbCollector {
+            answered: answered.clone(),
+            logged: logged.clone(),
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        crate::metrics::serve(metrics_listener, registry, lifecycle.clone());
+    }
     let (requests, received) = mpsc::channel(4096);
     let writer = tokio::spawn(async move {
-        let written = log_files::write_until_closed(files, received).await;
+        let written = log_files::write_until_closed(files, received, logged).await;
         if let Err(e) = &written {
             tracing::error!("cannot write the access log; answering 500 from now on: {e}");
         }
@@ -78,7 +129,7 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         max_request_line: usize::try_from(args.max_request_line).unwrap_or(usize::MAX),
         tls: tls.clone(),
     };
-    let elb = MockElb::serve(listener, options, Some(requests))?;
+    let elb = MockElb::serve_counted(listener, options, Some(requests), Some(answered))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Scripts read the first line for the address (with port 0 it is only known now). A
     // reader that went away after that line is no reason to stop serving.
@@ -96,11 +147,13 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         tracing::warn!("cannot write the address to stdout: {e}");
     }
     drop(stdout);
+    lifecycle.started();
 
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
     }
+    lifecycle.draining();
     elb.shutdown().await;
     let logged = writer
         .await

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,6 +59,39 @@ struct Context {
     options: ServerOptions,
     local_addr: SocketAddr,
     requests: Option<mpsc::Sender<access_log::Request>>,
+    answered: Option<Arc<Answered>>,
+}
+
+/// Requests answered, by status, for `--metrics-listen`.
+#[derive(Debug)]
+pub(crate) struct Answered(Vec<AtomicU64>);
+
+const FIRST_STATUS: u16 = 100;
+
+impl Default for Answered {
+    fn default() -> Self {
+        Answered((FIRST_STATUS..=599).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl Answered {
+    fn count(&self, status: StatusCode) {
+        if let Some(counter) = status
+            .as_u16()
+            .checked_sub(FIRST_STATUS)
+            .and_then(|i| self.0.get(usize::from(i)))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The statuses answered so far, with their counts.
+    pub(crate) fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (FIRST_STATUS..)
+            .zip(&self.0)
+            .map(|(code, counter)| (code, counter.load(Ordering::Relaxed)))
+            .filter(|&(_, count)| count > 0)
+    }
 }
 
 impl MockElb {
@@ -68,12 +102,23 @@ impl MockElb {
         options: ServerOptions,
         requests: Option<mpsc::Sender<access_log::Request>>,
     ) -> std::io::Result<Self> {
+        Self::serve_counted(listener, options, requests, None)
+    }
+
+    /// [`serve`](Self::serve), counting the answers by status in `answered`.
+    pub(crate) fn serve_counted(
+        listener: TcpListener,
+        options: ServerOptions,
+        requests: Option<mpsc::Sender<access_log::Request>>,
+        answered: Option<Arc<Answered>>,
+    ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
         let context = Arc::new(Context {
             options,
             local_addr,
             requests,
+            answered,
         });
         let server = tokio::spawn(accept_loop(listener, context, stop));
         Ok(MockElb {
@@ -230,6 +275,9 @@ async fn answer(
             // not look delivered, so the sender gets a status it retries.
             answered = StatusCode::INTERNAL_SERVER_ERROR;
         }
+    }
+    if let Some(counts) = &context.answered {
+        counts.count(answered);
     }
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = answered;

@@ -1,301 +1,358 @@
-//! One HTTP request per attempt over a shared keep-alive pool: the endpoint, the request, and
+//! One HTTP request per attempt over keep-alive connections: the endpoint, the request, and
 //! its answer as an [`Attempt`] (classified by [`retry::classify`](super::retry::classify)).
 //!
-//! The client is hyper's pooled keep-alive client rather than reqwest because reqwest carries
-//! the URL as a WHATWG `Url`, which rewrites `'` to `%27` in query strings of http(s) URLs; the
-//! compatible wire format leaves `'` unescaped, exactly as `encodeURIComponent` does.
+//! The client is hyper's rather than reqwest because reqwest carries the URL as a WHATWG
+//! `Url`, which rewrites `'` to `%27` in query strings of http(s) URLs; the compatible wire
+//! format leaves `'` unescaped, exactly as `encodeURIComponent` does. It is hyper's
+//! connection-level `client::conn::http1` rather than its pooled client, whose per-request
+//! pool checkout and dispatch cost about as much CPU as the rest of `send` together.
 
-use std::fmt;
-use std::ops::RangeInclusive;
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HyperClient;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
 
+use super::endpoint::{Endpoint, StatusSet};
+use super::proxy::{Connector, Route};
 use super::retry::{Attempt, classify};
-use super::tls::{self, TlsSetupError};
+use super::stats::{Outcome, RequestError, Stats};
+use super::tls::{self, Trust};
 use crate::exit;
-
-/// Where requests go: scheme, host and port, and the path the message is appended to.
-#[derive(Debug, Clone)]
-pub(super) struct Endpoint {
-    scheme: Scheme,
-    authority: Authority,
-    path: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum EndpointError {
-    #[error("`{0}` is not a valid URL")]
-    Invalid(String),
-    #[error("`{0}`: the scheme must be http or https")]
-    Scheme(String),
-    #[error("`{0}`: the URL has no host")]
-    NoHost(String),
-    #[error("`{0}`: the URL must not have a query string or fragment (the message is the query)")]
-    Query(String),
-    #[error("`{0}`: credentials in the URL are not supported")]
-    Credentials(String),
-}
-
-impl FromStr for Endpoint {
-    type Err = EndpointError;
-
-    fn from_str(url: &str) -> Result<Self, Self::Err> {
-        if url.contains('#') {
-            return Err(EndpointError::Query(url.into()));
-        }
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| EndpointError::Invalid(url.into()))?;
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
-            Some(_) => return Err(EndpointError::Scheme(url.into())),
-            None => return Err(EndpointError::Invalid(url.into())),
-        };
-        let authority = uri
-            .authority()
-            .filter(|a| !a.host().is_empty())
-            .cloned()
-            .ok_or_else(|| EndpointError::NoHost(url.into()))?;
-        if authority.as_str().contains('@') {
-            return Err(EndpointError::Credentials(url.into()));
-        }
-        if uri.query().is_some() {
-            return Err(EndpointError::Query(url.into()));
-        }
-        let path = match uri.path() {
-            "" => "/".to_string(),
-            path => path.to_string(),
-        };
-        Ok(Endpoint {
-            scheme,
-            authority,
-            path,
-        })
-    }
-}
-
-impl Endpoint {
-    /// The path every request target starts with (`/` when the URL has none).
-    pub(super) fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn uri(&self, target: &str) -> Result<Uri, http::Error> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(target)?)
-            .build()
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme, self.authority, self.path)
-    }
-}
-
-/// The response statuses that count as delivered, e.g. `503,200-299`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusSet(Vec<RangeInclusive<u16>>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a status list such as 503,200-299 (codes 100 to 599)")]
-pub struct StatusSetError(String);
-
-impl FromStr for StatusSet {
-    type Err = StatusSetError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || StatusSetError(text.to_string());
-        let parse_code = |s: &str| {
-            s.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (100..=599).contains(c))
-                .ok_or_else(error)
-        };
-        let mut ranges = Vec::new();
-        for item in text.split(',') {
-            let range = match item.split_once('-') {
-                Some((low, high)) => parse_code(low)?..=parse_code(high)?,
-                None => {
-                    let code = parse_code(item)?;
-                    code..=code
-                }
-            };
-            if range.is_empty() {
-                return Err(error());
-            }
-            ranges.push(range);
-        }
-        Ok(StatusSet(ranges))
-    }
-}
-
-impl StatusSet {
-    pub fn contains(&self, status: StatusCode) -> bool {
-        self.0.iter().any(|r| r.contains(&status.as_u16()))
-    }
-}
 
 pub(super) struct ClientOptions<'a> {
     pub concurrency: usize,
+    /// `--proxy`: a URL, or `none`; the environment when not given.
+    pub proxy: Option<&'a str>,
+    pub trust: Trust,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub ca_cert: Option<&'a Path>,
     pub insecure: bool,
 }
 
-/// Sends requests to one endpoint over a shared keep-alive pool and classifies the answers.
+/// Sends requests to one endpoint over its own keep-alive connections and classifies the
+/// answers.
+///
+/// Each connection is hyper's `client::conn::http1`, taken from the idle list by the request
+/// that uses it and put back after its response: no pool keyed by host, no absolute-form URI
+/// rebuilt per request, no dispatch through a shared pool.
 pub(super) struct Client {
     endpoint: Endpoint,
-    pool: HyperClient<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    route: Route,
+    connector: Connector,
+    /// `scheme://authority/` of what the connector connects to: the endpoint, or the forward
+    /// proxy.
+    origin: Uri,
+    /// Through a forward proxy: the endpoint's `scheme://authority/`, for absolute-form
+    /// targets.
+    forward_to: Option<Uri>,
+    /// The Host header, as hyper's pooled client writes it: the port only when not the
+    /// scheme's default.
+    host: HeaderValue,
     accept: StatusSet,
     request_timeout: Duration,
     user_agent: HeaderValue,
+    /// Connections waiting for their next request, the most recently used last.
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+    stats: Arc<Stats>,
 }
+
+struct Connection {
+    sender: http1::SendRequest<Empty<Bytes>>,
+    idle_since: Instant,
+}
+
+/// Below the 60 s idle timeout of ELB and ALB: a connection idle for longer is closed rather
+/// than reused, so we never race the load balancer on a connection it is closing.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Responses are only read so the connection can be reused; their content is never used.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts a request in flight for as long as it lives (a cancelled attempt included).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn count(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn proxy_auth_refused() -> Attempt {
+    Attempt::Permanent {
+        reason:
+            "the proxy refused: 407 Proxy Authentication Required (credentials go in the proxy URL)"
+                .into(),
+    }
+}
+
+/// A failure to connect: TLS if rustls refused (a certificate, a handshake), else the
+/// connection itself (refused, unreachable, DNS, the connect timeout).
+fn connect_error_kind(error: &(dyn std::error::Error + 'static)) -> RequestError {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        // rustls's errors reach us wrapped in an io::Error, whose source() skips them.
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if error.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return RequestError::Tls;
+        }
+        cause = error.source();
+    }
+    RequestError::Connect
+}
 
 impl Client {
     pub(super) fn new(
         endpoint: Endpoint,
         accept: StatusSet,
         options: &ClientOptions<'_>,
-    ) -> Result<Self, TlsSetupError> {
-        let tls = tls::client_config(options.ca_cert, options.insecure)?;
+        stats: Arc<Stats>,
+    ) -> anyhow::Result<Self> {
+        let tls = tls::client_config(options.trust, options.ca_cert, options.insecure)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(options.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let pool = HyperClient::builder(TokioExecutor::new())
-            // Below the 60 s idle timeout of ELB and ALB, so we close idle connections before
-            // the load balancer does and never race it on a connection it is closing.
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(options.concurrency)
-            .build(connector);
         let user_agent =
             HeaderValue::from_static(concat!("drifter-rsyslog/", env!("CARGO_PKG_VERSION")));
+        let (endpoint_origin, host) = endpoint.origin_and_host();
+        let route = Route::to(&endpoint_origin, options.proxy)?;
+        if let Some(proxy) = route.proxy() {
+            tracing::info!(endpoint = %endpoint, "through the proxy {proxy}");
+        }
+        let connector = Connector::new(&route, tls, http);
+        let (origin, forward_to) = match &route {
+            Route::Forward { proxy, .. } => (proxy.clone(), Some(endpoint_origin)),
+            Route::Direct | Route::Tunnel { .. } => (endpoint_origin, None),
+        };
         Ok(Client {
             endpoint,
-            pool,
+            route,
+            connector,
+            origin,
+            forward_to,
+            host,
             accept,
             request_timeout: options.request_timeout,
             user_agent,
+            idle: Mutex::new(Vec::new()),
+            max_idle: options.concurrency.max(1),
+            stats,
         })
+    }
+
+    pub(super) fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     pub(super) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
-    /// Sends `GET <target>` once, within the request timeout.
-    pub(super) async fn attempt(&self, target: &str) -> Attempt {
-        match tokio::time::timeout(self.request_timeout, self.request(target)).await {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt::Retry {
-                reason: format!("no response within {:?}", self.request_timeout),
-                after: None,
-            },
-        }
+    /// A request target checked once, to be sent as often as it takes (no copy per attempt).
+    pub(super) fn request_target(target: String) -> Result<PathAndQuery, String> {
+        PathAndQuery::from_maybe_shared(Bytes::from(target))
+            .map_err(|e| format!("request target rejected: {e}"))
     }
 
-    async fn request(&self, target: &str) -> Attempt {
-        let uri = match self.endpoint.uri(target) {
-            Ok(uri) => uri,
-            Err(e) => {
-                return Attempt::Permanent {
-                    reason: format!("request target rejected: {e}"),
-                };
+    /// Sends `GET <target>` once, within the request timeout, and counts it.
+    pub(super) async fn attempt(&self, target: &PathAndQuery) -> Attempt {
+        let requests = &self.stats.requests;
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::count(&requests.in_flight);
+        Stats::add(&requests.target_bytes, target.as_str().len() as u64);
+        let (attempt, outcome) =
+            match tokio::time::timeout(self.request_timeout, self.request(target)).await {
+                Ok(Ok((status, attempt))) => {
+                    requests.answered(status);
+                    let outcome = match attempt {
+                        Attempt::Accepted => {
+                            requests.delivered_now();
+                            Outcome::Accepted
+                        }
+                        Attempt::Retry { .. } => Outcome::Retried,
+                        Attempt::Permanent { .. } => Outcome::Rejected,
+                    };
+                    (attempt, outcome)
+                }
+                Ok(Err((error, attempt))) => {
+                    requests.failed(error);
+                    (attempt, Outcome::Error)
+                }
+                Err(_) => {
+                    requests.failed(RequestError::Timeout);
+                    let attempt = Attempt::Retry {
+                        reason: format!("no response within {:?}", self.request_timeout),
+                        after: None,
+                        outage: true,
+                    };
+                    (attempt, Outcome::Error)
+                }
+            };
+        requests.observe(outcome, started.elapsed());
+        attempt
+    }
+
+    fn build_request(&self, path_and_query: &PathAndQuery) -> Request<Empty<Bytes>> {
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.uri_mut() = match &self.forward_to {
+            None => Uri::from(path_and_query.clone()),
+            // The same target, in absolute form: `http://host:port/path?query`.
+            Some(origin) => {
+                let mut parts = origin.clone().into_parts();
+                parts.path_and_query = Some(path_and_query.clone());
+                Uri::from_parts(parts).unwrap_or_else(|_| Uri::from(path_and_query.clone()))
             }
         };
-        let mut request = Request::new(Empty::<Bytes>::new());
-        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, self.host.clone());
+        headers.insert(header::USER_AGENT, self.user_agent.clone());
+        if let Route::Forward {
+            auth: Some(auth), ..
+        } = &self.route
+        {
+            headers.insert(header::PROXY_AUTHORIZATION, auth.clone());
+        }
         request
-            .headers_mut()
-            .insert(header::USER_AGENT, self.user_agent.clone());
-        let response = match self.pool.request(request).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Attempt::Retry {
-                    reason: exit::one_line(&e),
-                    after: None,
-                };
+    }
+
+    /// Why a connection could not be opened: TLS, the proxy (when there is one: the
+    /// connection is to it), or the connection itself; a proxy's 407 is a configuration
+    /// error, not worth retrying.
+    fn connect_failed(&self, error: &(dyn std::error::Error + 'static)) -> (RequestError, Attempt) {
+        let reason = exit::one_line(error);
+        let kind = match connect_error_kind(error) {
+            RequestError::Connect if self.route.proxy().is_some() => RequestError::Proxy,
+            kind => kind,
+        };
+        if kind == RequestError::Proxy && reason.contains("proxy authorization required") {
+            return (kind, proxy_auth_refused());
+        }
+        let attempt = Attempt::Retry {
+            reason,
+            after: None,
+            outage: true,
+        };
+        (kind, attempt)
+    }
+
+    /// The status and what it means, or why there was no answer.
+    async fn request(
+        &self,
+        path_and_query: &PathAndQuery,
+    ) -> Result<(u16, Attempt), (RequestError, Attempt)> {
+        let failed = |kind: RequestError, error: &(dyn std::error::Error + 'static)| {
+            let attempt = Attempt::Retry {
+                reason: exit::one_line(error),
+                after: None,
+                outage: true,
+            };
+            (kind, attempt)
+        };
+        let mut request = self.build_request(path_and_query);
+        let (response, mut connection) = loop {
+            let (mut connection, reused) = match self.checkout().await {
+                Ok(checked_out) => checked_out,
+                Err(e) => return Err(self.connect_failed(e.as_ref())),
+            };
+            match connection.sender.try_send_request(request).await {
+                Ok(response) => break (response, connection),
+                // A kept-alive connection the server closed before our request went out:
+                // that request was never sent, so it goes on a new connection.
+                Err(mut e) if reused && e.message().is_some() => {
+                    request = e
+                        .take_message()
+                        .unwrap_or_else(|| self.build_request(path_and_query));
+                }
+                Err(e) => return Err(failed(RequestError::Io, e.error())),
             }
         };
         let status = response.status();
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED && self.forward_to.is_some() {
+            return Err((RequestError::Proxy, proxy_auth_refused()));
+        }
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        // Reading the body to its end returns the connection to the pool; an over-long body
-        // just costs that connection.
-        let _ = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+        // Reading the body to its end lets the connection carry the next request; an
+        // over-long body just costs that connection.
+        if Limited::new(response.into_body(), MAX_RESPONSE_BODY)
             .collect()
-            .await;
-        classify(status, &self.accept, retry_after)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        let e: Endpoint = "http://elb.example.com".parse().expect("valid");
-        assert_eq!(e.path(), "/");
-        let e: Endpoint = "https://elb.example.com:8443/app1".parse().expect("valid");
-        assert_eq!(e.path(), "/app1");
-        assert_eq!(
-            e.to_string(),
-            "https://elb.example.com:8443/app1",
-            "https kept"
-        );
-        for bad in [
-            "ftp://x/",
-            "elb.example.com",
-            "http:///",
-            "http://x/?a=b",
-            "http://x/#f",
-            "http://u:p@x/",
-            "not a url",
-        ] {
-            assert!(bad.parse::<Endpoint>().is_err(), "{bad} should be rejected");
+            .await
+            .is_ok()
+        {
+            connection.idle_since = Instant::now();
+            self.checkin(connection);
         }
+        Ok((status.as_u16(), classify(status, &self.accept, retry_after)))
     }
 
-    #[test]
-    fn status_sets() {
-        let set: StatusSet = "503,200-299".parse().expect("valid");
-        assert!(set.contains(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(set.contains(StatusCode::NO_CONTENT));
-        assert!(!set.contains(StatusCode::BAD_GATEWAY));
-        for bad in ["", "5o3", "299-200", "600", "1-2-3", "200,"] {
-            assert!(
-                bad.parse::<StatusSet>().is_err(),
-                "{bad} should be rejected"
-            );
+    /// An idle connection that can still carry a request, or a new one; and whether it was
+    /// reused.
+    async fn checkout(&self) -> Result<(Connection, bool), BoxError> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop();
+            let Some(connection) = idle else { break };
+            // Closed by the server (`Connection: close`, a reset) or idle too long: dropped.
+            if connection.idle_since.elapsed() < IDLE_TIMEOUT && connection.sender.is_ready() {
+                return Ok((connection, true));
+            }
+        }
+        let stream = self.connector.connect(self.origin.clone()).await?;
+        let (sender, driver) = http1::handshake(stream).await?;
+        // The connection's I/O runs in its own task on the same (single) thread; it ends when
+        // the server closes the connection or the sender is dropped.
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+        Ok((
+            Connection {
+                sender,
+                idle_since: Instant::now(),
+            },
+            false,
+        ))
+    }
+
+    fn checkin(&self, connection: Connection) {
+        if connection.sender.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(connection);
         }
     }
 }

@@ -13,10 +13,13 @@
 
 mod client;
 mod dead_letter;
+mod endpoint;
 mod input;
+mod metrics;
 mod omprog;
 pub mod outgoing;
 mod pipeline;
+mod proxy;
 mod retry;
 mod session;
 mod settle;
@@ -34,9 +37,11 @@ use tokio::sync::watch;
 
 use crate::cli::SendArgs;
 use crate::exit::{self, Fatal, Status};
+use crate::metrics::Lifecycle;
 use crate::{key_file, wire};
-use client::{Client, ClientOptions, Endpoint};
+use client::{Client, ClientOptions};
 use dead_letter::DeadLetter;
+use endpoint::Endpoint;
 use input::{Line, LineReader};
 use omprog::{Mode, ProtocolConfig, Replies};
 use outgoing::Labeler;
@@ -47,10 +52,12 @@ use settle::Settler;
 use signals::StopSignals;
 use stats::Stats;
 
-pub use client::{StatusSet, StatusSetError};
+pub use endpoint::{StatusSet, StatusSetError};
+pub use tls::Trust;
 
 /// Everything checked before the first line is read.
 struct Prepared {
+    stats: Arc<Stats>,
     client: Client,
     dead_letter: Option<DeadLetter>,
     pipeline: PipelineConfig,
@@ -60,6 +67,8 @@ struct Prepared {
     max_line_bytes: usize,
     drain_timeout: Duration,
     stats_interval: Option<Duration>,
+    metrics_listener: Option<std::net::TcpListener>,
+    queue_messages: u64,
     protocol: ProtocolConfig,
     probe: bool,
 }
@@ -81,12 +90,15 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     }
     let options = ClientOptions {
         concurrency: args.concurrency as usize,
+        proxy: args.proxy.as_deref(),
+        trust: args.trust,
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
         ca_cert: args.ca_cert.as_deref(),
         insecure: args.insecure,
     };
-    let client = Client::new(endpoint, args.accept.clone(), &options)?;
+    let stats = Arc::new(Stats::default());
+    let client = Client::new(endpoint, args.accept.clone(), &options, stats.clone())?;
     let mode = match (args.confirm, args.transactions) {
         (_, true) => Mode::Transactions,
         (true, false) => Mode::Confirm,
@@ -109,6 +121,10 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         message_timeout: args.message_timeout,
         commit_timeout: args.commit_timeout,
     };
+    let metrics_listener = match args.metrics_listen.filter(|_| !args.dry_run) {
+        Some(address) => Some(crate::metrics::bind(address)?),
+        None => None,
+    };
     // A dry run writes no file.
     let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
         Some(path) => Some(
@@ -118,6 +134,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     Ok(Prepared {
+        stats,
         client,
         dead_letter,
         pipeline: PipelineConfig {
@@ -134,6 +151,8 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
+        metrics_listener,
+        queue_messages: u64::from(args.queue_messages),
         protocol,
         probe: args.probe,
     })
@@ -145,7 +164,7 @@ pub fn run(args: &SendArgs) -> exit::Outcome {
     if args.dry_run {
         return dry_run(&prepared);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -209,7 +228,7 @@ fn dry_run(prepared: &Prepared) -> exit::Outcome {
 
 async fn send(prepared: Prepared) -> exit::Outcome {
     let signals = StopSignals::install().map_err(Fatal::usage)?;
-    let stats = Arc::new(Stats::default());
+    let stats = prepared.stats.clone();
     let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
@@ -225,12 +244,36 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         settler.clone(),
     );
 
+    let lifecycle = Arc::new(Lifecycle::default());
+    let (workers_running, workers) = pipeline.workers_running();
+    lifecycle.watch_tasks(workers_running, workers);
+    if let Some(listener) = prepared.metrics_listener {
+        let (queue_bytes, queue_bytes_capacity) = pipeline.byte_budget();
+        let sources = metrics::Sources {
+            stats: stats.clone(),
+            retrier: retrier.clone(),
+            queue_bytes,
+            queue_bytes_capacity,
+            queue_messages_capacity: prepared.queue_messages,
+        };
+        crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
+    }
+
     let (stop, stopped) = watch::channel(false);
+    tokio::spawn({
+        let (mut stopped, lifecycle) = (stopped.clone(), lifecycle.clone());
+        async move {
+            if stopped.wait_for(|stopped| *stopped).await.is_ok() {
+                lifecycle.draining();
+            }
+        }
+    });
     let under_rsyslog = prepared.protocol.mode.under_rsyslog();
     tokio::spawn(signals.watch(stop.clone(), pipeline.aborter(), under_rsyslog));
     tokio::spawn(abort_after_drain_deadline(
         stopped.clone(),
         prepared.drain_timeout,
+        retrier.clone(),
         pipeline.aborter(),
         stats.clone(),
     ));
@@ -273,6 +316,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         }
         tracing::info!(endpoint = %retrier.client().endpoint(), "probe accepted");
     }
+    lifecycle.started();
     let session = Session {
         reader: &mut reader,
         replies,
@@ -302,16 +346,21 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     }
 }
 
+/// Once reading stops, the drain has `drain_timeout`: the retrier gives every message its
+/// last attempt before then, and at the deadline the workers give up on what is left.
 async fn abort_after_drain_deadline(
     mut stopped: watch::Receiver<bool>,
     drain_timeout: Duration,
+    retrier: Arc<Retrier>,
     aborter: Aborter,
     stats: Arc<Stats>,
 ) {
     if stopped.wait_for(|stopped| *stopped).await.is_err() {
         return;
     }
-    tokio::time::sleep(drain_timeout).await;
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    retrier.drain_until(deadline, drain_timeout);
+    tokio::time::sleep_until(deadline).await;
     let pending = stats.snapshot().pending();
     tracing::warn!(
         "drain deadline of {drain_timeout:?} passed with {pending} messages undelivered; giving up on them"

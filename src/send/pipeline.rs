@@ -9,6 +9,7 @@
 //! reaches the producer (rsyslog's queue, or the pipe of a shell script).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -75,6 +76,9 @@ impl Aborter {
 }
 
 pub(super) struct Pipeline {
+    /// Workers running; fewer than `concurrency` before the queue closes means some died.
+    workers_running: Arc<AtomicUsize>,
+    concurrency: usize,
     sender: mpsc::Sender<Job>,
     byte_budget: Arc<Semaphore>,
     byte_budget_size: u32,
@@ -95,6 +99,7 @@ impl Pipeline {
         let (abort_sender, abort_receiver) = watch::channel(false);
         let concurrency = config.concurrency.max(1);
         let mut workers = JoinSet::new();
+        let workers_running = Arc::new(AtomicUsize::new(0));
         for _ in 0..concurrency {
             let worker = Worker {
                 receiver: receiver.clone(),
@@ -106,16 +111,33 @@ impl Pipeline {
                 settler: settler.clone(),
                 abort: abort_receiver.clone(),
             };
-            workers.spawn(worker.run());
+            let running = Running::count(&workers_running);
+            workers.spawn(async move {
+                // A worker that panics is counted out too, and /healthz says so.
+                let _running = running;
+                worker.run().await;
+            });
         }
         let byte_budget_size = u32::try_from(config.queue_bytes).unwrap_or(u32::MAX).max(1);
         Pipeline {
+            workers_running,
+            concurrency,
             sender,
             byte_budget: Arc::new(Semaphore::new(byte_budget_size as usize)),
             byte_budget_size,
             workers,
             abort: Aborter(Arc::new(abort_sender)),
         }
+    }
+
+    /// How many workers run, and how many should.
+    pub(super) fn workers_running(&self) -> (Arc<AtomicUsize>, usize) {
+        (self.workers_running.clone(), self.concurrency)
+    }
+
+    /// The byte budget (its free permits are the bytes not queued) and its size.
+    pub(super) fn byte_budget(&self) -> (Arc<Semaphore>, u64) {
+        (self.byte_budget.clone(), u64::from(self.byte_budget_size))
     }
 
     pub(super) fn aborter(&self) -> Aborter {
@@ -164,6 +186,22 @@ impl Pipeline {
             }
         }
         drop(abort);
+    }
+}
+
+/// Counts a running worker until dropped, when the worker ends or unwinds.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn count(running: &Arc<AtomicUsize>) -> Self {
+        running.fetch_add(1, Ordering::AcqRel);
+        Running(running.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -13,7 +13,7 @@ use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::{Ack, Pipeline};
 use super::retry::Retrier;
 use super::settle::Settler;
-use super::stats::Stats;
+use super::stats::{Loss, Stats};
 
 /// How reading ended.
 pub(super) struct Ending {
@@ -125,8 +125,12 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 .await?
         };
         if let Err(outgoing) = submitted {
-            self.settler
-                .undelivered(number, &outgoing.line, "the delivery workers stopped");
+            self.settler.undelivered(
+                number,
+                &outgoing.line,
+                "the delivery workers stopped",
+                Loss::Stopped,
+            );
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::dead_letter::DeadLetter;
 use super::outgoing::Labeler;
 use super::pipeline::{Ack, Job, Returned};
 use super::retry::{self, AfterFailure, Failure};
-use super::stats::Stats;
+use super::stats::{Loss, Stats};
 
 /// Accounts for messages that were not delivered: into the dead-letter file when there is one,
 /// otherwise counted as lost. Logs the first few individually, then only counts.
@@ -56,7 +56,7 @@ impl Settler {
             ack,
         ) {
             (AfterFailure::HandBack, Some(ack)) => {
-                Stats::add(&stats.returned, 1);
+                stats.hand_back();
                 // rsyslog sends it again; the retry takes the same sequence number.
                 labeler.give_back(&job.outgoing);
                 let returned = Returned {
@@ -67,7 +67,12 @@ impl Settler {
                 let _ = ack.reply.send(Err(returned));
             }
             (_, ack) => {
-                self.undelivered(job.line_number, &job.outgoing.line, &reason);
+                let loss = match failure {
+                    Failure::Rejected(_) => Loss::Rejected,
+                    Failure::DrainPassed | Failure::GaveUp(_) => Loss::DrainDeadline,
+                    Failure::Cancelled => Loss::Stopped,
+                };
+                self.undelivered(job.line_number, &job.outgoing.line, &reason, loss);
                 if let Some(ack) = ack {
                     let _ = ack.reply.send(Ok(()));
                 }
@@ -79,7 +84,8 @@ impl Settler {
         self.dead_letter.is_some()
     }
 
-    pub(super) fn undelivered(&self, line_number: u64, message: &[u8], reason: &str) {
+    /// Dead-letters a message, or counts it lost (for `loss`) without a dead-letter file.
+    pub(super) fn undelivered(&self, line_number: u64, message: &[u8], reason: &str, loss: Loss) {
         let written = match &self.dead_letter {
             Some(dead_letter) => match dead_letter.append(message) {
                 Ok(()) => true,
@@ -98,7 +104,7 @@ impl Settler {
             Stats::add(&self.stats.dead_lettered, 1);
             "written to the dead-letter file"
         } else {
-            Stats::add(&self.stats.lost, 1);
+            self.stats.lose(loss);
             "lost"
         };
         self.log(line_number, &format!("{reason}; {outcome}"));
@@ -108,12 +114,17 @@ impl Settler {
     /// committed): it is dead-lettered or lost after all.
     pub(super) fn reclaim(&self, returned: Returned) {
         self.stats.returned.fetch_sub(1, Ordering::Relaxed);
-        self.undelivered(returned.line_number, &returned.message, &returned.reason);
+        self.undelivered(
+            returned.line_number,
+            &returned.message,
+            &returned.reason,
+            Loss::Uncommitted,
+        );
     }
 
     /// A line that was too long to be read whole: it cannot be dead-lettered.
     pub(super) fn unreadable(&self, line_number: u64, reason: &str) {
-        Stats::add(&self.stats.lost, 1);
+        self.stats.lose(Loss::TooLong);
         self.log(line_number, &format!("{reason}; lost"));
     }
 

@@ -1,8 +1,192 @@
-//! Counters shared by the reader and the workers, and the summary lines built from them.
+//! Counters shared by the reader, the workers and the client, the summary lines built from
+//! them, and what `/metrics` reads at scrape time.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Why a message was lost (not delivered and not dead-lettered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loss {
+    /// Longer than `--max-line-bytes`: never read whole, so it cannot be dead-lettered.
+    TooLong,
+    /// A permanent answer from the load balancer.
+    Rejected,
+    /// Still undelivered at the drain deadline.
+    DrainDeadline,
+    /// Its transaction was never committed, and it was not delivered by the end.
+    Uncommitted,
+    /// The delivery workers were gone, or the message was cancelled.
+    Stopped,
+}
+
+impl Loss {
+    pub(crate) const ALL: [Loss; 5] = [
+        Loss::TooLong,
+        Loss::Rejected,
+        Loss::DrainDeadline,
+        Loss::Uncommitted,
+        Loss::Stopped,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Loss::TooLong => "too_long",
+            Loss::Rejected => "rejected",
+            Loss::DrainDeadline => "drain_deadline",
+            Loss::Uncommitted => "uncommitted",
+            Loss::Stopped => "stopped",
+        }
+    }
+}
+
+/// How a request failed without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestError {
+    Connect,
+    Tls,
+    Timeout,
+    Proxy,
+    Io,
+}
+
+impl RequestError {
+    pub(crate) const ALL: [RequestError; 5] = [
+        RequestError::Connect,
+        RequestError::Tls,
+        RequestError::Timeout,
+        RequestError::Proxy,
+        RequestError::Io,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RequestError::Connect => "connect",
+            RequestError::Tls => "tls",
+            RequestError::Timeout => "timeout",
+            RequestError::Proxy => "proxy",
+            RequestError::Io => "io",
+        }
+    }
+}
+
+/// What one request came to, for the duration histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Accepted,
+    Retried,
+    Rejected,
+    /// No answer: no connection, a reset, a timeout.
+    Error,
+}
+
+impl Outcome {
+    pub(crate) const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Retried,
+        Outcome::Rejected,
+        Outcome::Error,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Retried => "retried",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Request durations, in seconds: 1 ms to about 16 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Lowest and highest status code counted by code.
+const FIRST_STATUS: u16 = 100;
+const LAST_STATUS: u16 = 599;
+
+/// Counters of the HTTP requests themselves (a message may take several).
+#[derive(Debug)]
+pub(crate) struct Requests {
+    /// By status code, from [`FIRST_STATUS`].
+    statuses: Vec<AtomicU64>,
+    errors: [AtomicU64; RequestError::ALL.len()],
+    pub(crate) target_bytes: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last accepted request; 0 before the first.
+    last_delivery_ms: AtomicU64,
+    /// By [`Outcome`].
+    durations: [Histogram; Outcome::ALL.len()],
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests {
+            statuses: (FIRST_STATUS..=LAST_STATUS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            errors: Default::default(),
+            target_bytes: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            last_delivery_ms: AtomicU64::new(0),
+            durations: Outcome::ALL.map(|_| duration_histogram()),
+        }
+    }
+}
+
+impl Requests {
+    pub(crate) fn answered(&self, status: u16) {
+        if let Some(counter) = status
+            .checked_sub(FIRST_STATUS)
+            .and_then(|i| self.statuses.get(usize::from(i)))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn failed(&self, error: RequestError) {
+        self.errors[error as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, outcome: Outcome, duration: Duration) {
+        self.durations[outcome as usize].observe(duration.as_secs_f64());
+    }
+
+    pub(crate) fn durations(&self, outcome: Outcome) -> &Histogram {
+        &self.durations[outcome as usize]
+    }
+
+    pub(crate) fn delivered_now(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        self.last_delivery_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Status codes answered so far, with their counts.
+    pub(crate) fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (FIRST_STATUS..=LAST_STATUS)
+            .zip(&self.statuses)
+            .map(|(code, counter)| (code, counter.load(Ordering::Relaxed)))
+            .filter(|&(_, count)| count > 0)
+    }
+
+    pub(crate) fn errors(&self, error: RequestError) -> u64 {
+        self.errors[error as usize].load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the Unix epoch of the last accepted request, if any.
+    pub(crate) fn last_delivery(&self) -> Option<f64> {
+        match self.last_delivery_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms as f64 / 1000.0),
+        }
+    }
+}
 
 /// Every message read ends up in exactly one of delivered, dead-lettered or lost.
 #[derive(Debug)]
@@ -14,8 +198,13 @@ pub(super) struct Stats {
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub lost: AtomicU64,
-    /// Handed back to rsyslog (confirm and transaction modes), which keeps and resends them.
+    lost_by: [AtomicU64; Loss::ALL.len()],
+    /// Handed back to rsyslog (confirm and transaction modes), which keeps and resends them;
+    /// less those taken back when their transaction was never committed.
     pub returned: AtomicU64,
+    /// Every hand-back, never decreased.
+    pub returned_total: AtomicU64,
+    pub requests: Requests,
 }
 
 /// A consistent-enough copy of the counters for printing.
@@ -41,7 +230,10 @@ impl Default for Stats {
             retries: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            lost_by: Default::default(),
             returned: AtomicU64::new(0),
+            returned_total: AtomicU64::new(0),
+            requests: Requests::default(),
         }
     }
 }
@@ -49,6 +241,30 @@ impl Default for Stats {
 impl Stats {
     pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn lose(&self, loss: Loss) {
+        Stats::add(&self.lost, 1);
+        Stats::add(&self.lost_by[loss as usize], 1);
+    }
+
+    pub(super) fn lost_by(&self, loss: Loss) -> u64 {
+        self.lost_by[loss as usize].load(Ordering::Relaxed)
+    }
+
+    pub(super) fn hand_back(&self) {
+        Stats::add(&self.returned, 1);
+        Stats::add(&self.returned_total, 1);
+    }
+
+    /// Process start, for `process_start_time_seconds`.
+    pub(super) fn started_at(&self) -> f64 {
+        let since_start = self.started.elapsed();
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |since| {
+                (since.saturating_sub(since_start)).as_secs_f64()
+            })
     }
 
     pub(super) fn snapshot(&self) -> Snapshot {

@@ -1,4 +1,5 @@
-//! TLS for the client: rustls with Mozilla's roots, plus `--ca-cert`, or `--insecure`.
+//! TLS for the client: rustls with Mozilla's roots, the operating system's store, or both
+//! (`--trust`), plus `--ca-cert`; or `--insecure`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +10,22 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
+/// Which root certificates are trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Trust {
+    /// Mozilla's roots, built in.
+    Webpki,
+    /// The operating system's store (`SSL_CERT_FILE` or `SSL_CERT_DIR` when set), as a
+    /// TLS-inspecting proxy needs.
+    System,
+    /// Both.
+    Both,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(super) enum TlsSetupError {
+    #[error("--trust system: no usable certificate in the system's trust store{0}")]
+    NoSystemRoots(String),
     #[error("cannot read CA certificate file {path}: {source}")]
     CaFile {
         path: String,
@@ -25,12 +40,18 @@ pub(super) enum TlsSetupError {
 }
 
 pub(super) fn client_config(
+    trust: Trust,
     ca_cert: Option<&Path>,
     insecure: bool,
 ) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if trust != Trust::System {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if trust != Trust::Webpki {
+        add_system_roots(&mut roots, trust == Trust::System)?;
+    }
     if let Some(path) = ca_cert {
         let shown = path.display().to_string();
         let mut found = false;
@@ -66,6 +87,32 @@ pub(super) fn client_config(
             )));
     }
     Ok(config)
+}
+
+/// The operating system's roots; with `required`, finding none is an error rather than a
+/// warning.
+fn add_system_roots(
+    roots: &mut rustls::RootCertStore,
+    required: bool,
+) -> Result<(), TlsSetupError> {
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
+    let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+    if added == 0 && required {
+        let why = if errors.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", errors.join("; "))
+        };
+        return Err(TlsSetupError::NoSystemRoots(why));
+    }
+    if !errors.is_empty() {
+        tracing::warn!(
+            "the system's trust store was read in part: {}",
+            errors.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// `--insecure`: skips certificate checks but still checks handshake signatures.

@@ -9,12 +9,15 @@
 mod rsyslogd;
 mod support;
 
+mod metrics;
 mod omprog_protocol;
 mod round_trip;
 mod rsyslog_e2e;
 mod send_config;
 mod send_delivery;
 mod send_faults;
+mod send_outages;
+mod send_proxy;
 mod send_resources;
 mod send_tls;
 mod wire_format;

@@ -2,7 +2,7 @@
 //! `send` sends to it, `decode` reads the files back.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support;
@@ -224,30 +224,6 @@ async fn decode_skips_test_files_reads_stdin_and_reports_unreadable_paths() {
     assert_eq!(piped.stdout, b"from a file\n");
 }
 
-/// A CA and a certificate for localhost signed by it, as PEM files: (ca, cert, key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).expect("write CA");
-    std::fs::write(&paths.1, leaf.pem()).expect("write cert");
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).expect("write key");
-    paths
-}
-
 /// One HTTP/2 GET over TLS (ALPN h2); returns the response status.
 async fn get_over_h2(port: u16, ca: &Path, target: &str) -> u16 {
     use rustls::pki_types::CertificateDer;
@@ -288,7 +264,7 @@ async fn get_over_h2(port: u16, ca: &Path, target: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn https_and_http2_are_logged_as_alb_writes_them() {
     let scratch = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = certificates(scratch.path());
+    let (ca, cert, key) = support::certificates(scratch.path());
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let stand = Stand::start(&["--format", "alb", "--tls-cert", &cert, "--tls-key", &key]).await;
     let port = stand

@@ -162,3 +162,40 @@ async fn environment_variables_configure_the_sidecar() {
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     assert_eq!(server.answered(202), vec![b"/?from%20env".to_vec()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_the_server_closes_are_replaced_without_a_failure() {
+    // Every third response closes its connection, as a load balancer may at any time.
+    let server = TestServer::start(|n, _| {
+        if n % 3 == 0 {
+            Reply::Closing(503)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let url = server.url();
+    let (input, expected) = support::numbered(3_000, "reconnect");
+    let run = run_with_input(&["send", &url], &input, Duration::from_secs(60)).await;
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let answered = server.answered(503);
+    assert_eq!(
+        answered.len() + server.answered_closing(503),
+        3_000,
+        "each line once"
+    );
+    let mut all = answered;
+    all.extend(
+        server
+            .seen()
+            .into_iter()
+            .filter(|s| s.reply == Reply::Closing(503))
+            .map(|s| s.target),
+    );
+    assert_eq!(support::decoded_set(&all), expected);
+    assert!(
+        !run.stderr.contains("delivery failing"),
+        "a closed keep-alive connection is no outage: {}",
+        run.stderr
+    );
+}

@@ -4,23 +4,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{Reply, TestServer, run_with_input};
+use crate::support::{Reply, TestServer, decoded_set, numbered, run_with_input};
 use tokio::io::AsyncWriteExt;
 
 const FAST_RETRIES: [&str; 4] = ["--retry-initial", "10ms", "--retry-max", "100ms"];
-
-fn numbered(count: usize, prefix: &str) -> (Vec<u8>, BTreeSet<Vec<u8>>) {
-    let lines: Vec<String> = (0..count).map(|i| format!("{prefix} {i}")).collect();
-    let input = lines
-        .iter()
-        .flat_map(|l| format!("{l}\n").into_bytes())
-        .collect();
-    (input, lines.into_iter().map(String::into_bytes).collect())
-}
-
-fn decoded_set(targets: &[Vec<u8>]) -> BTreeSet<Vec<u8>> {
-    targets.iter().map(|t| support::decode(t)).collect()
-}
 
 fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["send", url];
@@ -39,11 +26,7 @@ async fn server_down_at_start_gets_everything_once_it_comes_up() {
         let args = args(&url, &extra);
         run_with_input(&args, &input, Duration::from_secs(90)).await
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("rebind the port");
-    let server = TestServer::start_on(listener, |_, _| Reply::Status(503), None);
+    let server = TestServer::start_late(port, Duration::from_millis(1500)).await;
     let run = run.await.expect("join");
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     let answered = server.answered(503);
@@ -143,8 +126,13 @@ async fn a_server_that_never_answers_hits_the_request_timeout() {
         .map(<[u8]>::to_vec)
         .collect();
     assert_eq!(written, expected);
+    // While the server never answers, one probe goes out at a time: it is tried again after
+    // each timeout, and the other messages get their last attempt before the drain deadline.
+    let seen = server.seen();
+    let targets: BTreeSet<&[u8]> = seen.iter().map(|s| s.target.as_slice()).collect();
+    assert_eq!(targets.len(), 3, "every message had an attempt");
     assert!(
-        server.seen().len() >= 6,
+        seen.len() > targets.len(),
         "requests were retried after timing out"
     );
 }
@@ -195,8 +183,9 @@ async fn drain_deadline_with_an_unreachable_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_reading_and_drains_what_was_read() {
-    // The first 20 requests fail, so at SIGTERM all 20 lines are waiting for a retry.
-    let server = TestServer::failing_first(20, 500).await;
+    // The first 3 requests fail, so at SIGTERM the 20 lines are waiting for a retry (on the
+    // circuit, which has one probe out at a time).
+    let server = TestServer::failing_first(3, 500).await;
     let url = server.url();
     let mut child = support::spawn(&args(
         &url,
@@ -205,7 +194,7 @@ async fn sigterm_stops_reading_and_drains_what_was_read() {
     let mut stdin = child.stdin.take().expect("stdin");
     let (input, expected) = numbered(20, "before");
     stdin.write_all(&input).await.expect("write");
-    assert!(support::eventually(Duration::from_secs(20), || server.seen().len() >= 20).await);
+    assert!(support::eventually(Duration::from_secs(20), || server.seen().len() >= 3).await);
     support::signal(&child, "TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Written after SIGTERM: must not be read or sent (the pipe may already be closed).

@@ -125,3 +125,41 @@ async fn an_untrusted_certificate_is_refused_unless_insecure() {
     run.assert_logged("--insecure");
     assert_eq!(fixture.server.answered(503).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_trust_store_is_used_unless_webpki_only() {
+    let fixture = tls_server().await;
+    let url = format!("https://localhost:{}/", fixture.server.addr.port());
+    // The system's store, here the file SSL_CERT_FILE names, holds the test CA.
+    let ca = fixture.ca_pem_path.to_str().expect("utf-8");
+    let env = [("SSL_CERT_FILE", ca)];
+    let limit = Duration::from_secs(30);
+    let webpki = ["send", &url, "--trust", "webpki", "--drain-timeout", "1s"];
+    let run = support::run_with_env(&webpki, &env, b"refused\n", limit).await;
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "Mozilla's roots do not know the test CA: {}",
+        run.stderr
+    );
+    assert!(fixture.server.seen().is_empty());
+    for trust in ["system", "both"] {
+        let args = ["send", &url, "--trust", trust];
+        let run = support::run_with_env(&args, &env, format!("{trust}\n").as_bytes(), limit).await;
+        assert_eq!(run.code(), Some(0), "--trust {trust}: {}", run.stderr);
+    }
+    let delivered = support::decoded_set(&fixture.server.answered(503));
+    assert_eq!(delivered, [b"both".to_vec(), b"system".to_vec()].into());
+    // No usable certificate in the system's store is a configuration error.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").expect("write");
+    let env = [
+        ("SSL_CERT_FILE", empty.to_str().expect("utf-8")),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let args = ["send", &url, "--trust", "system"];
+    let run = support::run_with_env(&args, &env, b"", limit).await;
+    assert_eq!(run.code(), Some(2), "stderr: {}", run.stderr);
+    run.assert_logged("--trust system: no usable certificate");
+}

@@ -1,6 +1,7 @@
 //! Shared test support: a purpose-built hyper server on 127.0.0.1 that can answer, hang or
 //! reset per request and records what it saw, and helpers to run the real binary.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -25,6 +26,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_drifter-rsyslog");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     Status(u16),
+    /// A status with a `Retry-After` header of this many seconds.
+    RetryAfter(u16, u64),
+    /// A status with `Connection: close`: the server closes the connection after it.
+    Closing(u16),
     /// Never answers; the connection stays open.
     Hang,
     /// Closes the connection without an answer.
@@ -33,6 +38,8 @@ pub enum Reply {
 
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// When the request arrived.
+    pub at: std::time::Instant,
     pub target: Vec<u8>,
     pub host: Option<String>,
     pub user_agent: Option<String>,
@@ -81,6 +88,15 @@ impl TestServer {
         .await
     }
 
+    /// After `delay`, starts answering 503 on `port` (which had nothing listening on it).
+    pub async fn start_late(port: u16, delay: Duration) -> Self {
+        tokio::time::sleep(delay).await;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("rebind the port");
+        Self::start_on(listener, |_, _| Reply::Status(503), None)
+    }
+
     pub fn start_on(
         listener: TcpListener,
         behaviour: impl Fn(u64, &[u8]) -> Reply + Send + Sync + 'static,
@@ -99,6 +115,14 @@ impl TestServer {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
+    }
+
+    /// How many requests were answered with `status` and `Connection: close`.
+    pub fn answered_closing(&self, status: u16) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.reply == Reply::Closing(status))
+            .count()
     }
 
     /// Targets of the requests answered with `status`, in arrival order.
@@ -168,6 +192,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             };
             seen.lock().expect("lock").push(Seen {
+                at: std::time::Instant::now(),
                 target,
                 host: header(http::header::HOST),
                 user_agent: header(http::header::USER_AGENT),
@@ -179,6 +204,23 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         Response::new(Full::new(Bytes::from_static(b"<html>busy</html>")));
                     *response.status_mut() = StatusCode::from_u16(code).expect("valid status");
                     Ok::<_, std::io::Error>(response)
+                }
+                Reply::RetryAfter(code, seconds) => {
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"slow down")));
+                    *response.status_mut() = StatusCode::from_u16(code).expect("valid status");
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+                    Ok(response)
+                }
+                Reply::Closing(code) => {
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"bye")));
+                    *response.status_mut() = StatusCode::from_u16(code).expect("valid status");
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    Ok(response)
                 }
                 Reply::Hang => {
                     std::future::pending::<()>().await;
@@ -219,8 +261,14 @@ impl Run {
 
 /// Starts `drifter-rsyslog ARGS` with piped stdio and a quiet, predictable environment.
 pub fn spawn(args: &[&str]) -> Child {
+    spawn_with_env(args, &[])
+}
+
+/// [`spawn`], with these environment variables set.
+pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .env("DRIFTER_LOG_LEVEL", "info")
         .stdin(Stdio::piped())
@@ -233,7 +281,17 @@ pub fn spawn(args: &[&str]) -> Child {
 
 /// Runs the binary with `input` on stdin (then EOF) and waits, at most `limit`, for it to exit.
 pub async fn run_with_input(args: &[&str], input: &[u8], limit: Duration) -> Run {
-    let mut child = spawn(args);
+    run_with_env(args, &[], input, limit).await
+}
+
+/// [`run_with_input`], with these environment variables set.
+pub async fn run_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &[u8],
+    limit: Duration,
+) -> Run {
+    let mut child = spawn_with_env(args, env);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_vec();
     let writer = tokio::spawn(async move {
@@ -282,6 +340,21 @@ pub fn decode(target: &[u8]) -> Vec<u8> {
         .map(|i| &target[i + 1..])
         .unwrap_or_default();
     drifter_rsyslog::wire::decode_query(query)
+}
+
+/// `count` lines `<prefix> <n>`: the input, and the set of lines expected back.
+pub fn numbered(count: usize, prefix: &str) -> (Vec<u8>, BTreeSet<Vec<u8>>) {
+    let lines: Vec<String> = (0..count).map(|i| format!("{prefix} {i}")).collect();
+    let input = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    (input, lines.into_iter().map(String::into_bytes).collect())
+}
+
+/// The messages the targets carry, as a set.
+pub fn decoded_set(targets: &[Vec<u8>]) -> BTreeSet<Vec<u8>> {
+    targets.iter().map(|t| decode(t)).collect()
 }
 
 /// Polls `condition` every 20 ms until it holds or `limit` passes.
@@ -370,4 +443,117 @@ pub async fn decode_logs(args: &[&str]) -> (Vec<Vec<u8>>, Run) {
         .collect();
     messages.sort();
     (messages, run)
+}
+
+/// GET `http://addr<path>` with hyper's client: the status and the body as text.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri: http::Uri = format!("http://{addr}{path}").parse().expect("valid URI");
+    let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+        .await
+        .expect("answered within 10 s")
+        .expect("GET");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Whether tests that need an installed component must run (`.ci/run` sets this).
+pub fn components_required() -> bool {
+    std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| v == "1")
+}
+
+/// A CA and a certificate for localhost signed by it, as PEM files: (ca, cert, key).
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write CA");
+    std::fs::write(&paths.1, leaf.pem()).expect("write cert");
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).expect("write key");
+    paths
+}
+
+/// A private tinyproxy on a free port of 127.0.0.1 (foreground, its own config), killed when
+/// dropped. `extra` is added to its configuration (e.g. `BasicAuth user password`).
+pub struct Tinyproxy {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Tinyproxy {
+    pub async fn start(extra: &str) -> Option<Self> {
+        let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(binary) = binary else {
+            assert!(
+                !components_required(),
+                "DRIFTER_RSYSLOG_E2E=1 but tinyproxy is not installed"
+            );
+            eprintln!("skipped: tinyproxy is not installed");
+            return None;
+        };
+        let port = unused_port().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // No ConnectPort line: CONNECT to every port, as the test servers use random ones.
+        let config = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 200\nAllow 127.0.0.1\nDisableViaHeader Yes\nLogLevel Warning\n{extra}\n"
+        );
+        let config_path = dir.path().join("tinyproxy.conf");
+        std::fs::write(&config_path, config).expect("write tinyproxy.conf");
+        let child = Command::new(binary)
+            .arg("-d")
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tinyproxy");
+        let listening = eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(listening, "tinyproxy did not listen on {port}");
+        Some(Tinyproxy {
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
 }

@@ -4,21 +4,30 @@
 //! undelivered message goes back to rsyslog to be retried there. (How a failed commit is paced
 //! for rsyslog's own replay is the protocol's, in `omprog`.)
 //!
-//! Each request is retried on its own with capped, jittered backoff; a permanent answer ends
-//! its message at once. The outage and the recovery are logged once each, not per request.
+//! While the endpoint fails, the [`circuit`] lets one probe out at a time and holds every other
+//! message until the endpoint answers again; a failure that is a request's own (408, 429, a
+//! 5xx while others get through) has the request's own capped, jittered backoff. A permanent
+//! answer ends its message at once. The outage and the recovery are logged once each.
+//!
+//! It is one module of over 400 lines (with its tests) on purpose: every rule about trying
+//! again is here, so that none hides elsewhere; only the circuit's state machine has a file of
+//! its own.
+
+mod circuit;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use super::client::{Client, StatusSet};
+use super::client::Client;
+use super::endpoint::StatusSet;
 use super::pipeline::Ack;
 use super::stats::Stats;
+use circuit::{Admission, Circuit, ProbeTime};
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +38,9 @@ pub(super) enum Attempt {
     Retry {
         reason: String,
         after: Option<Duration>,
+        /// The failure says the endpoint is failing (no connection, no answer in time, a 5xx),
+        /// not only this request (408, 429): it opens the circuit.
+        outage: bool,
     },
     /// Trying again would get the same answer: other statuses (4xx, redirects).
     Permanent { reason: String },
@@ -44,13 +56,12 @@ pub(super) fn classify(
         return Attempt::Accepted;
     }
     let reason = format!("HTTP {status}");
-    let retriable = status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error();
-    if retriable {
+    let own = status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
+    if own || status.is_server_error() {
         Attempt::Retry {
             reason,
             after: retry_after,
+            outage: !own,
         }
     } else {
         Attempt::Permanent { reason }
@@ -155,8 +166,10 @@ pub(super) struct Retrier {
     /// with everything else, so `--concurrency` holds however messages are cut.
     requests: Semaphore,
     backoff: Backoff,
+    circuit: Circuit,
+    /// When the drain gives each message its last attempt; `None` until the drain starts.
+    last_call: watch::Sender<Option<Instant>>,
     stats: Arc<Stats>,
-    healthy: AtomicBool,
 }
 
 impl Retrier {
@@ -166,12 +179,14 @@ impl Retrier {
         backoff: Backoff,
         stats: Arc<Stats>,
     ) -> Self {
+        let circuit = Circuit::new(backoff, client.endpoint().to_string());
         Retrier {
             client,
             requests: Semaphore::new(concurrency.max(1)),
             backoff,
+            circuit,
+            last_call: watch::Sender::new(None),
             stats,
-            healthy: AtomicBool::new(true),
         }
     }
 
@@ -179,40 +194,111 @@ impl Retrier {
         &self.client
     }
 
-    async fn attempt(&self, target: &str) -> Attempt {
-        let attempt = self.client.attempt(target).await;
-        self.track_health(&attempt);
-        attempt
+    /// Whether the circuit is closed: the load balancer accepts requests.
+    pub(super) fn delivery_up(&self) -> bool {
+        self.circuit.is_up()
     }
 
-    /// One request, retried until accepted or rejected for good. The latest retriable
-    /// failure is kept for the report if the caller gives up.
+    /// The drain ends at `deadline`: no wait runs past it, and every waiting message gets a
+    /// last attempt early enough to be answered (one request timeout, or a quarter of the
+    /// drain if that is shorter) before it.
+    pub(super) fn drain_until(&self, deadline: Instant, drain_timeout: Duration) {
+        let margin = self.client.request_timeout().min(drain_timeout / 4);
+        self.last_call.send_replace(Some(deadline - margin));
+    }
+
+    fn past_last_call(&self) -> bool {
+        self.last_call
+            .borrow()
+            .is_some_and(|last_call| Instant::now() >= last_call)
+    }
+
+    /// Resolves at the drain's last call (never before the drain starts).
+    fn last_call(&self) -> impl Future<Output = ()> + use<> {
+        let mut last_call = self.last_call.subscribe();
+        async move {
+            let Ok(at) = last_call.wait_for(Option::is_some).await.map(|at| *at) else {
+                return std::future::pending().await;
+            };
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+    }
+
+    /// Sleeps `delay`, or less if the drain's last call comes first.
+    async fn sleep(&self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.last_call() => {}
+        }
+    }
+
+    /// One request, retried until accepted or rejected for good. While the circuit is open,
+    /// the request waits on it (or, as the probe, tries at the circuit's times); a failure of
+    /// its own (408, 429, or a 5xx while others get through) has its own backoff, with
+    /// `Retry-After` honoured. The latest retriable failure is kept for the report if the
+    /// caller gives up.
     pub(super) async fn until_accepted(
         &self,
         line_number: u64,
         target: String,
         last_failure: &LastFailure,
     ) -> Result<(), Failure> {
+        let target = Client::request_target(target).map_err(Failure::Rejected)?;
         let mut retry = 0u32;
+        let mut probe = None;
         loop {
+            // The common case, the circuit closed, costs one atomic load.
+            if probe.is_none()
+                && !self.circuit.is_up()
+                && let Admission::Probe(role) = self.circuit.admit(self.last_call()).await
+            {
+                probe = Some(role);
+            }
+            if let Some(role) = &probe
+                && self.circuit.wait_to_probe(role, self.last_call()).await == ProbeTime::Closed
+            {
+                probe = None;
+            }
             let attempt = {
                 let Ok(_slot) = self.requests.acquire().await else {
                     return Err(Failure::Cancelled);
                 };
-                self.attempt(&target).await
+                self.client.attempt(&target).await
             };
-            match attempt {
-                Attempt::Accepted => return Ok(()),
-                Attempt::Permanent { reason } => return Err(Failure::Rejected(reason)),
-                Attempt::Retry { reason, after } => {
-                    let delay = self.backoff.delay(retry, after);
-                    tracing::debug!(line = line_number, retry, ?delay, "will retry: {reason}");
-                    last_failure.set(reason);
-                    Stats::add(&self.stats.retries, 1);
-                    tokio::time::sleep(delay).await;
-                    retry = retry.saturating_add(1);
+            let (reason, after, outage) = match attempt {
+                Attempt::Accepted => {
+                    self.circuit.answered();
+                    return Ok(());
                 }
+                Attempt::Permanent { reason } => {
+                    self.circuit.answered();
+                    return Err(Failure::Rejected(reason));
+                }
+                Attempt::Retry {
+                    reason,
+                    after,
+                    outage,
+                } => (reason, after, outage),
+            };
+            if outage || probe.is_some() {
+                self.circuit.failed(&reason, after, probe.as_ref());
             }
+            last_failure.set(reason);
+            if self.past_last_call() {
+                // That was the last attempt.
+                return Err(Failure::DrainPassed);
+            }
+            Stats::add(&self.stats.retries, 1);
+            if probe.is_some() {
+                // The circuit says when the probe goes next.
+                continue;
+            }
+            let delay = self.backoff.delay(retry, after);
+            tracing::debug!(line = line_number, retry, ?delay, "will retry");
+            self.sleep(delay).await;
+            retry = retry.saturating_add(1);
         }
     }
 
@@ -221,17 +307,21 @@ impl Retrier {
     /// retriable statuses are retried with `backoff` for as long as the caller waits; a
     /// permanent answer (404, 403, a redirect) means the URL is wrong and is returned at once.
     pub(super) async fn probe(&self) -> Result<(), String> {
+        let target = Client::request_target(self.client.endpoint().path().to_string())?;
         let mut retry = 0;
         loop {
-            match self.attempt(self.client.endpoint().path()).await {
-                Attempt::Accepted => return Ok(()),
+            match self.client.attempt(&target).await {
+                Attempt::Accepted => {
+                    self.circuit.answered();
+                    return Ok(());
+                }
                 Attempt::Permanent { reason } => {
                     return Err(format!(
                         "probe of {} failed: {reason}",
                         self.client.endpoint()
                     ));
                 }
-                Attempt::Retry { reason, after } => {
+                Attempt::Retry { reason, after, .. } => {
                     if retry == 0 {
                         tracing::warn!(endpoint = %self.client.endpoint(), "probe failed, retrying until the load balancer answers: {reason}");
                     }
@@ -239,24 +329,6 @@ impl Retrier {
                     retry = retry.saturating_add(1);
                 }
             }
-        }
-    }
-
-    /// Logs when delivery starts failing and when it recovers, not on every failed request:
-    /// during an outage every worker fails at once.
-    fn track_health(&self, attempt: &Attempt) {
-        match attempt {
-            Attempt::Accepted => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!(endpoint = %self.client.endpoint(), "delivery recovered");
-                }
-            }
-            Attempt::Retry { reason, .. } => {
-                if self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(endpoint = %self.client.endpoint(), "delivery failing, retrying with backoff: {reason}");
-                }
-            }
-            Attempt::Permanent { .. } => {}
         }
     }
 }
