@@ -51,6 +51,18 @@ async fn bad_configuration_exits_2_before_reading() {
     )
     .await;
     rejected(&["send", &url, "--accept", "5xx"], "not a status list").await;
+    rejected(
+        &["send", &url, "--proxy", "ftp://x"],
+        "not a valid proxy URL",
+    )
+    .await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = taken.local_addr().expect("address").to_string();
+    rejected(
+        &["send", &url, "--metrics-listen", &taken],
+        "cannot listen on --metrics-listen",
+    )
+    .await;
     rejected(&["send", &url, "--concurrency", "0"], "--concurrency").await;
     rejected(&["send", &url, "--drain-timeout", "soon"], "not a duration").await;
     rejected(
