@@ -130,6 +130,8 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         tls: tls.clone(),
     };
     let elb = MockElb::serve_counted(listener, options, Some(requests), Some(answered))?;
+    // Ready before the banner: a script that read the address may ask /readyz at once.
+    lifecycle.started();
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Scripts read the first line for the address (with port 0 it is only known now). A
     // reader that went away after that line is no reason to stop serving.
@@ -147,7 +149,6 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         tracing::warn!("cannot write the address to stdout: {e}");
     }
     drop(stdout);
-    lifecycle.started();
 
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),

@@ -126,8 +126,18 @@ async fn counters_match_what_happened_and_the_summary() {
     input.extend_from_slice(b"bad one\nbad two\nbad three\n\n");
     stdin.write_all(&input).await.expect("write");
     assert!(support::eventually(LIMIT, || server.seen().len() >= 103).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (text, during) = scrape(addr).await;
+    // The answers are in; their messages are settled a moment later.
+    let mut scraped = scrape(addr).await;
+    for _ in 0..200 {
+        let settled = scraped.1.get("drifter_messages_delivered_total") == Some(&100.0)
+            && scraped.1.get("drifter_messages_dead_lettered_total") == Some(&3.0);
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scraped = scrape(addr).await;
+    }
+    let (text, during) = scraped;
     promtool_accepts(&text);
     for (series, expected) in [
         ("drifter_messages_read_total", 103.0),
@@ -166,8 +176,8 @@ async fn counters_match_what_happened_and_the_summary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_follows_start_up_and_drain_not_the_load_balancer() {
-    // Down for the first 1.5 s: --probe holds readiness until it is accepted.
-    let server = TestServer::failing_for(Duration::from_millis(1500), 502).await;
+    // Down for the first 3 s: --probe holds readiness until it is accepted.
+    let server = TestServer::failing_for(Duration::from_secs(3), 502).await;
     let url = server.url();
     let addr = metrics_address().await;
     let listen = addr.to_string();
@@ -192,7 +202,7 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() {
         "not ready while the probe waits"
     );
     assert!(
-        answers_within(addr, "/readyz", 200, Duration::from_secs(5)).await,
+        answers_within(addr, "/readyz", 200, Duration::from_secs(15)).await,
         "ready once the probe was accepted"
     );
 

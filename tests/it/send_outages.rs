@@ -151,7 +151,7 @@ async fn while_the_server_fails_only_a_few_probes_go_out() {
 async fn retry_after_of_a_429_is_honoured() {
     let server = TestServer::start(|n, _| {
         if n == 3 {
-            Reply::RetryAfter(429, 1)
+            Reply::RetryAfter(429, 2)
         } else {
             Reply::Status(503)
         }
@@ -165,15 +165,15 @@ async fn retry_after_of_a_429_is_honoured() {
     let seen = server.seen();
     let limited = seen
         .iter()
-        .find(|s| s.reply == Reply::RetryAfter(429, 1))
+        .find(|s| s.reply == Reply::RetryAfter(429, 2))
         .expect("one request got 429");
     let again = seen
         .iter()
         .find(|s| s.target == limited.target && s.reply == Reply::Status(503))
         .expect("retried");
     assert!(
-        again.at.duration_since(limited.at) >= Duration::from_secs(1),
-        "retried after {:?}, before Retry-After's 1 s",
+        again.at.duration_since(limited.at) >= Duration::from_secs(2),
+        "retried after {:?}, before Retry-After's 2 s",
         again.at.duration_since(limited.at)
     );
     let others_done = seen
