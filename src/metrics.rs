@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -22,6 +22,45 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+/// Lowest and highest status code counted by code.
+const FIRST_STATUS: u16 = 100;
+const LAST_STATUS: u16 = 599;
+
+/// Responses counted by status code, for a `{code}` label: one atomic per code, so that
+/// counting costs no lookup.
+#[derive(Debug)]
+pub(crate) struct StatusCounts(Vec<AtomicU64>);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(
+            (FIRST_STATUS..=LAST_STATUS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl StatusCounts {
+    pub(crate) fn count(&self, status: u16) {
+        if let Some(counter) = status
+            .checked_sub(FIRST_STATUS)
+            .and_then(|i| self.0.get(usize::from(i)))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The codes seen so far, with their counts, as label values.
+    pub(crate) fn seen(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        (FIRST_STATUS..=LAST_STATUS)
+            .zip(&self.0)
+            .map(|(code, counter)| (code, counter.load(Ordering::Relaxed)))
+            .filter(|&(_, count)| count > 0)
+            .map(|(code, count)| (code.to_string(), count))
+    }
+}
 
 /// Where the process is in its life, for `/healthz` and `/readyz`.
 #[derive(Debug, Default)]

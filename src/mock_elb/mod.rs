@@ -27,15 +27,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::access_log::Balancer;
 use crate::cli::MockElbArgs;
 use crate::exit::{self, Fatal, Status};
-use crate::metrics::Lifecycle;
+use crate::metrics::{Lifecycle, StatusCounts};
 use log_files::LogFiles;
-use server::Answered;
 
 pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
 
 /// `mock-elb`'s metrics: the requests it answered, by status, and the entries it logged.
 struct MockElbCollector {
-    answered: Arc<Answered>,
+    answered: Arc<StatusCounts>,
     logged: Arc<AtomicU64>,
 }
 
@@ -52,9 +51,7 @@ impl Collector for MockElbCollector {
             "mock_elb_requests",
             "Requests answered, by status.",
             "code",
-            self.answered
-                .by_status()
-                .map(|(code, count)| (code.to_string(), count)),
+            self.answered.seen(),
         )?;
         crate::metrics::counter(
             &mut encoder,
@@ -104,7 +101,7 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 
-    let answered = Arc::new(Answered::default());
+    let answered = Arc::new(StatusCounts::default());
     let logged = Arc::new(AtomicU64::new(0));
     let lifecycle = Arc::new(Lifecycle::default());
     if let Some(metrics_listener) = metrics_listener {

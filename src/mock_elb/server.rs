@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::{self, Tls};
+use crate::metrics::StatusCounts;
 
 /// ALB's documented limit for the request line.
 pub const DEFAULT_MAX_REQUEST_LINE: usize = 16 * 1024;
@@ -59,39 +59,7 @@ struct Context {
     options: ServerOptions,
     local_addr: SocketAddr,
     requests: Option<mpsc::Sender<access_log::Request>>,
-    answered: Option<Arc<Answered>>,
-}
-
-/// Requests answered, by status, for `--metrics-listen`.
-#[derive(Debug)]
-pub(crate) struct Answered(Vec<AtomicU64>);
-
-const FIRST_STATUS: u16 = 100;
-
-impl Default for Answered {
-    fn default() -> Self {
-        Answered((FIRST_STATUS..=599).map(|_| AtomicU64::new(0)).collect())
-    }
-}
-
-impl Answered {
-    fn count(&self, status: StatusCode) {
-        if let Some(counter) = status
-            .as_u16()
-            .checked_sub(FIRST_STATUS)
-            .and_then(|i| self.0.get(usize::from(i)))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The statuses answered so far, with their counts.
-    pub(crate) fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        (FIRST_STATUS..)
-            .zip(&self.0)
-            .map(|(code, counter)| (code, counter.load(Ordering::Relaxed)))
-            .filter(|&(_, count)| count > 0)
-    }
+    answered: Option<Arc<StatusCounts>>,
 }
 
 impl MockElb {
@@ -110,7 +78,7 @@ impl MockElb {
         listener: TcpListener,
         options: ServerOptions,
         requests: Option<mpsc::Sender<access_log::Request>>,
-        answered: Option<Arc<Answered>>,
+        answered: Option<Arc<StatusCounts>>,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
@@ -277,7 +245,7 @@ async fn answer(
         }
     }
     if let Some(counts) = &context.answered {
-        counts.count(answered);
+        counts.count(answered.as_u16());
     }
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = answered;

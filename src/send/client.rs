@@ -184,7 +184,7 @@ impl Client {
         let (attempt, outcome) =
             match tokio::time::timeout(self.request_timeout, self.request(target)).await {
                 Ok(Ok((status, attempt))) => {
-                    requests.answered(status);
+                    requests.statuses.count(status);
                     let outcome = match attempt {
                         Attempt::Accepted => {
                             requests.delivered_now();

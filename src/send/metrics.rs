@@ -98,8 +98,8 @@ impl Collector for SendCollector {
             "HTTP requests by response status, or error when none came.",
             "code",
             requests
-                .by_status()
-                .map(|(code, count)| (code.to_string(), count))
+                .statuses
+                .seen()
                 .chain([("error".to_string(), errors)]),
         )?;
         labelled_counter(

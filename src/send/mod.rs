@@ -61,14 +61,12 @@ struct Prepared {
     client: Client,
     dead_letter: Option<DeadLetter>,
     pipeline: PipelineConfig,
-    concurrency: usize,
     backoff: Backoff,
     labeler: Arc<Labeler>,
     max_line_bytes: usize,
     drain_timeout: Duration,
     stats_interval: Option<Duration>,
     metrics_listener: Option<std::net::TcpListener>,
-    queue_messages: u64,
     protocol: ProtocolConfig,
     probe: bool,
 }
@@ -142,7 +140,6 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
             queue_messages: args.queue_messages as usize,
             queue_bytes: args.queue_bytes,
         },
-        concurrency: args.concurrency as usize,
         backoff: Backoff {
             initial: args.retry_initial,
             max: args.retry_max,
@@ -152,7 +149,6 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
         metrics_listener,
-        queue_messages: u64::from(args.queue_messages),
         protocol,
         probe: args.probe,
     })
@@ -233,7 +229,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
         prepared.client,
-        prepared.concurrency,
+        prepared.pipeline.concurrency,
         prepared.backoff,
         stats.clone(),
     ));
@@ -254,7 +250,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             retrier: retrier.clone(),
             queue_bytes,
             queue_bytes_capacity,
-            queue_messages_capacity: prepared.queue_messages,
+            queue_messages_capacity: prepared.pipeline.queue_messages as u64,
         };
         crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
     }

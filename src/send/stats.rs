@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
+use crate::metrics::StatusCounts;
+
 /// Why a message was lost (not delivered and not dead-lettered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Loss {
@@ -105,15 +107,10 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// Lowest and highest status code counted by code.
-const FIRST_STATUS: u16 = 100;
-const LAST_STATUS: u16 = 599;
-
 /// Counters of the HTTP requests themselves (a message may take several).
 #[derive(Debug)]
 pub(crate) struct Requests {
-    /// By status code, from [`FIRST_STATUS`].
-    statuses: Vec<AtomicU64>,
+    pub(crate) statuses: StatusCounts,
     errors: [AtomicU64; RequestError::ALL.len()],
     pub(crate) target_bytes: AtomicU64,
     pub(crate) in_flight: AtomicU64,
@@ -126,9 +123,7 @@ pub(crate) struct Requests {
 impl Default for Requests {
     fn default() -> Self {
         Requests {
-            statuses: (FIRST_STATUS..=LAST_STATUS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            statuses: StatusCounts::default(),
             errors: Default::default(),
             target_bytes: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -139,15 +134,6 @@ impl Default for Requests {
 }
 
 impl Requests {
-    pub(crate) fn answered(&self, status: u16) {
-        if let Some(counter) = status
-            .checked_sub(FIRST_STATUS)
-            .and_then(|i| self.statuses.get(usize::from(i)))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     pub(crate) fn failed(&self, error: RequestError) {
         self.errors[error as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -165,14 +151,6 @@ impl Requests {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
         self.last_delivery_ms.store(now, Ordering::Relaxed);
-    }
-
-    /// Status codes answered so far, with their counts.
-    pub(crate) fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        (FIRST_STATUS..=LAST_STATUS)
-            .zip(&self.statuses)
-            .map(|(code, counter)| (code, counter.load(Ordering::Relaxed)))
-            .filter(|&(_, count)| count > 0)
     }
 
     pub(crate) fn errors(&self, error: RequestError) -> u64 {
