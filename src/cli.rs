@@ -57,6 +57,16 @@ pub enum Command {
     /// 1 when messages are known to be missing (fragments that never arrived, sequence gaps),
     /// 2 when a path or the key could not be read.
     Decode(DecodeArgs),
+
+    /// Show what each spool under DIR holds (`send --spool DIR`): entries not yet delivered,
+    /// bytes on disk, the oldest entry's age, and whether its owner process is alive.
+    Spool(SpoolArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArgs {
+    /// The directory given to `send --spool`.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -174,9 +184,30 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_QUEUE_MESSAGES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_messages: u32,
 
-    /// Message bytes waiting or in flight at most (K, M, G suffixes).
-    #[arg(long, env = "DRIFTER_QUEUE_BYTES", default_value = "64M", value_parser = parse_byte_size)]
-    pub queue_bytes: u64,
+    /// Message bytes waiting or in flight in memory at most (K, M, G suffixes). Default 64M,
+    /// or 4M with --spool, where the backlog is on disk.
+    #[arg(long, env = "DRIFTER_QUEUE_BYTES", value_parser = parse_byte_size)]
+    pub queue_bytes: Option<u64>,
+
+    /// Write every message to a spool under DIR before acknowledging it (before the next read
+    /// in plain mode, before its OK or DEFER_COMMIT under rsyslog), and deliver from there: a
+    /// killed process loses nothing it read, and the next one started on DIR delivers it.
+    #[arg(long, env = "DRIFTER_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// When spooled messages are made durable against a host crash: every
+    /// --spool-sync-interval, before every acknowledgement (strict), or never (off).
+    #[arg(long, env = "DRIFTER_SPOOL_SYNC", value_enum, default_value_t = crate::spool::SyncPolicy::Interval)]
+    pub spool_sync: crate::spool::SyncPolicy,
+
+    /// --spool-sync interval: how often the spool is synced.
+    #[arg(long, env = "DRIFTER_SPOOL_SYNC_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub spool_sync_interval: Duration,
+
+    /// Largest the spool may grow (K, M, G suffixes); when it is full, input is not read
+    /// (backpressure), as when the disk is full.
+    #[arg(long, env = "DRIFTER_SPOOL_MAX_BYTES", default_value = "1G", value_parser = parse_byte_size)]
+    pub spool_max_bytes: u64,
 
     /// Time allowed to open a connection (TCP and TLS), e.g. 500ms, 5s, 1m.
     #[arg(long, env = "DRIFTER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -196,7 +227,8 @@ pub struct SendArgs {
     pub retry_max: Duration,
 
     /// After end of input or SIGTERM, time allowed to deliver what is queued and in flight.
-    /// What is left then goes to --dead-letter, or is lost and counted. The default fits
+    /// What is left then stays in the --spool, or else goes to --dead-letter, or is lost and
+    /// counted. The default fits
     /// inside `docker stop`'s 10 s grace period.
     #[arg(long, env = "DRIFTER_DRAIN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

@@ -49,4 +49,5 @@ mod lines;
 mod metrics;
 pub mod mock_elb;
 pub mod send;
+pub mod spool;
 pub mod wire;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use drifter_rsyslog::cli::{Cli, Command, LogFormat};
 use drifter_rsyslog::exit::{self, Fatal};
-use drifter_rsyslog::{decode, mock_elb, send};
+use drifter_rsyslog::{decode, mock_elb, send, spool};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -18,6 +18,7 @@ fn run(cli: &Cli) -> exit::Outcome {
         Command::Send(args) => send::run(args),
         Command::MockElb(args) => mock_elb::run(args),
         Command::Decode(args) => decode::run(args),
+        Command::Spool(args) => spool::status::run(args),
     }
 }
 

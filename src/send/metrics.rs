@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
 use super::retry::Retrier;
+use super::spooling::Spooler;
 use super::stats::{Loss, Outcome, RequestError, Stats};
 use crate::metrics::{counter, gauge, labelled_counter};
 
@@ -29,6 +30,7 @@ pub(super) struct Sources {
     pub queue_bytes: Arc<Semaphore>,
     pub queue_bytes_capacity: u64,
     pub queue_messages_capacity: u64,
+    pub spooler: Option<Arc<Spooler>>,
 }
 
 /// The registry `/metrics` encodes for `send`.
@@ -146,6 +148,32 @@ impl Collector for SendCollector {
             "--queue-bytes.",
             sources.queue_bytes_capacity as i64,
         )?;
+        if let Some(spooler) = &sources.spooler {
+            gauge(
+                e,
+                "drifter_spool_messages",
+                "Messages in the spool (own and adopted) not yet delivered.",
+                spooler.pending() as i64,
+            )?;
+            gauge(
+                e,
+                "drifter_spool_bytes",
+                "Bytes of the spool's files.",
+                spooler.bytes() as i64,
+            )?;
+            gauge(
+                e,
+                "drifter_spool_bytes_capacity",
+                "--spool-max-bytes.",
+                spooler.capacity() as i64,
+            )?;
+            counter(
+                e,
+                "drifter_spool_corrupt_records",
+                "Spool records skipped because they failed their checksum.",
+                spooler.corrupt(),
+            )?;
+        }
         gauge(
             e,
             "drifter_requests_in_flight",

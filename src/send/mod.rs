@@ -24,6 +24,7 @@ mod retry;
 mod session;
 mod settle;
 mod signals;
+mod spooling;
 mod stats;
 mod tls;
 
@@ -50,6 +51,7 @@ use retry::{Backoff, Retrier};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
 use signals::StopSignals;
+use spooling::Spooler;
 use stats::Stats;
 
 pub use endpoint::{StatusSet, StatusSetError};
@@ -69,6 +71,7 @@ struct Prepared {
     metrics_listener: Option<std::net::TcpListener>,
     protocol: ProtocolConfig,
     probe: bool,
+    spooler: Option<Arc<Spooler>>,
 }
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
@@ -82,7 +85,14 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
-    let labeler = Labeler::new(format, args.ids, args.sequence, args.max_line_bytes)?;
+    let stats = Arc::new(Stats::default());
+    // A dry run writes no file.
+    let spooler = match args.spool.as_ref().filter(|_| !args.dry_run) {
+        Some(dir) => Some(Arc::new(open_spool(dir, args, stats.clone())?)),
+        None => None,
+    };
+    let sender = spooler.as_ref().map(|spooler| spooler.sender());
+    let labeler = Labeler::new(format, args.ids, args.sequence, args.max_line_bytes, sender)?;
     if args.insecure {
         tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
     }
@@ -95,7 +105,6 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         ca_cert: args.ca_cert.as_deref(),
         insecure: args.insecure,
     };
-    let stats = Arc::new(Stats::default());
     let client = Client::new(endpoint, args.accept.clone(), &options, stats.clone())?;
     let mode = match (args.confirm, args.transactions) {
         (_, true) => Mode::Transactions,
@@ -138,7 +147,11 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         pipeline: PipelineConfig {
             concurrency: args.concurrency as usize,
             queue_messages: args.queue_messages as usize,
-            queue_bytes: args.queue_bytes,
+            queue_bytes: args.queue_bytes.unwrap_or(if args.spool.is_some() {
+                4 << 20
+            } else {
+                64 << 20
+            }),
         },
         backoff: Backoff {
             initial: args.retry_initial,
@@ -151,7 +164,33 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         metrics_listener,
         protocol,
         probe: args.probe,
+        spooler,
     })
+}
+
+/// Claims a spool under `dir`, recovering and adopting what earlier processes left there.
+fn open_spool(
+    dir: &std::path::Path,
+    args: &SendArgs,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Spooler> {
+    if args.spool_max_bytes < crate::spool::MIN_MAX_BYTES {
+        anyhow::bail!(
+            "--spool-max-bytes must be at least {}",
+            crate::spool::MIN_MAX_BYTES
+        );
+    }
+    if args.spool_sync_interval.is_zero() {
+        anyhow::bail!("--spool-sync-interval must be above zero");
+    }
+    let limits = crate::spool::Limits::new(args.spool_max_bytes, args.spool_sync);
+    let spools = crate::spool::Spools::open(dir, limits)?;
+    Ok(Spooler::new(
+        spools,
+        limits,
+        args.spool_sync_interval,
+        stats,
+    ))
 }
 
 /// Runs `send` to completion and returns the exit status.
@@ -251,6 +290,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             queue_bytes,
             queue_bytes_capacity,
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
+            spooler: prepared.spooler.clone(),
         };
         crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
     }
@@ -272,9 +312,14 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         retrier.clone(),
         pipeline.aborter(),
         stats.clone(),
+        prepared.spooler.clone(),
     ));
     if let Some(interval) = prepared.stats_interval {
         tokio::spawn(report_periodically(stats.clone(), interval));
+    }
+    let spooler = prepared.spooler.clone();
+    if let Some(spooler) = &spooler {
+        tokio::spawn(spooler.clone().maintain(stopped.clone()));
     }
 
     let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
@@ -321,13 +366,43 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         labeler: &prepared.labeler,
         max_line_bytes: prepared.max_line_bytes,
         config: &prepared.protocol,
+        spool: spooler.as_deref(),
     };
-    let ending = session.run(stopped).await;
-    stop.send_replace(true);
+    let ending = match &spooler {
+        None => {
+            let ending = session.run(stopped).await;
+            stop.send_replace(true);
+            ending
+        }
+        Some(spooler) => {
+            // The feeder runs beside the read loop and ends once the spool is drained after
+            // the end of input, or the drain is given up.
+            let reading = async {
+                let mut ending = session.run(stopped.clone()).await;
+                if let Err(e) = spooler.flush().await {
+                    tracing::error!("{e}");
+                    ending.input_ok = false;
+                }
+                stop.send_replace(true);
+                ending
+            };
+            let feeding = spooler.feed(
+                &pipeline,
+                &prepared.labeler,
+                stopped.clone(),
+                pipeline.abort_signal(),
+            );
+            tokio::join!(reading, feeding).0
+        }
+    };
     omprog::settle_uncommitted(ending.uncommitted, &settler).await;
     let input_ok = ending.input_ok;
     pipeline.finish().await;
     let synced = settler.sync();
+    let spool_ok = match spooler {
+        Some(spooler) => spooler.finish().await,
+        None => true,
+    };
 
     let summary = stats.snapshot();
     if summary.lost > 0 {
@@ -335,7 +410,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     } else {
         tracing::info!("done: {summary}");
     }
-    if summary.lost > 0 || !input_ok || !synced {
+    if summary.lost > 0 || !input_ok || !synced || !spool_ok {
         Ok(Status::Lost)
     } else {
         Ok(Status::Success)
@@ -350,6 +425,7 @@ async fn abort_after_drain_deadline(
     retrier: Arc<Retrier>,
     aborter: Aborter,
     stats: Arc<Stats>,
+    spooler: Option<Arc<Spooler>>,
 ) {
     if stopped.wait_for(|stopped| *stopped).await.is_err() {
         return;
@@ -357,10 +433,18 @@ async fn abort_after_drain_deadline(
     let deadline = tokio::time::Instant::now() + drain_timeout;
     retrier.drain_until(deadline, drain_timeout);
     tokio::time::sleep_until(deadline).await;
-    let pending = stats.snapshot().pending();
-    tracing::warn!(
-        "drain deadline of {drain_timeout:?} passed with {pending} messages undelivered; giving up on them"
-    );
+    match spooler {
+        Some(spooler) => tracing::warn!(
+            "drain deadline of {drain_timeout:?} passed with {} messages undelivered; they stay in the spool for the next run",
+            spooler.pending()
+        ),
+        None => {
+            let pending = stats.snapshot().pending();
+            tracing::warn!(
+                "drain deadline of {drain_timeout:?} passed with {pending} messages undelivered; giving up on them"
+            );
+        }
+    }
     aborter.abort();
 }
 

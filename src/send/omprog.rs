@@ -8,6 +8,10 @@
 //!   so a batch is delivered concurrently), and to the commit mark `OK` only when every message
 //!   of the batch was accepted.
 //!
+//! With `--spool`, a message is acknowledged once it is in the spool instead: `OK` (confirm)
+//! and `DEFER_COMMIT` after its write, the commit's `OK` after the batch's sync under the
+//! strict policy.
+//!
 //! While a reply takes longer than the keep-alive interval, dots are written (no newline);
 //! each one restarts rsyslog's confirmTimeout, and rsyslog ignores leading dots.
 
@@ -21,7 +25,7 @@ use tokio::time::Instant;
 
 use super::input::Line;
 use super::pipeline::{Ack, Returned};
-use super::session::Session;
+use super::session::{Halt, Session};
 use super::settle::Settler;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,19 +109,40 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
 pub(super) type Pending = oneshot::Receiver<Result<(), Returned>>;
 
 impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
-    /// Confirm mode: one reply per line, after the message's fate is known.
-    pub(super) async fn confirm(&mut self, line: Line) -> io::Result<()> {
+    /// Confirm mode: one reply per line, after the message's fate is known (or, with the
+    /// spool, once it is in the spool).
+    pub(super) async fn confirm(&mut self, line: Line) -> Result<(), Halt> {
         let Some((number, outgoing)) = self.admit(line) else {
             // Nothing to send (empty), or already settled (dead-lettered or counted lost):
             // an error would only make rsyslog send the same unsendable line again.
-            return self.replies.reply("OK").await;
+            return Ok(self.replies.reply("OK").await?);
         };
+        if let Some(spool) = self.spool {
+            self.submit(number, outgoing, None).await?;
+            return self.spooled_reply(spool.before_ack(), "OK").await;
+        }
         let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
         self.submit(number, outgoing, Some(ack)).await?;
-        match self.replies.keep_alive(outcome).await? {
-            Ok(Ok(())) => self.replies.reply("OK").await,
-            Ok(Err(returned)) => self.replies.error(&returned.reason).await,
-            Err(_) => self.replies.error("the delivery workers stopped").await,
+        Ok(match self.replies.keep_alive(outcome).await? {
+            Ok(Ok(())) => self.replies.reply("OK").await?,
+            Ok(Err(returned)) => self.replies.error(&returned.reason).await?,
+            Err(_) => self.replies.error("the delivery workers stopped").await?,
+        })
+    }
+
+    /// Answers `word` once `written` (the spool's flush or sync) is through; if the spool
+    /// failed, answers an error instead, so rsyslog keeps the message, and stops.
+    async fn spooled_reply(
+        &mut self,
+        written: impl Future<Output = Result<(), crate::spool::SpoolError>>,
+        word: &str,
+    ) -> Result<(), Halt> {
+        match self.replies.keep_alive(written).await? {
+            Ok(()) => Ok(self.replies.reply(word).await?),
+            Err(e) => {
+                self.replies.error(&e.to_string()).await?;
+                Err(Halt::Spool(e))
+            }
         }
     }
 
@@ -126,7 +151,7 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         &mut self,
         line: Line,
         batch: &mut Vec<Pending>,
-    ) -> io::Result<()> {
+    ) -> Result<(), Halt> {
         if let Line::Message { bytes, .. } = &line {
             if *bytes == self.config.begin_mark {
                 if !batch.is_empty() {
@@ -138,27 +163,35 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                         "begin mark inside an open transaction: keeping its messages"
                     );
                 }
-                return self.replies.reply("OK").await;
+                return Ok(self.replies.reply("OK").await?);
             }
             if *bytes == self.config.commit_mark {
+                if let Some(spool) = self.spool {
+                    // The batch is in the spool; under the strict policy, synced now.
+                    return self.spooled_reply(spool.before_ack(), "OK").await;
+                }
                 let deadline = Instant::now() + self.config.commit_timeout;
                 let committed = std::mem::take(batch);
                 let outcome = self.replies.keep_alive(commit(committed, deadline)).await?;
-                return match outcome {
-                    Ok(()) => self.replies.reply("OK").await,
+                return Ok(match outcome {
+                    Ok(()) => self.replies.reply("OK").await?,
                     Err(reason) => {
                         tracing::warn!("transaction not committed: {reason}");
-                        self.replies.error(&reason).await
+                        self.replies.error(&reason).await?
                     }
-                };
+                });
             }
         }
         if let Some((number, outgoing)) = self.admit(line) {
+            if let Some(spool) = self.spool {
+                self.submit(number, outgoing, None).await?;
+                return self.spooled_reply(spool.flush(), "DEFER_COMMIT").await;
+            }
             let (ack, outcome) = Ack::new(None);
             self.submit(number, outgoing, Some(ack)).await?;
             batch.push(outcome);
         }
-        self.replies.reply("DEFER_COMMIT").await
+        Ok(self.replies.reply("DEFER_COMMIT").await?)
     }
 }
 

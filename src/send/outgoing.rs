@@ -11,14 +11,19 @@
 //!   two events collapse into one only if their lines are byte-identical, timestamp included,
 //!   so use a template with sub-second timestamps (`RSYSLOG_FileFormat` has microseconds).
 //!
-//! A sequence number (`--sequence`) is this process's own counter, under a random sender name,
-//! so `decode` can tell which messages never reached the logs. A message handed back to rsyslog
-//! gives its number back, and the next message read takes it, so a retry leaves no gap.
+//! A sequence number (`--sequence`) is a counter under a sender name, so `decode` can tell
+//! which messages never reached the logs. Without a spool the name is random and the counter
+//! this process's own; a message handed back to rsyslog gives its number back, and the next
+//! message read takes it, so a retry leaves no gap. With `--spool` the name is the spool's and
+//! the counter carries on from it, so a message replayed after a restart keeps its number.
+//!
+//! A message goes into the spool as a record (see [`Outgoing::to_record`]) holding everything
+//! computed here, and comes back out of it unchanged ([`Labeler::restore`]).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -50,11 +55,38 @@ pub struct Outgoing {
     text_start: usize,
     pub id: Option<String>,
     pub sequence: Option<u64>,
+    /// The sequence's sender when it is not this process's (a message from an adopted spool).
+    sender: Option<Arc<str>>,
     /// Set when the message goes in fragments.
     pub split: Option<Split>,
 }
 
+/// Record payload layout version (inside the spool's own format version).
+const RECORD_KIND: u8 = 1;
+const HAS_ID: u8 = 1;
+const HAS_SEQUENCE: u8 = 2;
+
 impl Outgoing {
+    /// The spool record of this message: what `restore` needs to send it exactly as it would
+    /// have gone now (kind, flags, line number, sequence, id, where the text starts, the line).
+    pub fn to_record(&self, line_number: u64, out: &mut Vec<u8>) {
+        let flags = if self.id.is_some() { HAS_ID } else { 0 }
+            | if self.sequence.is_some() {
+                HAS_SEQUENCE
+            } else {
+                0
+            };
+        out.extend_from_slice(&[RECORD_KIND, flags]);
+        out.extend_from_slice(&line_number.to_le_bytes());
+        out.extend_from_slice(&self.sequence.unwrap_or(0).to_le_bytes());
+        let id = self.id.as_deref().unwrap_or("").as_bytes();
+        // Ids are at most wire::MAX_ID_BYTES (64), made-up ones shorter still.
+        out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
+        out.extend_from_slice(&(self.text_start as u32).to_le_bytes());
+        out.extend_from_slice(&self.line);
+    }
+
     pub fn text(&self) -> &[u8] {
         &self.line[self.text_start..]
     }
@@ -107,24 +139,37 @@ pub struct Labeler {
     ids: Option<IdMode>,
     sequencer: Option<Sequencer>,
     sender: String,
-    /// Ids made up for fragmented messages when `--ids` is off.
+    /// Ids made up for fragmented messages when `--ids` is off: `<prefix>-<n>`, the prefix
+    /// random per process, so no restart reuses one.
+    made_up_prefix: String,
     made_up: AtomicU64,
     fallbacks: AtomicU64,
 }
 
 impl Labeler {
-    /// Fails if a message of `max_line_bytes` could not be sent within the budget.
+    /// Fails if a message of `max_line_bytes` could not be sent within the budget. `sender`
+    /// is a spool's name and the last sequence number it gave out; `None` picks a random name.
     pub fn new(
         format: TargetFormat,
         ids: Option<IdMode>,
         sequence: bool,
         max_line_bytes: u64,
+        sender: Option<(String, u64)>,
     ) -> Result<Self, BudgetError> {
+        let (sender, last_sequence) =
+            sender.unwrap_or_else(|| (crate::hex::random(SENDER_DIGITS), 0));
+        let sequencer = Sequencer::default();
+        sequencer
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .last = last_sequence;
         let labeler = Labeler {
             format,
             ids,
-            sequencer: sequence.then(Sequencer::default),
-            sender: crate::hex::random(SENDER_DIGITS),
+            sequencer: sequence.then_some(sequencer),
+            sender,
+            made_up_prefix: crate::hex::random(SENDER_DIGITS),
             made_up: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
         };
@@ -173,21 +218,56 @@ impl Labeler {
             text_start,
             id,
             sequence: self.sequencer.as_ref().map(Sequencer::next),
+            sender: None,
             split: None,
         };
+        self.cut(&mut outgoing);
+        Some(outgoing)
+    }
+
+    /// Decides whether a message goes in fragments, and how.
+    fn cut(&self, outgoing: &mut Outgoing) {
         let encoded_len = wire::encoded_len(outgoing.text());
-        if !self.format.fits(encoded_len, &self.fields(&outgoing, None)) {
+        if !self.format.fits(encoded_len, &self.fields(outgoing, None)) {
             if outgoing.id.is_none() {
                 let n = self.made_up.fetch_add(1, Ordering::Relaxed) + 1;
-                outgoing.id = Some(format!("{}-{n}", self.sender));
+                outgoing.id = Some(format!("{}-{n}", self.made_up_prefix));
             }
             // Labeler::new checked that the longest line fits in fragments.
             outgoing.split = self
                 .format
-                .split(outgoing.text(), encoded_len, &self.fields(&outgoing, None))
+                .split(outgoing.text(), encoded_len, &self.fields(outgoing, None))
                 .ok();
         }
-        Some(outgoing)
+    }
+
+    /// A message read back from a spool record, with its line number. `sender` is the spool's
+    /// name: the message keeps the id and sequence number it was first given. `None` for a
+    /// record this version cannot read.
+    pub fn restore(&self, record: &[u8], sender: &Arc<str>) -> Option<(u64, Outgoing)> {
+        let (&[kind, flags], rest) = record.split_first_chunk::<2>()?;
+        if kind != RECORD_KIND {
+            return None;
+        }
+        let (line_number, rest) = rest.split_first_chunk::<8>()?;
+        let (sequence, rest) = rest.split_first_chunk::<8>()?;
+        let (&[id_len], rest) = rest.split_first_chunk::<1>()?;
+        let (id, rest) = rest.split_at_checked(usize::from(id_len))?;
+        let (text_start, line) = rest.split_first_chunk::<4>()?;
+        let text_start = u32::from_le_bytes(*text_start) as usize;
+        if text_start >= line.len() {
+            return None;
+        }
+        let mut outgoing = Outgoing {
+            line: line.to_vec(),
+            text_start,
+            id: (flags & HAS_ID != 0).then(|| String::from_utf8_lossy(id).into_owned()),
+            sequence: (flags & HAS_SEQUENCE != 0).then(|| u64::from_le_bytes(*sequence)),
+            sender: (**sender != *self.sender).then(|| sender.clone()),
+            split: None,
+        };
+        self.cut(&mut outgoing);
+        Some((u64::from_le_bytes(*line_number), outgoing))
     }
 
     /// A message handed back undelivered gives its sequence number back.
@@ -201,7 +281,7 @@ impl Labeler {
         Fields {
             id: outgoing.id.as_deref(),
             sequence: outgoing.sequence.map(|number| Sequence {
-                sender: &self.sender,
+                sender: outgoing.sender.as_deref().unwrap_or(&self.sender),
                 number,
             }),
             fragment,
@@ -260,8 +340,14 @@ mod tests {
     use super::*;
 
     fn labeler(ids: Option<IdMode>, sequence: bool, budget: usize) -> Labeler {
-        Labeler::new(TargetFormat::new("/", budget, None), ids, sequence, 1 << 20)
-            .expect("budget is enough")
+        Labeler::new(
+            TargetFormat::new("/", budget, None),
+            ids,
+            sequence,
+            1 << 20,
+            None,
+        )
+        .expect("budget is enough")
     }
 
     #[test]
@@ -324,7 +410,7 @@ mod tests {
         let labeler = labeler(None, false, 80);
         let outgoing = labeler.prepare(1, vec![b'a'; 1000]).expect("text");
         let id = outgoing.id.clone().expect("made-up id");
-        assert!(id.starts_with(&labeler.sender));
+        assert!(id.starts_with(&labeler.made_up_prefix));
         let targets: Vec<String> = labeler.targets(&outgoing).collect();
         assert_eq!(targets.len() as u64, outgoing.fragment_count());
         assert!(targets.len() > 10);
@@ -332,5 +418,30 @@ mod tests {
             assert!(target.len() <= 80);
             assert!(target.ends_with(&format!("&i={id}&f={}.{}", i + 1, targets.len())));
         }
+    }
+
+    #[test]
+    fn a_spool_record_restores_the_same_requests() {
+        let labeler = labeler(Some(IdMode::Prefix), true, 80);
+        let own: Arc<str> = Arc::from(labeler.sender.as_str());
+        for line in [&b"7F3A hello"[..], &[b'z'; 500][..], b"\xff\x00 raw"] {
+            let outgoing = labeler.prepare(9, line.to_vec()).expect("text");
+            let mut record = Vec::new();
+            outgoing.to_record(9, &mut record);
+            let (number, restored) = labeler.restore(&record, &own).expect("restores");
+            assert_eq!(number, 9);
+            let before: Vec<String> = labeler.targets(&outgoing).collect();
+            let after: Vec<String> = labeler.targets(&restored).collect();
+            assert_eq!(before, after);
+        }
+        // From another spool: that spool's sender goes on the wire.
+        let other: Arc<str> = Arc::from("0123456789ab");
+        let outgoing = labeler.prepare(1, b"id1 text".to_vec()).expect("text");
+        let mut record = Vec::new();
+        outgoing.to_record(1, &mut record);
+        let (_, restored) = labeler.restore(&record, &other).expect("restores");
+        let target: String = labeler.targets(&restored).collect();
+        assert!(target.contains("0123456789ab"), "{target}");
+        assert!(labeler.restore(&record[..5], &own).is_none());
     }
 }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::outgoing::{Labeler, Outgoing};
 use super::retry::{self, Failure, LastFailure, Retrier};
 use super::settle::Settler;
+use super::spooling::Ticket;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PipelineConfig {
@@ -34,6 +35,8 @@ pub(super) struct Job {
     pub line_number: u64,
     pub outgoing: Outgoing,
     ack: Option<Ack>,
+    /// Set when the message came from the spool.
+    pub ticket: Option<Ticket>,
     _bytes: OwnedSemaphorePermit,
 }
 
@@ -144,6 +147,11 @@ impl Pipeline {
         self.abort.clone()
     }
 
+    /// Becomes true when the workers are told to stop retrying.
+    pub(super) fn abort_signal(&self) -> watch::Receiver<bool> {
+        self.abort.0.subscribe()
+    }
+
     /// Queues a message, waiting while the queue is full. Gives the message back if the
     /// workers are gone, so the caller can still settle it.
     pub(super) async fn submit(
@@ -151,6 +159,26 @@ impl Pipeline {
         line_number: u64,
         outgoing: Outgoing,
         ack: Option<Ack>,
+    ) -> Result<(), Outgoing> {
+        self.queue(line_number, outgoing, ack, None).await
+    }
+
+    /// Queues a message taken from the spool; it is marked done there once settled.
+    pub(super) async fn submit_spooled(
+        &self,
+        line_number: u64,
+        outgoing: Outgoing,
+        ticket: Ticket,
+    ) -> Result<(), Outgoing> {
+        self.queue(line_number, outgoing, None, Some(ticket)).await
+    }
+
+    async fn queue(
+        &self,
+        line_number: u64,
+        outgoing: Outgoing,
+        ack: Option<Ack>,
+        ticket: Option<Ticket>,
     ) -> Result<(), Outgoing> {
         // A message larger than the whole budget takes all of it rather than waiting forever.
         let cost = u32::try_from(outgoing.line.len())
@@ -163,6 +191,7 @@ impl Pipeline {
             line_number,
             outgoing,
             ack,
+            ticket,
             _bytes: permit,
         };
         self.sender

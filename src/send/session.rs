@@ -1,9 +1,11 @@
 //! The read loop of every mode, the plain shell-pipe and sidecar case included: a line is
-//! read, counted, labelled and queued; in the confirming modes, [`omprog`](super::omprog)
-//! answers it. Backpressure is here: while the queue is full, the next line is not read.
+//! read, counted, labelled and queued (or, with `--spool`, appended to the spool); in the
+//! confirming modes, [`omprog`](super::omprog) answers it. Backpressure is here: while the
+//! queue (or the spool) is full, the next line is not read.
 
-use std::io;
+use std::{fmt, io};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -13,11 +15,13 @@ use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::{Ack, Pipeline};
 use super::retry::Retrier;
 use super::settle::Settler;
+use super::spooling::Spooler;
 use super::stats::{Loss, Stats};
+use crate::spool::SpoolError;
 
 /// How reading ended.
 pub(super) struct Ending {
-    /// False when stdin could not be read.
+    /// False when stdin could not be read, or the spool failed.
     pub input_ok: bool,
     /// Messages of a transaction that was never committed (EOF or stop mid-batch).
     pub uncommitted: Vec<Pending>,
@@ -32,6 +36,30 @@ pub(super) struct Session<'a, R, W> {
     pub labeler: &'a Labeler,
     pub max_line_bytes: usize,
     pub config: &'a ProtocolConfig,
+    pub spool: Option<&'a Spooler>,
+}
+
+/// Why the read loop stopped before the end of input.
+pub(super) enum Halt {
+    /// rsyslog (or whoever reads stdout) went away.
+    Stdout(io::Error),
+    /// The spool can take no more: nothing further may be acknowledged.
+    Spool(SpoolError),
+}
+
+impl From<io::Error> for Halt {
+    fn from(error: io::Error) -> Self {
+        Halt::Stdout(error)
+    }
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
+            Halt::Spool(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
@@ -47,10 +75,30 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             return ending(true, batch);
         }
         loop {
-            let line = tokio::select! {
-                biased;
-                _ = stop.wait_for(|stopped| *stopped) => return ending(true, batch),
-                line = self.reader.next_line() => line,
+            if *stop.borrow() {
+                return ending(true, batch);
+            }
+            let line = {
+                let next = self.reader.next_line();
+                tokio::pin!(next);
+                match (&mut next).now_or_never() {
+                    Some(line) => line,
+                    None => {
+                        // Input has paused: what was appended goes to the spool before the
+                        // next read, so the pipe is kept drained and a kill loses nothing read.
+                        if let Some(spool) = self.spool {
+                            if let Err(e) = spool.flush().await {
+                                tracing::error!("{e}; stopping");
+                                return ending(false, batch);
+                            }
+                        }
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|stopped| *stopped) => return ending(true, batch),
+                            line = &mut next => line,
+                        }
+                    }
+                }
             };
             let line = match line {
                 Ok(Some(line)) => line,
@@ -71,9 +119,16 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 Mode::Confirm => self.confirm(line).await,
                 Mode::Transactions => self.transact(line, &mut batch).await,
             };
-            if let Err(e) = replied {
-                tracing::error!("cannot write to stdout, stopping: {e}");
-                return ending(true, batch);
+            match replied {
+                Ok(()) => {}
+                Err(halt @ Halt::Stdout(_)) => {
+                    tracing::error!("{halt}, stopping");
+                    return ending(true, batch);
+                }
+                Err(halt @ Halt::Spool(_)) => {
+                    tracing::error!("{halt}; stopping");
+                    return ending(false, batch);
+                }
             }
         }
     }
@@ -109,13 +164,24 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         }
     }
 
-    /// Queues a message, writing keep-alive dots while the queue is full in confirming modes.
+    /// Queues a message (or spools it), writing keep-alive dots while the queue (or the
+    /// spool) is full in confirming modes.
     pub(super) async fn submit(
         &mut self,
         number: u64,
         outgoing: Outgoing,
         ack: Option<Ack>,
-    ) -> io::Result<()> {
+    ) -> Result<(), Halt> {
+        if let Some(spool) = self.spool {
+            let appended = if self.config.mode == Mode::Plain {
+                spool.append(number, outgoing).await
+            } else {
+                self.replies
+                    .keep_alive(spool.append(number, outgoing))
+                    .await?
+            };
+            return appended.map_err(Halt::Spool);
+        }
         let submitted = if self.config.mode == Mode::Plain {
             self.pipeline.submit(number, outgoing, ack).await
         } else {

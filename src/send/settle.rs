@@ -8,6 +8,7 @@ use super::dead_letter::DeadLetter;
 use super::outgoing::Labeler;
 use super::pipeline::{Ack, Job, Returned};
 use super::retry::{self, AfterFailure, Failure};
+use super::spooling::Ticket;
 use super::stats::{Loss, Stats};
 
 /// Accounts for messages that were not delivered: into the dead-letter file when there is one,
@@ -33,11 +34,14 @@ impl Settler {
     /// confirming caller, or dead-lettered, or counted lost.
     pub(super) fn settle(
         &self,
-        job: Job,
+        mut job: Job,
         ack: Option<Ack>,
         result: Result<(), Failure>,
         labeler: &Labeler,
     ) {
+        if let Some(ticket) = job.ticket.take() {
+            return self.settle_spooled(job, ticket, result);
+        }
         let stats = &self.stats;
         let failure = match result {
             Ok(()) => {
@@ -78,6 +82,20 @@ impl Settler {
                 }
             }
         }
+    }
+
+    /// A spooled message is done once delivered or rejected for good (dead-lettered, or lost
+    /// without a dead-letter file); otherwise it stays in the spool for the next run.
+    fn settle_spooled(&self, job: Job, ticket: Ticket, result: Result<(), Failure>) {
+        match result {
+            Ok(()) => Stats::add(&self.stats.delivered, 1),
+            Err(failure @ Failure::Rejected(_)) => {
+                let reason = failure.reason();
+                self.undelivered(job.line_number, &job.outgoing.line, &reason, Loss::Rejected);
+            }
+            Err(Failure::DrainPassed | Failure::GaveUp(_) | Failure::Cancelled) => return,
+        }
+        ticket.done();
     }
 
     fn has_dead_letter(&self) -> bool {

@@ -182,6 +182,10 @@ pub(super) struct Stats {
     pub returned: AtomicU64,
     /// Every hand-back, never decreased.
     pub returned_total: AtomicU64,
+    /// With --spool: messages found in the spool at start (left by an earlier run).
+    pub recovered: AtomicU64,
+    /// With --spool: messages still in the spool at exit, for the next run.
+    pub left_in_spool: AtomicU64,
     pub requests: Requests,
 }
 
@@ -195,6 +199,8 @@ pub(super) struct Snapshot {
     pub dead_lettered: u64,
     pub lost: u64,
     pub returned: u64,
+    pub recovered: u64,
+    pub left_in_spool: u64,
     pub elapsed: Duration,
 }
 
@@ -211,6 +217,8 @@ impl Default for Stats {
             lost_by: Default::default(),
             returned: AtomicU64::new(0),
             returned_total: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
+            left_in_spool: AtomicU64::new(0),
             requests: Requests::default(),
         }
     }
@@ -254,15 +262,19 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
             returned: self.returned.load(Ordering::Relaxed),
+            recovered: self.recovered.load(Ordering::Relaxed),
+            left_in_spool: self.left_in_spool.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
         }
     }
 }
 
 impl Snapshot {
+    /// Messages read (or recovered from the spool) whose fate is not known yet.
     pub(super) fn pending(&self) -> u64 {
-        self.read
-            .saturating_sub(self.delivered + self.dead_lettered + self.lost + self.returned)
+        (self.read + self.recovered).saturating_sub(
+            self.delivered + self.dead_lettered + self.lost + self.returned + self.left_in_spool,
+        )
     }
 }
 
@@ -287,6 +299,13 @@ impl fmt::Display for Snapshot {
             self.pending(),
             seconds,
             rate
-        )
+        )?;
+        if self.recovered > 0 {
+            write!(f, "; {} recovered from the spool", self.recovered)?;
+        }
+        if self.left_in_spool > 0 {
+            write!(f, "; {} left in the spool", self.left_in_spool)?;
+        }
+        Ok(())
     }
 }

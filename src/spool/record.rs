@@ -1,0 +1,252 @@
+//! The bytes on disk: segment files of framed records, and the scan that recovers them.
+//!
+//! A segment starts with a 16-byte header (magic, format version). Each record is a 32-byte
+//! header and its payload:
+//!
+//! ```text
+//! len u32 | crc u32 | index u64 | appended_ms u64 | sequence u64 | payload (len bytes)
+//! ```
+//!
+//! The CRC-32 covers everything after it, payload included, so a record is accepted only whole. All integers are little-endian.
+
+use std::io;
+
+/// Segment magic: "drifter spool", then the format version.
+pub(crate) const MAGIC: &[u8; 8] = b"DRFTSPL\n";
+/// The format this build writes and reads; a spool with a higher one is left alone.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const SEGMENT_HEADER_BYTES: u64 = 16;
+pub(crate) const RECORD_HEADER_BYTES: usize = 32;
+/// Longest payload accepted when scanning: a length above this is corruption, not a record.
+pub(crate) const MAX_PAYLOAD_BYTES: u32 = 1 << 30;
+
+/// What the store keeps with every payload, outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordMeta {
+    pub index: u64,
+    pub appended_ms: u64,
+    /// 0 when the message has none; the store only remembers the highest.
+    pub sequence: u64,
+}
+
+pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    let mut header = [0; SEGMENT_HEADER_BYTES as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header
+}
+
+/// Appends one framed record to `out`.
+pub(crate) fn frame(out: &mut Vec<u8>, meta: RecordMeta, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&meta.index.to_le_bytes());
+    out.extend_from_slice(&meta.appended_ms.to_le_bytes());
+    out.extend_from_slice(&meta.sequence.to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// A record header read back, before its payload is checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub len: u32,
+    crc: u32,
+    pub meta: RecordMeta,
+}
+
+pub(crate) fn parse_header(bytes: &[u8; RECORD_HEADER_BYTES]) -> Header {
+    Header {
+        len: u32_at(bytes, 0),
+        crc: u32_at(bytes, 4),
+        meta: RecordMeta {
+            index: u64_at(bytes, 8),
+            appended_ms: u64_at(bytes, 16),
+            sequence: u64_at(bytes, 24),
+        },
+    }
+}
+
+impl Header {
+    /// Whether `payload` is this header's, unchanged.
+    pub(crate) fn matches(&self, header_bytes: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header_bytes[8..]);
+        hasher.update(payload);
+        payload.len() == self.len as usize && hasher.finalize() == self.crc
+    }
+}
+
+/// What a segment file's header says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SegmentKind {
+    Current,
+    /// Written by a newer format; this build must not touch it.
+    Future(u32),
+    /// Not a segment at all (or an older header torn by a crash).
+    Unknown,
+}
+
+pub(crate) fn segment_kind(bytes: &[u8]) -> SegmentKind {
+    if bytes.len() < SEGMENT_HEADER_BYTES as usize || &bytes[..8] != MAGIC {
+        return SegmentKind::Unknown;
+    }
+    match u32_at(bytes, 8) {
+        FORMAT_VERSION => SegmentKind::Current,
+        newer if newer > FORMAT_VERSION => SegmentKind::Future(newer),
+        _ => SegmentKind::Unknown,
+    }
+}
+
+/// The records found in one segment file's bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Each good record: its meta, and where its frame starts and ends in the file.
+    pub records: Vec<(RecordMeta, usize, usize)>,
+    /// Records skipped because they failed their check, with good records after them.
+    pub corrupt: u64,
+    /// Where a torn tail starts: bad or incomplete bytes with no good record after them.
+    pub torn_at: Option<usize>,
+}
+
+/// Checks every record after the segment header. A bad record is skipped by searching forward
+/// for the next good one (whose index must be above the last good one); if none follows, the
+/// bad bytes are a torn tail.
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let mut at = SEGMENT_HEADER_BYTES as usize;
+    let mut last_index = None;
+    while at < bytes.len() {
+        if let Some((meta, end)) = record_at(bytes, at, last_index) {
+            scan.records.push((meta, at, end));
+            last_index = Some(meta.index);
+            at = end;
+            continue;
+        }
+        match (at + 1..bytes.len()).find(|&next| record_at(bytes, next, last_index).is_some()) {
+            Some(next) => {
+                scan.corrupt += 1;
+                at = next;
+            }
+            None => {
+                scan.torn_at = Some(at);
+                break;
+            }
+        }
+    }
+    scan
+}
+
+/// The good record starting at `at`, and where it ends.
+fn record_at(bytes: &[u8], at: usize, after: Option<u64>) -> Option<(RecordMeta, usize)> {
+    let header_bytes: &[u8; RECORD_HEADER_BYTES] =
+        bytes.get(at..at + RECORD_HEADER_BYTES)?.try_into().ok()?;
+    let header = parse_header(header_bytes);
+    if header.len > MAX_PAYLOAD_BYTES || after.is_some_and(|last| header.meta.index <= last) {
+        return None;
+    }
+    let end = at + RECORD_HEADER_BYTES + header.len as usize;
+    let payload = bytes.get(at + RECORD_HEADER_BYTES..end)?;
+    header
+        .matches(header_bytes, payload)
+        .then_some((header.meta, end))
+}
+
+/// Whether an error means "the disk is full": waited out, never a reason to drop data.
+pub(crate) fn is_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(index: u64) -> RecordMeta {
+        RecordMeta {
+            index,
+            appended_ms: 7,
+            sequence: index * 10,
+        }
+    }
+
+    fn segment(indices: &[u64]) -> Vec<u8> {
+        let mut bytes = segment_header().to_vec();
+        for &index in indices {
+            frame(
+                &mut bytes,
+                meta(index),
+                format!("payload {index}").as_bytes(),
+            );
+        }
+        bytes
+    }
+
+    fn indices(scan: &Scan) -> Vec<u64> {
+        scan.records.iter().map(|(meta, _, _)| meta.index).collect()
+    }
+
+    #[test]
+    fn good_records_scan_back() {
+        let bytes = segment(&[5, 6, 7]);
+        let scan = scan(&bytes);
+        assert_eq!(indices(&scan), [5, 6, 7]);
+        assert_eq!((scan.corrupt, scan.torn_at), (0, None));
+        assert_eq!(scan.records[1].0, meta(6));
+        assert_eq!(segment_kind(&bytes), SegmentKind::Current);
+    }
+
+    #[test]
+    fn a_torn_tail_is_found_wherever_the_cut_is() {
+        let whole = segment(&[1, 2]);
+        let second_starts = scan(&whole).records[1].1;
+        for cut in second_starts..whole.len() {
+            let scan = scan(&whole[..cut]);
+            assert_eq!(indices(&scan), [1], "cut at {cut}");
+            let expected = (cut > second_starts).then_some(second_starts);
+            assert_eq!(scan.torn_at, expected, "cut at {cut}");
+        }
+        // Zeros where a crash left the file longer than what was written.
+        let mut zeroed = whole.clone();
+        zeroed.extend_from_slice(&[0; 100]);
+        assert_eq!(scan(&zeroed).torn_at, Some(whole.len()));
+    }
+
+    #[test]
+    fn a_corrupt_record_in_the_middle_is_skipped() {
+        let mut bytes = segment(&[1, 2, 3]);
+        let (_, start, _) = scan(&bytes).records[1];
+        bytes[start + RECORD_HEADER_BYTES + 2] ^= 0x40;
+        let scan = scan(&bytes);
+        assert_eq!(indices(&scan), [1, 3]);
+        assert_eq!((scan.corrupt, scan.torn_at), (1, None));
+    }
+
+    #[test]
+    fn headers_tell_future_and_foreign_files() {
+        let mut bytes = segment(&[1]);
+        bytes[8] = 2;
+        assert_eq!(segment_kind(&bytes), SegmentKind::Future(2));
+        assert_eq!(
+            segment_kind(b"hello world, not a spool"),
+            SegmentKind::Unknown
+        );
+    }
+}

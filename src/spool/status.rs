@@ -1,0 +1,135 @@
+//! `drifter-rsyslog spool DIR`: what each spool under DIR holds, without disturbing it.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use super::record::{self, SegmentKind};
+use super::state::{Loaded, StateFile};
+use super::store::segment_first;
+use crate::cli::SpoolArgs;
+use crate::exit::{self, Fatal, Status};
+
+/// One spool, as the `spool` command reports it.
+#[derive(Debug, Default)]
+struct Summary {
+    name: String,
+    owner_alive: bool,
+    entries: u64,
+    bytes: u64,
+    oldest_ms: Option<u64>,
+    corrupt: u64,
+    newer_format: Option<u32>,
+}
+
+pub fn run(args: &SpoolArgs) -> exit::Outcome {
+    let summaries = summarize(&args.dir).map_err(Fatal::usage)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    let mut out = std::io::stdout().lock();
+    let printed = (|| -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<14}{:<8}{:>10}{:>14}  OLDEST",
+            "SPOOL", "OWNER", "ENTRIES", "BYTES"
+        )?;
+        for summary in &summaries {
+            let owner = if summary.owner_alive { "alive" } else { "gone" };
+            let oldest = match (summary.newer_format, summary.oldest_ms) {
+                (Some(version), _) => format!("written by a newer version (format {version})"),
+                (None, Some(ms)) => format!("{}s ago", now_ms.saturating_sub(ms) / 1000),
+                (None, None) => "-".into(),
+            };
+            let corrupt = if summary.corrupt > 0 {
+                format!(", {} corrupt records", summary.corrupt)
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{:<14}{:<8}{:>10}{:>14}  {oldest}{corrupt}",
+                summary.name, owner, summary.entries, summary.bytes
+            )?;
+        }
+        out.flush()
+    })();
+    match printed {
+        Ok(()) => Ok(Status::Success),
+        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
+        Err(e) => Err(Fatal::lost(e)),
+    }
+}
+
+fn summarize(dir: &Path) -> anyhow::Result<Vec<Summary>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list spool directory {}", dir.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| super::is_spool_name(name))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            summarize_one(&path, name)
+                .with_context(|| format!("cannot read spool {}", path.display()))
+        })
+        .collect()
+}
+
+fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
+    let mut summary = Summary {
+        name,
+        owner_alive: owner_alive(path)?,
+        ..Summary::default()
+    };
+    let frontier = match StateFile::read(&path.join("state"))? {
+        Loaded::State(state) => state.frontier,
+        Loaded::Future(version) => {
+            summary.newer_format = Some(version);
+            return Ok(summary);
+        }
+    };
+    let mut firsts: Vec<u64> = std::fs::read_dir(path)?
+        .filter_map(|entry| segment_first(entry.ok()?.file_name().to_str()?))
+        .collect();
+    firsts.sort_unstable();
+    for first in firsts {
+        let bytes = match std::fs::read(path.join(format!("seg-{first:020}.log"))) {
+            Ok(bytes) => bytes,
+            // Deleted by its owner meanwhile: delivered.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let SegmentKind::Future(version) = record::segment_kind(&bytes) {
+            summary.newer_format = Some(version);
+            return Ok(summary);
+        }
+        summary.bytes += bytes.len() as u64;
+        // A live owner may be writing the last record: its torn tail is not counted.
+        let scan = record::scan(&bytes);
+        summary.corrupt += scan.corrupt;
+        for (meta, _, _) in scan.records.iter().filter(|(m, _, _)| m.index >= frontier) {
+            summary.entries += 1;
+            summary.oldest_ms.get_or_insert(meta.appended_ms);
+        }
+    }
+    Ok(summary)
+}
+
+/// A shared lock succeeds only when no process holds the spool; it is dropped at once.
+fn owner_alive(path: &Path) -> std::io::Result<bool> {
+    let lock = match std::fs::File::open(path.join("lock")) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match lock.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

@@ -1,0 +1,792 @@
+//! One spool: its segment files, the append side (buffered, then one `write()` per flush), the
+//! take side (an in-memory window of recent records, the files otherwise), and the done
+//! frontier that lets whole segments go.
+//!
+//! File I/O here is blocking. Appends and reads hit the page cache and run inline; the slow
+//! calls (fdatasync, unlink after a state write) are made by callers on a blocking thread.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use super::record::{self, RECORD_HEADER_BYTES, RecordMeta, SEGMENT_HEADER_BYTES, SegmentKind};
+use super::state::{Loaded, State, StateFile};
+use super::{Limits, SpoolError, SyncPolicy};
+
+/// Buffered appends are written once they reach this size, even while input keeps coming.
+const FLUSH_ABOVE_BYTES: usize = 256 * 1024;
+
+/// A record taken for delivery: from the window (the item as appended) or read back from disk.
+#[derive(Debug)]
+pub(crate) enum Body<T> {
+    Item(T),
+    Payload(Vec<u8>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Taken<T> {
+    pub meta: RecordMeta,
+    pub body: Body<T>,
+}
+
+/// What recovery found when the spool was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovery {
+    /// Records not yet done, to be delivered.
+    pub pending: u64,
+    /// Records that failed their check and were skipped.
+    pub corrupt: u64,
+    /// Segments whose torn tail was cut off.
+    pub torn: u64,
+}
+
+/// Open outcome of a spool directory.
+pub(crate) enum Opened<T> {
+    Spool(Spool<T>, Recovery),
+    /// Written by a newer format: left alone.
+    Future(u32),
+}
+
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    /// One past the last record's index.
+    end: u64,
+    bytes: u64,
+    path: PathBuf,
+}
+
+struct Writer {
+    file: Arc<File>,
+    offset: u64,
+}
+
+struct Windowed<T> {
+    meta: RecordMeta,
+    item: T,
+    bytes: usize,
+}
+
+enum ReadFailure {
+    Corrupt,
+    Io(io::Error),
+}
+
+struct Reader {
+    segment_first: u64,
+    file: BufReader<File>,
+    /// The index the next record read should have (at least).
+    next: u64,
+}
+
+struct Inner<T> {
+    segments: VecDeque<Segment>,
+    writer: Option<Writer>,
+    /// Records framed but not yet written, and the items that go into the window once they are.
+    buffer: Vec<u8>,
+    buffered: Vec<Windowed<T>>,
+    next_index: u64,
+    /// Records below this are in a file (written, maybe not synced).
+    written_end: u64,
+    next_take: u64,
+    window: VecDeque<Windowed<T>>,
+    window_bytes: usize,
+    frontier: u64,
+    done_ahead: BTreeSet<u64>,
+    persisted: State,
+    last_sequence: u64,
+    /// Files written since the last sync.
+    unsynced: Vec<Arc<File>>,
+    /// Segments fully done and closed, to unlink once the frontier is stored.
+    doomed: Vec<Segment>,
+    reader: Option<Reader>,
+    state_file: StateFile,
+    failed: Option<String>,
+    /// Bytes of every segment file and of the buffer.
+    bytes: u64,
+    corrupt_at_runtime: u64,
+}
+
+pub(crate) struct Spool<T> {
+    pub(crate) name: String,
+    dir: PathBuf,
+    limits: Limits,
+    writable: bool,
+    inner: Mutex<Inner<T>>,
+    /// Woken when records become available to take.
+    pub(crate) readable: Notify,
+    /// Woken when room is freed (segments deleted).
+    pub(crate) room: Notify,
+    /// Woken when a segment became fully done, so it can go.
+    pub(crate) reclaimable: Notify,
+    _lock: File,
+}
+
+/// Appending or flushing: why it did not happen.
+#[derive(Debug)]
+pub(crate) enum Refused<T = ()> {
+    /// No room (the size bound, or the disk is full): wait for `room` and try again with
+    /// what is given back.
+    Full(T),
+    Failed(SpoolError),
+}
+
+impl<T> std::fmt::Debug for Spool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("name", &self.name).finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("seg-{first:020}.log"))
+}
+
+/// The first index a segment file's name says it holds.
+pub(crate) fn segment_first(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl<T> Spool<T> {
+    /// Recovers the spool in `dir`, whose lock the caller holds.
+    pub(crate) fn open(
+        dir: &Path,
+        name: String,
+        lock: File,
+        limits: Limits,
+        writable: bool,
+    ) -> Result<Opened<T>, SpoolError> {
+        let context = |what: &str, path: &Path| {
+            let what = what.to_string();
+            let path = path.to_path_buf();
+            move |e: io::Error| SpoolError::Io(format!("{what} {}", path.display()), e)
+        };
+        let state_path = dir.join("state");
+        let (state_file, loaded) =
+            StateFile::open(&state_path).map_err(context("cannot open", &state_path))?;
+        let persisted = match loaded {
+            Loaded::State(state) => state,
+            Loaded::Future(version) => return Ok(Opened::Future(version)),
+        };
+        let mut firsts = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(context("cannot list", dir))? {
+            let entry = entry.map_err(context("cannot list", dir))?;
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.ends_with(".tmp") {
+                // A rewrite that a crash interrupted; the original is still in place.
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(first) = segment_first(&file_name) {
+                firsts.push(first);
+            }
+        }
+        firsts.sort_unstable();
+        let mut recovery = Recovery::default();
+        let mut segments = VecDeque::new();
+        let mut last_sequence = persisted.last_sequence;
+        let mut next_index = persisted.frontier;
+        for first in firsts {
+            let path = segment_path(dir, first);
+            let bytes = std::fs::read(&path).map_err(context("cannot read", &path))?;
+            match record::segment_kind(&bytes) {
+                SegmentKind::Future(version) => return Ok(Opened::Future(version)),
+                SegmentKind::Unknown => {
+                    tracing::error!(
+                        "spool file {} is not a spool segment; moved aside",
+                        path.display()
+                    );
+                    recovery.corrupt += 1;
+                    move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
+                    continue;
+                }
+                SegmentKind::Current => {}
+            }
+            let scan = record::scan(&bytes);
+            if scan.records.is_empty() && scan.corrupt == 0 {
+                // Only a header (and maybe a torn first record): nothing to keep.
+                std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
+                continue;
+            }
+            let mut size = bytes.len() as u64;
+            if scan.corrupt > 0 {
+                tracing::error!(
+                    "spool file {}: {} corrupt records skipped; the file is kept in aside/",
+                    path.display(),
+                    scan.corrupt
+                );
+                recovery.corrupt += scan.corrupt;
+                size =
+                    rewrite(dir, &path, &bytes, &scan).map_err(context("cannot rewrite", &path))?;
+            } else if let Some(torn_at) = scan.torn_at {
+                tracing::warn!(
+                    "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
+                    path.display(),
+                    bytes.len() - torn_at
+                );
+                recovery.torn += 1;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(context("cannot open", &path))?;
+                file.set_len(torn_at as u64)
+                    .and_then(|()| file.sync_data())
+                    .map_err(context("cannot truncate", &path))?;
+                size = torn_at as u64;
+            }
+            let end = scan
+                .records
+                .last()
+                .map_or(first, |(meta, _, _)| meta.index + 1);
+            for (meta, _, _) in &scan.records {
+                last_sequence = last_sequence.max(meta.sequence);
+                if meta.index >= persisted.frontier {
+                    recovery.pending += 1;
+                }
+            }
+            next_index = next_index.max(end);
+            segments.push_back(Segment {
+                first,
+                end,
+                bytes: size,
+                path,
+            });
+        }
+        let bytes = segments.iter().map(|s| s.bytes).sum();
+        let frontier = persisted.frontier;
+        let inner = Inner {
+            segments,
+            writer: None,
+            buffer: Vec::new(),
+            buffered: Vec::new(),
+            next_index,
+            written_end: next_index,
+            next_take: frontier,
+            window: VecDeque::new(),
+            window_bytes: 0,
+            frontier,
+            done_ahead: BTreeSet::new(),
+            persisted,
+            last_sequence,
+            unsynced: Vec::new(),
+            doomed: Vec::new(),
+            reader: None,
+            state_file,
+            failed: None,
+            bytes,
+            corrupt_at_runtime: 0,
+        };
+        let spool = Spool {
+            name,
+            dir: dir.to_path_buf(),
+            limits,
+            writable,
+            inner: Mutex::new(inner),
+            readable: Notify::new(),
+            room: Notify::new(),
+            reclaimable: Notify::new(),
+            _lock: lock,
+        };
+        spool.retire_done_segments();
+        Ok(Opened::Spool(spool, recovery))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.lock().last_sequence
+    }
+
+    /// Records not yet done.
+    pub(crate) fn pending(&self) -> u64 {
+        let inner = self.lock();
+        (inner.next_index - inner.frontier).saturating_sub(inner.done_ahead.len() as u64)
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// Every record appended so far was taken for delivery.
+    pub(crate) fn all_taken(&self) -> bool {
+        let inner = self.lock();
+        inner.next_take >= inner.next_index
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    /// Frames a record into the append buffer, written by the next [`flush`](Self::flush) (or
+    /// now, if the buffer is large). `item` is what `take` gives back while it is in memory.
+    pub(crate) fn append(&self, payload: &[u8], sequence: u64, item: T) -> Result<(), Refused<T>> {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.failed {
+            return Err(Refused::Failed(SpoolError::Failed(reason.clone())));
+        }
+        let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
+        let undone = inner.next_index > inner.frontier;
+        if undone && inner.bytes + framed > self.limits.max_bytes {
+            return Err(Refused::Full(item));
+        }
+        let projected = inner
+            .writer
+            .as_ref()
+            .map(|w| w.offset + inner.buffer.len() as u64);
+        let rotate = projected.is_some_and(|size| {
+            size > SEGMENT_HEADER_BYTES && size + framed > self.limits.segment_bytes
+        });
+        if rotate || inner.writer.is_none() {
+            let started = self
+                .write_buffer(&mut inner)
+                .and_then(|()| self.start_segment(&mut inner));
+            match started {
+                Ok(()) => {}
+                Err(Refused::Full(())) => return Err(Refused::Full(item)),
+                Err(Refused::Failed(e)) => return Err(Refused::Failed(e)),
+            }
+        }
+        let meta = RecordMeta {
+            index: inner.next_index,
+            appended_ms: now_ms(),
+            sequence,
+        };
+        record::frame(&mut inner.buffer, meta, payload);
+        inner.buffered.push(Windowed {
+            meta,
+            item,
+            bytes: payload.len(),
+        });
+        inner.next_index += 1;
+        inner.bytes += framed;
+        inner.last_sequence = inner.last_sequence.max(sequence);
+        if inner.buffer.len() >= FLUSH_ABOVE_BYTES {
+            // The record is in: a full disk here only delays the write to the next flush.
+            if let Err(Refused::Failed(e)) = self.write_buffer(&mut inner) {
+                return Err(Refused::Failed(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what was appended, with one `write()`: from then on it survives a kill.
+    pub(crate) fn flush(&self) -> Result<(), Refused> {
+        let mut inner = self.lock();
+        self.write_buffer(&mut inner)
+    }
+
+    fn write_buffer(&self, inner: &mut Inner<T>) -> Result<(), Refused> {
+        if inner.buffer.is_empty() {
+            return Ok(());
+        }
+        let Some(writer) = &inner.writer else {
+            return Err(self.fail(inner, "no segment to write to".into()));
+        };
+        let (file, offset) = (writer.file.clone(), writer.offset);
+        if let Err(e) = file.write_all_at(&inner.buffer, offset) {
+            // Whatever part of the write landed is cut off, so a retry appends whole records.
+            if let Err(cut) = file.set_len(offset) {
+                return Err(self.fail(inner, format!("cannot undo a failed write ({e}): {cut}")));
+            }
+            if record::is_full(&e) {
+                return Err(Refused::Full(()));
+            }
+            return Err(self.fail(inner, format!("cannot write to the spool: {e}")));
+        }
+        let written = inner.buffer.len() as u64;
+        inner.buffer.clear();
+        if let Some(writer) = &mut inner.writer {
+            writer.offset += written;
+        }
+        if let Some(segment) = inner.segments.back_mut() {
+            segment.end = inner.next_index;
+            segment.bytes += written;
+        }
+        if !inner.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
+            inner.unsynced.push(file);
+        }
+        inner.written_end = inner.next_index;
+        let buffered = std::mem::take(&mut inner.buffered);
+        for windowed in buffered {
+            // The window holds only a contiguous run; once it overflows, the rest is read
+            // from the files until it has emptied.
+            let contiguous = match inner.window.back() {
+                Some(back) => back.meta.index + 1 == windowed.meta.index,
+                None => windowed.meta.index >= inner.next_take,
+            };
+            if contiguous && inner.window_bytes + windowed.bytes <= self.limits.window_bytes {
+                inner.window_bytes += windowed.bytes;
+                inner.window.push_back(windowed);
+            }
+        }
+        self.readable.notify_one();
+        Ok(())
+    }
+
+    fn start_segment(&self, inner: &mut Inner<T>) -> Result<(), Refused> {
+        if !self.writable {
+            return Err(self.fail(inner, "this spool is only being delivered".into()));
+        }
+        let first = inner.next_index;
+        let path = segment_path(&self.dir, first);
+        let created = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|file| {
+                file.write_all_at(&record::segment_header(), 0)?;
+                if self.limits.sync != SyncPolicy::Off {
+                    // The new name must survive a crash along with the data written to it.
+                    sync_dir(&self.dir)?;
+                }
+                Ok(file)
+            });
+        let file = match created {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                if record::is_full(&e) {
+                    return Err(Refused::Full(()));
+                }
+                return Err(self.fail(inner, format!("cannot create {}: {e}", path.display())));
+            }
+        };
+        inner.writer = Some(Writer {
+            file: Arc::new(file),
+            offset: SEGMENT_HEADER_BYTES,
+        });
+        inner.segments.push_back(Segment {
+            first,
+            end: first,
+            bytes: SEGMENT_HEADER_BYTES,
+            path,
+        });
+        inner.bytes += SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    fn fail(&self, inner: &mut Inner<T>, reason: String) -> Refused {
+        tracing::error!(
+            "spool {}: {reason}; no more messages are acknowledged",
+            self.name
+        );
+        inner.failed.get_or_insert(reason.clone());
+        Refused::Failed(SpoolError::Failed(reason))
+    }
+
+    /// fdatasync of every file written since the last sync. On failure the spool is failed for
+    /// good: what the kernel could not write is not known, so it is never retried as success.
+    pub(crate) fn sync(&self) -> Result<(), SpoolError> {
+        let files = std::mem::take(&mut self.lock().unsynced);
+        for file in files {
+            if let Err(e) = file.sync_data() {
+                let reason = format!("cannot sync the spool: {e}");
+                let mut inner = self.lock();
+                let _ = self.fail(&mut inner, reason.clone());
+                return Err(SpoolError::Failed(reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record for delivery, if one is written and not yet taken.
+    pub(crate) fn take(&self) -> Option<Taken<T>> {
+        let mut inner = self.lock();
+        loop {
+            if inner.next_take >= inner.written_end {
+                return None;
+            }
+            let index = inner.next_take;
+            while inner.window.front().is_some_and(|w| w.meta.index < index) {
+                if let Some(stale) = inner.window.pop_front() {
+                    inner.window_bytes -= stale.bytes;
+                }
+            }
+            if inner.window.front().is_some_and(|w| w.meta.index == index) {
+                if let Some(windowed) = inner.window.pop_front() {
+                    inner.window_bytes -= windowed.bytes;
+                    inner.next_take = index + 1;
+                    return Some(Taken {
+                        meta: windowed.meta,
+                        body: Body::Item(windowed.item),
+                    });
+                }
+            }
+            match self.read_from_disk(&mut inner, index) {
+                Ok((meta, payload)) => {
+                    // Indices without a record (skipped as corrupt at recovery) count as done.
+                    for missing in index..meta.index {
+                        self.mark_done(&mut inner, missing);
+                    }
+                    inner.next_take = meta.index + 1;
+                    return Some(Taken {
+                        meta,
+                        body: Body::Payload(payload),
+                    });
+                }
+                Err(ReadFailure::Io(e)) => {
+                    // Not the data's fault (say, out of file descriptors): try again later.
+                    inner.reader = None;
+                    tracing::error!("spool {}: cannot read record {index} back: {e}", self.name);
+                    return None;
+                }
+                Err(ReadFailure::Corrupt) => {
+                    // Damaged after it was written and checked: given up, counted, and never a
+                    // reason to stop.
+                    let skip_to = inner
+                        .segments
+                        .iter()
+                        .find(|s| s.end > index)
+                        .map_or(inner.written_end, |s| s.end.max(index + 1))
+                        .min(inner.written_end);
+                    tracing::error!(
+                        "spool {}: records {index} to {} are damaged and cannot be read back; skipped",
+                        self.name,
+                        skip_to - 1
+                    );
+                    inner.corrupt_at_runtime += skip_to - index;
+                    for missing in index..skip_to {
+                        self.mark_done(&mut inner, missing);
+                    }
+                    inner.next_take = skip_to;
+                    inner.reader = None;
+                }
+            }
+        }
+    }
+
+    /// The first good record at or after `index`, from the segment files.
+    fn read_from_disk(
+        &self,
+        inner: &mut Inner<T>,
+        index: u64,
+    ) -> Result<(RecordMeta, Vec<u8>), ReadFailure> {
+        let segment = inner
+            .segments
+            .iter()
+            .find(|s| s.end > index)
+            .ok_or(ReadFailure::Corrupt)?;
+        let (first, path) = (segment.first, segment.path.clone());
+        let positioned = inner
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.segment_first == first && r.next <= index);
+        if !positioned {
+            let mut file = File::open(&path).map_err(ReadFailure::Io)?;
+            file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
+                .map_err(ReadFailure::Io)?;
+            inner.reader = Some(Reader {
+                segment_first: first,
+                file: BufReader::with_capacity(128 * 1024, file),
+                next: first,
+            });
+        }
+        let reader = inner.reader.as_mut().ok_or(ReadFailure::Corrupt)?;
+        let read = |file: &mut BufReader<File>, buffer: &mut [u8]| {
+            file.read_exact(buffer).map_err(|e| match e.kind() {
+                // Records below written_end are whole in the file: short means damaged.
+                io::ErrorKind::UnexpectedEof => ReadFailure::Corrupt,
+                _ => ReadFailure::Io(e),
+            })
+        };
+        loop {
+            let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
+            read(&mut reader.file, &mut header_bytes)?;
+            let header = record::parse_header(&header_bytes);
+            if header.len > record::MAX_PAYLOAD_BYTES {
+                return Err(ReadFailure::Corrupt);
+            }
+            let mut payload = vec![0; header.len as usize];
+            read(&mut reader.file, &mut payload)?;
+            if !header.matches(&header_bytes, &payload) {
+                return Err(ReadFailure::Corrupt);
+            }
+            reader.next = header.meta.index + 1;
+            if header.meta.index >= index {
+                return Ok((header.meta, payload));
+            }
+        }
+    }
+
+    /// A record was delivered, or dead-lettered.
+    pub(crate) fn done(&self, index: u64) {
+        let mut inner = self.lock();
+        self.mark_done(&mut inner, index);
+    }
+
+    fn mark_done(&self, inner: &mut Inner<T>, index: u64) {
+        if index < inner.frontier {
+            return;
+        }
+        if index > inner.frontier {
+            inner.done_ahead.insert(index);
+            return;
+        }
+        inner.frontier += 1;
+        while inner.done_ahead.remove(&inner.frontier) {
+            inner.frontier += 1;
+        }
+        if inner
+            .segments
+            .front()
+            .is_some_and(|s| s.end <= inner.frontier)
+        {
+            self.reclaimable.notify_one();
+        }
+    }
+
+    /// Stores the frontier (synced unless the policy is off), then deletes the segments below
+    /// it, so a crash in between never brings a deleted record back as not done, nor makes one
+    /// look done that is not. Blocking.
+    pub(crate) fn reclaim(&self) -> Result<(), SpoolError> {
+        let (state, changed) = {
+            let mut inner = self.lock();
+            self.retire_locked(&mut inner);
+            let state = State {
+                frontier: inner.frontier,
+                last_sequence: inner.last_sequence,
+            };
+            (state, state != inner.persisted || !inner.doomed.is_empty())
+        };
+        if !changed {
+            return Ok(());
+        }
+        let sync = self.limits.sync != SyncPolicy::Off;
+        let stored = {
+            let mut inner = self.lock();
+            inner.state_file.store(state, sync)
+        };
+        if let Err(e) = stored {
+            let reason = format!("cannot store the spool state: {e}");
+            let mut inner = self.lock();
+            let _ = self.fail(&mut inner, reason.clone());
+            return Err(SpoolError::Failed(reason));
+        }
+        let doomed = {
+            let mut inner = self.lock();
+            inner.persisted = state;
+            let (gone, kept): (Vec<Segment>, Vec<Segment>) = std::mem::take(&mut inner.doomed)
+                .into_iter()
+                .partition(|s| s.end <= state.frontier);
+            inner.doomed = kept;
+            gone
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut freed = 0;
+        for segment in doomed {
+            match std::fs::remove_file(&segment.path) {
+                Ok(()) => freed += segment.bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => freed += segment.bytes,
+                Err(e) => tracing::warn!(
+                    "cannot delete delivered spool file {}: {e}",
+                    segment.path.display()
+                ),
+            }
+        }
+        self.lock().bytes -= freed;
+        self.room.notify_waiters();
+        Ok(())
+    }
+
+    fn retire_done_segments(&self) {
+        let mut inner = self.lock();
+        self.retire_locked(&mut inner);
+    }
+
+    /// Moves fully done segments to `doomed`. The segment being written goes too once all of
+    /// it is done and nothing is buffered: the next append starts a new one.
+    fn retire_locked(&self, inner: &mut Inner<T>) {
+        while let Some(front) = inner.segments.front() {
+            if front.end > inner.frontier {
+                break;
+            }
+            if inner.segments.len() == 1 {
+                if let Some(writer) = &inner.writer {
+                    if !inner.buffer.is_empty() || inner.next_index > inner.frontier {
+                        break;
+                    }
+                    let file = writer.file.clone();
+                    inner
+                        .unsynced
+                        .retain(|unsynced| !Arc::ptr_eq(unsynced, &file));
+                    inner.writer = None;
+                }
+            }
+            if let Some(segment) = inner.segments.pop_front() {
+                if inner
+                    .reader
+                    .as_ref()
+                    .is_some_and(|r| r.segment_first == segment.first)
+                {
+                    inner.reader = None;
+                }
+                inner.doomed.push(segment);
+            }
+        }
+    }
+
+    /// Records skipped at run time because they could not be read back.
+    pub(crate) fn corrupt_at_runtime(&self) -> u64 {
+        self.lock().corrupt_at_runtime
+    }
+
+    /// Deletes the spool's files and directory (an adopted spool with nothing left), under
+    /// its lock, so no other process adopts it meanwhile.
+    pub(crate) fn remove(&self) -> io::Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+    }
+}
+
+/// Keeps a bad file for inspection under `aside/`, out of the spool's way.
+fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside)?;
+    let name = path.file_name().unwrap_or_default();
+    std::fs::rename(path, aside.join(name))?;
+    sync_dir(dir)
+}
+
+/// Replaces a segment with a copy of its good records; the original goes to `aside/`. A crash
+/// at any point leaves either the original or the copy under the segment's name.
+fn rewrite(dir: &Path, path: &Path, bytes: &[u8], scan: &record::Scan) -> io::Result<u64> {
+    let mut copy = record::segment_header().to_vec();
+    for &(_, start, end) in &scan.records {
+        copy.extend_from_slice(&bytes[start..end]);
+    }
+    let temporary = path.with_extension("log.tmp");
+    let file = File::create(&temporary)?;
+    file.write_all_at(&copy, 0)?;
+    file.sync_data()?;
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside)?;
+    let kept = aside.join(path.file_name().unwrap_or_default());
+    let _ = std::fs::remove_file(&kept);
+    std::fs::hard_link(path, &kept)?;
+    std::fs::rename(&temporary, path)?;
+    sync_dir(dir)?;
+    Ok(copy.len() as u64)
+}
