@@ -422,9 +422,9 @@ mod tests {
 
     #[test]
     fn a_spool_record_restores_the_same_requests() {
-        let labeler = labeler(Some(IdMode::Prefix), true, 80);
+        let labeler = labeler(Some(IdMode::Prefix), true, 200);
         let own: Arc<str> = Arc::from(labeler.sender.as_str());
-        for line in [&b"7F3A hello"[..], &[b'z'; 500][..], b"\xff\x00 raw"] {
+        for line in [&b"7F3A hello"[..], &[b'z'; 1500][..], b"\xff\x00 raw"] {
             let outgoing = labeler.prepare(9, line.to_vec()).expect("text");
             let mut record = Vec::new();
             outgoing.to_record(9, &mut record);

@@ -45,6 +45,14 @@ impl StateFile {
             .truncate(false)
             .open(path)?;
         let (generation, loaded) = newest_slot(&file);
+        let len = file.metadata()?.len();
+        if len < 2 * SLOT_BYTES {
+            // Both slots take their space now, so storing a state later never needs more of
+            // it (a full disk then still lets delivered segments go). Best effort: a full disk
+            // now only means the first store may have to wait.
+            let zeros = [0; 2 * SLOT_BYTES as usize];
+            let _ = file.write_all_at(&zeros[len as usize..], len);
+        }
         Ok((StateFile { file, generation }, loaded))
     }
 

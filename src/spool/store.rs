@@ -400,34 +400,79 @@ impl<T> Spool<T> {
         if inner.buffer.is_empty() {
             return Ok(());
         }
+        if inner.writer.is_none() {
+            self.start_segment(inner)?;
+        }
         let Some(writer) = &inner.writer else {
             return Err(self.fail(inner, "no segment to write to".into()));
         };
         let (file, offset) = (writer.file.clone(), writer.offset);
-        if let Err(e) = file.write_all_at(&inner.buffer, offset) {
-            // Whatever part of the write landed is cut off, so a retry appends whole records.
-            if let Err(cut) = file.set_len(offset) {
-                return Err(self.fail(inner, format!("cannot undo a failed write ({e}): {cut}")));
+        let (records, bytes) = match file.write_all_at(&inner.buffer, offset) {
+            Ok(()) => (inner.buffered.len(), inner.buffer.len()),
+            Err(e) => {
+                // Whatever part of the write landed is cut off, so a retry appends whole
+                // records.
+                if let Err(cut) = file.set_len(offset) {
+                    let reason = format!("cannot undo a failed write ({e}): {cut}");
+                    return Err(self.fail(inner, reason));
+                }
+                if !record::is_full(&e) {
+                    return Err(self.fail(inner, format!("cannot write to the spool: {e}")));
+                }
+                // A full disk: as many whole records as fit, so that delivering them makes
+                // room for the rest.
+                let (records, bytes) = self.write_what_fits(inner, &file, offset);
+                if records == 0 {
+                    // The rest goes to a new segment once there is room, so that this one
+                    // can be deleted when it is done: on a full disk, that is where the room
+                    // comes from. A segment with no record yet stays the one written to.
+                    if inner.segments.back().is_some_and(|s| s.end > s.first) {
+                        inner.writer = None;
+                    }
+                    return Err(Refused::Full(()));
+                }
+                (records, bytes)
             }
-            if record::is_full(&e) {
-                return Err(Refused::Full(()));
-            }
-            return Err(self.fail(inner, format!("cannot write to the spool: {e}")));
+        };
+        self.written(inner, file, records, bytes);
+        if inner.buffered.is_empty() {
+            Ok(())
+        } else {
+            Err(Refused::Full(()))
         }
-        let written = inner.buffer.len() as u64;
-        inner.buffer.clear();
+    }
+
+    /// After a write failed for a full disk: writes the buffered records one by one until one
+    /// does not fit. Returns how many records, and bytes, were written.
+    fn write_what_fits(&self, inner: &Inner<T>, file: &File, offset: u64) -> (usize, usize) {
+        let mut written = 0;
+        for (records, windowed) in inner.buffered.iter().enumerate() {
+            let frame = &inner.buffer[written..written + RECORD_HEADER_BYTES + windowed.bytes];
+            if file.write_all_at(frame, offset + written as u64).is_err() {
+                let _ = file.set_len(offset + written as u64);
+                return (records, written);
+            }
+            written += frame.len();
+        }
+        (inner.buffered.len(), written)
+    }
+
+    /// The first `records` buffered records (`bytes` of the buffer) are in the file.
+    fn written(&self, inner: &mut Inner<T>, file: Arc<File>, records: usize, bytes: usize) {
+        inner.buffer.drain(..bytes);
         if let Some(writer) = &mut inner.writer {
-            writer.offset += written;
+            writer.offset += bytes as u64;
         }
+        inner.written_end += records as u64;
+        let written_end = inner.written_end;
         if let Some(segment) = inner.segments.back_mut() {
-            segment.end = inner.next_index;
-            segment.bytes += written;
+            segment.end = written_end;
+            segment.bytes += bytes as u64;
         }
         if !inner.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
             inner.unsynced.push(file);
         }
-        inner.written_end = inner.next_index;
-        let buffered = std::mem::take(&mut inner.buffered);
+        let buffered: Vec<Windowed<T>> = inner.buffered.drain(..records).collect();
         for windowed in buffered {
             // The window holds only a contiguous run; once it overflows, the rest is read
             // from the files until it has emptied.
@@ -441,14 +486,14 @@ impl<T> Spool<T> {
             }
         }
         self.readable.notify_one();
-        Ok(())
     }
 
     fn start_segment(&self, inner: &mut Inner<T>) -> Result<(), Refused> {
         if !self.writable {
             return Err(self.fail(inner, "this spool is only being delivered".into()));
         }
-        let first = inner.next_index;
+        // Buffered records go into the new segment: it starts at the first of them.
+        let first = inner.written_end;
         let path = segment_path(&self.dir, first);
         let created = std::fs::OpenOptions::new()
             .read(true)
@@ -679,6 +724,11 @@ impl<T> Spool<T> {
             inner.state_file.store(state, sync)
         };
         if let Err(e) = stored {
+            if record::is_full(&e) {
+                // Tried again at the next reclaim; until then nothing is deleted.
+                tracing::warn!("spool {}: cannot store its state yet: {e}", self.name);
+                return Ok(());
+            }
             let reason = format!("cannot store the spool state: {e}");
             let mut inner = self.lock();
             let _ = self.fail(&mut inner, reason.clone());
@@ -789,4 +839,313 @@ fn rewrite(dir: &Path, path: &Path, bytes: &[u8], scan: &record::Scan) -> io::Re
     std::fs::rename(&temporary, path)?;
     sync_dir(dir)?;
     Ok(copy.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::super::{Limits, Spools, SyncPolicy};
+    use super::*;
+
+    fn limits(window_bytes: usize) -> Limits {
+        Limits {
+            max_bytes: 64 * 1024,
+            segment_bytes: 8 * 1024,
+            window_bytes,
+            sync: SyncPolicy::Interval,
+        }
+    }
+
+    fn payload(id: u64, len: usize) -> Vec<u8> {
+        let mut bytes = id.to_le_bytes().to_vec();
+        bytes.resize(8 + len, b'x');
+        bytes
+    }
+
+    fn id_of(body: Body<Vec<u8>>) -> u64 {
+        let bytes = match body {
+            Body::Item(bytes) | Body::Payload(bytes) => bytes,
+        };
+        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+    }
+
+    fn open(dir: &Path, window_bytes: usize) -> Spools<Vec<u8>> {
+        Spools::open(dir, limits(window_bytes)).expect("open spools")
+    }
+
+    fn append(spool: &Spool<Vec<u8>>, id: u64) {
+        let bytes = payload(id, 100);
+        match spool.append(&bytes, id, bytes.clone()) {
+            Ok(()) => {}
+            Err(Refused::Full(_)) => panic!("full"),
+            Err(Refused::Failed(e)) => panic!("{e}"),
+        }
+    }
+
+    /// Takes everything available, marking each done; the ids in order.
+    fn drain(spool: &Spool<Vec<u8>>) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some(taken) = spool.take() {
+            spool.done(taken.meta.index);
+            ids.push(id_of(taken.body));
+        }
+        ids
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.to_string_lossy().ends_with(".log"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn a_restart_delivers_what_was_written_and_not_done() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spools = open(dir.path(), 1 << 20);
+        for id in 1..=10 {
+            append(&spools.own, id);
+        }
+        spools.own.flush().expect("flush");
+        // Five delivered and recorded; two more delivered, not recorded; then a kill.
+        for _ in 0..5 {
+            let taken = spools.own.take().expect("taken");
+            spools.own.done(taken.meta.index);
+        }
+        spools.own.reclaim().expect("reclaim");
+        for _ in 0..2 {
+            let taken = spools.own.take().expect("taken");
+            spools.own.done(taken.meta.index);
+        }
+        append(&spools.own, 11); // buffered, never written: not acknowledged
+        let name = spools.own.name.clone();
+        drop(spools);
+
+        let spools = open(dir.path(), 1 << 20);
+        assert_eq!(
+            spools.own.name, name,
+            "the dead owner's spool is taken over"
+        );
+        assert_eq!(spools.recovered.pending, 5);
+        assert_eq!(spools.own.last_sequence(), 10);
+        assert_eq!(drain(&spools.own), [6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn the_window_overflows_into_reads_from_the_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Room for three records in memory.
+        let spools = open(dir.path(), 350);
+        for id in 1..=300 {
+            append(&spools.own, id);
+            if id % 7 == 0 {
+                spools.own.flush().expect("flush");
+            }
+        }
+        spools.own.flush().expect("flush");
+        let ids = drain(&spools.own);
+        assert_eq!(ids, (1..=300).collect::<Vec<_>>());
+        assert!(segment_files(dir.path().join(&spools.own.name).as_path()).len() > 1);
+        spools.own.reclaim().expect("reclaim");
+        assert_eq!(spools.own.pending(), 0);
+        assert!(segment_files(dir.path().join(&spools.own.name).as_path()).is_empty());
+        assert_eq!(spools.own.bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_until_reclaimed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spools = open(dir.path(), 1 << 20);
+        let bytes = payload(0, 1000);
+        let mut accepted = 0u64;
+        loop {
+            match spools.own.append(&bytes, 0, bytes.clone()) {
+                Ok(()) => accepted += 1,
+                Err(Refused::Full(_)) => break,
+                Err(Refused::Failed(e)) => panic!("{e}"),
+            }
+        }
+        assert!(spools.own.bytes() <= 64 * 1024);
+        assert!(accepted > 40, "{accepted}");
+        spools.own.flush().expect("flush");
+        assert_eq!(drain(&spools.own).len() as u64, accepted);
+        spools.own.reclaim().expect("reclaim");
+        assert!(spools.own.append(&bytes, 0, bytes.clone()).is_ok());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_a_corrupt_record_set_aside() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spools = open(dir.path(), 1 << 20);
+        for id in 1..=5 {
+            append(&spools.own, id);
+        }
+        spools.own.flush().expect("flush");
+        let spool_dir = dir.path().join(&spools.own.name);
+        drop(spools);
+        let segment = segment_files(&spool_dir).pop().expect("one segment");
+        let mut bytes = std::fs::read(&segment).expect("read");
+        // Record 2 damaged; half a record at the end.
+        let scan = record::scan(&bytes);
+        let (_, second, _) = scan.records[1];
+        bytes[second + RECORD_HEADER_BYTES + 3] ^= 1;
+        let (_, last, end) = scan.records[4];
+        bytes.extend_from_slice(&bytes[last..end - 10].to_vec());
+        std::fs::write(&segment, &bytes).expect("write");
+
+        let spools = open(dir.path(), 1 << 20);
+        assert_eq!(
+            spools.recovered,
+            Recovery {
+                pending: 4,
+                corrupt: 1,
+                torn: 0
+            }
+        );
+        assert_eq!(drain(&spools.own), [1, 3, 4, 5]);
+        assert!(
+            spool_dir
+                .join("aside")
+                .join(segment.file_name().expect("name"))
+                .exists()
+        );
+        spools.own.reclaim().expect("reclaim");
+        drop(spools);
+
+        // Only a torn tail: cut off, nothing set aside.
+        let spools = open(dir.path(), 1 << 20);
+        append(&spools.own, 6);
+        spools.own.flush().expect("flush");
+        drop(spools);
+        let segment = segment_files(&spool_dir).pop().expect("segment");
+        let mut bytes = std::fs::read(&segment).expect("read");
+        bytes.extend_from_slice(&[0x55; 20]);
+        std::fs::write(&segment, &bytes).expect("write");
+        let spools = open(dir.path(), 1 << 20);
+        assert_eq!(spools.recovered.torn, 1);
+        assert_eq!(drain(&spools.own), [6]);
+    }
+
+    #[test]
+    fn a_spool_from_a_newer_format_is_left_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spools = open(dir.path(), 1 << 20);
+        append(&spools.own, 1);
+        spools.own.flush().expect("flush");
+        let old = spools.own.name.clone();
+        drop(spools);
+        let segment = segment_files(&dir.path().join(&old))
+            .pop()
+            .expect("segment");
+        let mut bytes = std::fs::read(&segment).expect("read");
+        bytes[8] = 9;
+        std::fs::write(&segment, &bytes).expect("write");
+        let spools = open(dir.path(), 1 << 20);
+        assert_ne!(spools.own.name, old);
+        assert!(spools.adopted.is_empty());
+        assert_eq!(std::fs::read(&segment).expect("untouched"), bytes);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(usize),
+        Flush,
+        Sync,
+        Take,
+        /// Marks the n-th (mod count) taken, undone record done.
+        Done(usize),
+        Reclaim,
+        Kill,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0usize..600).prop_map(Op::Append),
+            2 => Just(Op::Flush),
+            1 => Just(Op::Sync),
+            4 => Just(Op::Take),
+            4 => (0usize..64).prop_map(Op::Done),
+            1 => Just(Op::Reclaim),
+            1 => Just(Op::Kill),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever happens, a record written (flushed) is delivered (marked done) or still
+        /// comes out after a restart; nothing comes out that was never appended.
+        #[test]
+        fn nothing_written_is_lost(ops in proptest::collection::vec(op(), 1..200), window in prop_oneof![Just(300usize), Just(1 << 20)]) {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut spools = open(dir.path(), window);
+            let mut next_id = 0u64;
+            let mut appended = BTreeSet::new();
+            let mut buffered = Vec::new();
+            let mut written = BTreeSet::new();
+            let mut delivered = BTreeSet::new();
+            let mut taken: Vec<(u64, u64)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Append(len) => {
+                        next_id += 1;
+                        let bytes = payload(next_id, len);
+                        match spools.own.append(&bytes, next_id, bytes.clone()) {
+                            Ok(()) => {
+                                appended.insert(next_id);
+                                buffered.push(next_id);
+                            }
+                            Err(Refused::Full(_)) => {}
+                            Err(Refused::Failed(e)) => panic!("{e}"),
+                        }
+                        // A large buffer is written at once.
+                        if spools.own.lock().buffer.is_empty() {
+                            written.extend(buffered.drain(..));
+                        }
+                    }
+                    Op::Flush => {
+                        spools.own.flush().expect("flush");
+                        written.extend(buffered.drain(..));
+                    }
+                    Op::Sync => spools.own.sync().expect("sync"),
+                    Op::Take => {
+                        if let Some(t) = spools.own.take() {
+                            let id = id_of(t.body);
+                            prop_assert!(appended.contains(&id), "{id} never appended");
+                            taken.push((t.meta.index, id));
+                        }
+                    }
+                    Op::Done(n) => {
+                        if !taken.is_empty() {
+                            let (index, id) = taken.remove(n % taken.len());
+                            spools.own.done(index);
+                            delivered.insert(id);
+                        }
+                    }
+                    Op::Reclaim => spools.own.reclaim().expect("reclaim"),
+                    Op::Kill => {
+                        drop(spools);
+                        spools = open(dir.path(), window);
+                        buffered.clear();
+                        taken.clear();
+                    }
+                }
+            }
+            drop(spools);
+            let spools = open(dir.path(), window);
+            let rest: BTreeSet<u64> = drain(&spools.own).into_iter().collect();
+            for id in &written {
+                prop_assert!(delivered.contains(id) || rest.contains(id), "{id} was lost");
+            }
+            for id in &rest {
+                prop_assert!(appended.contains(id), "{id} never appended");
+            }
+        }
+    }
 }

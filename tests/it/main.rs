@@ -19,6 +19,7 @@ mod send_faults;
 mod send_outages;
 mod send_proxy;
 mod send_resources;
+mod send_spool;
 mod send_tls;
 mod wire_format;
 mod wire_properties;

@@ -109,8 +109,8 @@ fn decode_args() -> DecodeArgs {
 fn run(case: &Case) -> (Vec<Vec<u8>>, Counts, Vec<Vec<u8>>) {
     let signer = case.signed.then(|| Signer::new(KEY));
     let format = TargetFormat::new("/p", case.budget, signer.clone());
-    let labeler =
-        Labeler::new(format, case.ids, case.sequence, MAX_LINE).expect("the budget is enough");
+    let labeler = Labeler::new(format, case.ids, case.sequence, MAX_LINE, None)
+        .expect("the budget is enough");
     let mut expected = Vec::new();
     let mut requests = Vec::new();
     for (i, message) in case.messages.iter().enumerate() {

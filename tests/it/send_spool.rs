@@ -1,0 +1,480 @@
+//! `send --spool`: what was read survives kills, restarts, a full spool and a full disk, and
+//! comes out later with its first id and sequence number; damaged files never stop a start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::{self, Reply, TestServer, decoded_set, numbered, run_with_input};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `drifter-rsyslog spool DIR`'s rows: spool name → (owner, entries).
+async fn spool_rows(dir: &Path) -> BTreeMap<String, (String, u64)> {
+    let run = run_with_input(&["spool", &dir.display().to_string()], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_string();
+            let owner = fields.next()?.to_string();
+            let entries = fields.next()?.parse().ok()?;
+            Some((name, (owner, entries)))
+        })
+        .collect()
+}
+
+async fn spooled(dir: &Path) -> u64 {
+    spool_rows(dir)
+        .await
+        .values()
+        .map(|(_, entries)| entries)
+        .sum()
+}
+
+/// The `&q=<sender>.<number>` of every target.
+fn sequences(targets: &[Vec<u8>]) -> BTreeSet<(String, u64)> {
+    targets
+        .iter()
+        .filter_map(|target| {
+            let target = String::from_utf8_lossy(target).into_owned();
+            let field = target.split('&').find_map(|f| f.strip_prefix("q="))?;
+            let (sender, number) = field.split_once('.')?;
+            Some((sender.to_string(), number.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `&i=` of every target.
+fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
+    let mut found: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
+    for target in targets {
+        let text = String::from_utf8_lossy(target).into_owned();
+        let id = text
+            .split('&')
+            .find_map(|f| f.strip_prefix("i="))
+            .unwrap_or_default()
+            .to_string();
+        found.entry(support::decode(target)).or_default().insert(id);
+    }
+    found
+}
+
+/// Starts `send --spool DIR` against a port where nothing listens, writes `input`, waits until
+/// the spool holds `expect` messages, and SIGKILLs it.
+async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra: &[&str]) {
+    let spool = dir.display().to_string();
+    let mut args = vec!["send", "--spool", &spool, "--sequence", "--ids", "content"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let mut child = support::spawn(&args);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).await.expect("write input");
+    // stdin stays open: the process is killed, it never sees the end of input.
+    let mut held = 0;
+    for _ in 0..500 {
+        held = spooled(dir).await;
+        if held >= expect {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(held >= expect, "the spool holds {held} of {expect}");
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    drop(stdin);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numbers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut expected = BTreeSet::new();
+    let mut total = 0;
+    for round in 0..3 {
+        let (input, lines) = numbered(2000, &format!("kill{round}"));
+        expected.extend(lines);
+        total += 2000;
+        spool_and_kill(dir.path(), &url, &input, total, &[]).await;
+        let rows = spool_rows(dir.path()).await;
+        assert_eq!(
+            rows.len(),
+            1,
+            "each restart takes the dead owner's spool: {rows:?}"
+        );
+    }
+    let server = TestServer::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the port"),
+        |_, _| Reply::Status(503),
+        None,
+    );
+    let spool = dir.path().display().to_string();
+    let args = [
+        "send",
+        "--spool",
+        &spool,
+        "--sequence",
+        "--ids",
+        "content",
+        &url,
+    ];
+    let run = run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("6000 recovered from the spool");
+    let answered = server.answered(503);
+    assert_eq!(
+        answered.len(),
+        6000,
+        "each once: nothing was delivered before"
+    );
+    assert!(
+        decoded_set(&answered) == expected,
+        "every line, as it was read"
+    );
+    // One sender, the spool's, numbered 1..=6000 across the three processes: no gap.
+    let numbers = sequences(&answered);
+    let senders: BTreeSet<&String> = numbers.iter().map(|(s, _)| s).collect();
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    let name = spool_rows(dir.path())
+        .await
+        .into_keys()
+        .next()
+        .expect("spool");
+    assert!(senders.contains(&name));
+    let got: Vec<u64> = numbers.iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, (1..=6000).collect::<Vec<u64>>());
+    assert_eq!(spooled(dir.path()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().display().to_string();
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let (input, expected) = numbered(300, "left");
+    let args = [
+        "send",
+        "--spool",
+        &spool,
+        "--ids",
+        "content",
+        "--drain-timeout",
+        "1s",
+        &url,
+    ];
+    let run = run_with_input(&args, &input, LIMIT).await;
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "left in the spool is not lost: {}",
+        run.stderr
+    );
+    run.assert_logged("300 left in the spool");
+    run.assert_logged("lost 0");
+    assert_eq!(spooled(dir.path()).await, 300);
+
+    // Anything in between that delivered one and was killed before recording it would make a
+    // duplicate; here the server counts exactly what the leftover run sends.
+    let server = TestServer::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the port"),
+        |_, _| Reply::Status(503),
+        None,
+    );
+    let args = ["send", "--spool", &spool, "--ids", "content", &url];
+    let run = run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let answered = server.answered(503);
+    assert!(decoded_set(&answered) == expected);
+    assert_eq!(answered.len(), 300);
+    assert_eq!(spooled(dir.path()).await, 0);
+}
+
+fn segments(spool: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(spool)
+        .expect("list spool")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let (input, expected) = numbered(1000, "damaged");
+    // Segments of 32 KiB: several for 1000 lines.
+    spool_and_kill(
+        dir.path(),
+        &url,
+        &input,
+        1000,
+        &["--spool-max-bytes", "256K"],
+    )
+    .await;
+    let name = spool_rows(dir.path())
+        .await
+        .into_keys()
+        .next()
+        .expect("spool");
+    let spool_dir = dir.path().join(&name);
+    let files = segments(&spool_dir);
+    assert!(
+        files.len() > 1,
+        "the test needs several segments: {files:?}"
+    );
+    // One byte flipped in the middle of the first segment; half a record after the last.
+    let first = &files[0];
+    let mut bytes = std::fs::read(first).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(first, &bytes).expect("write");
+    let last = files.last().expect("last");
+    let mut bytes = std::fs::read(last).expect("read");
+    let tail = bytes[bytes.len() - 30..].to_vec();
+    bytes.extend_from_slice(&tail);
+    std::fs::write(last, &bytes).expect("write");
+
+    let server = TestServer::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the port"),
+        |_, _| Reply::Status(503),
+        None,
+    );
+    let spool = dir.path().display().to_string();
+    let args = ["send", "--spool", &spool, "--ids", "content", &url];
+    let run = run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("1 corrupt records skipped");
+    run.assert_logged("torn tail");
+    let delivered = decoded_set(&server.answered(503));
+    assert_eq!(delivered.len(), 999, "all but the damaged one");
+    assert!(delivered.is_subset(&expected));
+    assert!(
+        spool_dir
+            .join("aside")
+            .join(first.file_name().expect("name"))
+            .exists()
+    );
+    // And the next start finds a clean spool.
+    let run = run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("corrupt"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_holds_input_back_until_delivery_makes_room() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().display().to_string();
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    // About 600 KB of messages through a 64 KiB spool.
+    let lines: Vec<String> = (0..5000)
+        .map(|i| format!("full {i:05} {}", "x".repeat(100)))
+        .collect();
+    let input: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    let expected: BTreeSet<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+    let run = tokio::spawn(async move {
+        let args = ["send", "--spool", &spool, "--spool-max-bytes", "64K", &url];
+        run_with_input(&args, &input, LIMIT).await
+    });
+    let server = TestServer::start_late(port, Duration::from_secs(2)).await;
+    let run = run.await.expect("join");
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("the spool is full");
+    let answered = server.answered(503);
+    assert!(decoded_set(&answered) == expected);
+    assert_eq!(answered.len(), 5000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_waited_out_and_nothing_is_dropped() {
+    // A 256 KiB tmpfs of our own, in a private mount namespace.
+    let probe = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=256k tmpfs /mnt"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            !support::components_required(),
+            "cannot mount a small tmpfs with unshare -rm"
+        );
+        eprintln!("skipped: unshare -rm cannot mount a tmpfs here");
+        return;
+    }
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let lines: Vec<String> = (0..5000)
+        .map(|i| format!("disk {i:05} {}", "y".repeat(100)))
+        .collect();
+    let input: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    let expected: BTreeSet<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mount = dir.path().display().to_string();
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs {mount} && exec {} send --spool {mount}/spool {url}",
+        support::BIN
+    );
+    let mut child = tokio::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .env("DRIFTER_LOG_LEVEL", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start unshare");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&input).await.expect("write input");
+    });
+    let server = TestServer::start_late(port, Duration::from_secs(3)).await;
+    writer.await.expect("join writer");
+    let run = support::wait(child, LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("the spool is full");
+    let answered = server.answered(503);
+    assert!(
+        decoded_set(&answered) == expected,
+        "every line once the disk had room"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().display().to_string();
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let args = ["send", "--spool", &spool, "--ids", "content", &url];
+    let mut first = support::spawn(&args);
+    let mut second = support::spawn(&args);
+    let (one, mut expected) = numbered(500, "first");
+    let (two, lines) = numbered(700, "second");
+    expected.extend(lines);
+    let mut first_in = first.stdin.take().expect("stdin");
+    let mut second_in = second.stdin.take().expect("stdin");
+    first_in.write_all(&one).await.expect("write");
+    second_in.write_all(&two).await.expect("write");
+    let both = support::eventually(Duration::from_secs(20), || {
+        std::fs::read_dir(dir.path()).map_or(0, |d| d.count()) == 2
+    })
+    .await;
+    assert!(both, "two spools");
+    let mut rows = spool_rows(dir.path()).await;
+    for _ in 0..200 {
+        if rows.values().map(|(_, n)| n).sum::<u64>() == 1200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rows = spool_rows(dir.path()).await;
+    }
+    let mut held: Vec<(String, u64)> = rows.values().cloned().collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [("alive".to_string(), 500), ("alive".to_string(), 700)]
+    );
+    for child in [&mut first, &mut second] {
+        child.start_kill().expect("kill");
+        let _ = child.wait().await;
+    }
+    let owners: BTreeSet<String> = spool_rows(dir.path())
+        .await
+        .values()
+        .map(|(o, _)| o.clone())
+        .collect();
+    assert_eq!(owners, BTreeSet::from(["gone".to_string()]));
+
+    let server = TestServer::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the port"),
+        |_, _| Reply::Status(503),
+        None,
+    );
+    let run = run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let answered = server.answered(503);
+    assert!(decoded_set(&answered) == expected);
+    assert_eq!(answered.len(), 1200);
+    assert!(ids(&answered).values().all(|ids| ids.len() == 1));
+    // The adopted spool, delivered, is gone; the one taken over stays, empty.
+    let rows = spool_rows(dir.path()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(spooled(dir.path()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirm_mode_answers_once_a_message_is_spooled_not_once_it_is_delivered() {
+    let port = support::unused_port().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    for mode in ["--confirm", "--transactions"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = dir.path().display().to_string();
+        let args = [
+            "send",
+            mode,
+            "--spool",
+            &spool,
+            "--spool-sync",
+            "strict",
+            "--drain-timeout",
+            "1s",
+            &url,
+        ];
+        let mut child = support::spawn(&args);
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut replies = BufReader::new(stdout).lines();
+        let input = if mode == "--confirm" {
+            "a\nb\nc\n".to_string()
+        } else {
+            "BEGIN TRANSACTION\na\nb\nc\nCOMMIT TRANSACTION\n".to_string()
+        };
+        stdin.write_all(input.as_bytes()).await.expect("write");
+        let expected: &[&str] = if mode == "--confirm" {
+            &["OK", "OK", "OK", "OK"]
+        } else {
+            &[
+                "OK",
+                "OK",
+                "DEFER_COMMIT",
+                "DEFER_COMMIT",
+                "DEFER_COMMIT",
+                "OK",
+            ]
+        };
+        for want in expected {
+            let got = tokio::time::timeout(Duration::from_secs(10), replies.next_line())
+                .await
+                .expect("a reply while the load balancer is down")
+                .expect("read")
+                .expect("a line");
+            assert_eq!(got, *want, "{mode}");
+        }
+        drop(stdin);
+        let run = support::wait(child, LIMIT).await;
+        assert_eq!(run.code(), Some(0), "{mode}: {}", run.stderr);
+        run.assert_logged("3 left in the spool");
+        assert_eq!(spooled(dir.path()).await, 3);
+    }
+}
