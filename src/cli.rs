@@ -33,6 +33,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read lines on stdin and send each one as a GET request to URL.

@@ -123,11 +123,12 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         }
         let (ack, outcome) = Ack::new(Some(Instant::now() + self.config.message_timeout));
         self.submit(number, outgoing, Some(ack)).await?;
-        Ok(match self.replies.keep_alive(outcome).await? {
+        match self.replies.keep_alive(outcome).await? {
             Ok(Ok(())) => self.replies.reply("OK").await?,
             Ok(Err(returned)) => self.replies.error(&returned.reason).await?,
             Err(_) => self.replies.error("the delivery workers stopped").await?,
-        })
+        }
+        Ok(())
     }
 
     /// Answers `word` once `written` (the spool's flush or sync) is through; if the spool
@@ -173,13 +174,14 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 let deadline = Instant::now() + self.config.commit_timeout;
                 let committed = std::mem::take(batch);
                 let outcome = self.replies.keep_alive(commit(committed, deadline)).await?;
-                return Ok(match outcome {
+                match outcome {
                     Ok(()) => self.replies.reply("OK").await?,
                     Err(reason) => {
                         tracing::warn!("transaction not committed: {reason}");
                         self.replies.error(&reason).await?
                     }
-                });
+                }
+                return Ok(());
             }
         }
         if let Some((number, outgoing)) = self.admit(line) {

@@ -86,11 +86,12 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     None => {
                         // Input has paused: what was appended goes to the spool before the
                         // next read, so the pipe is kept drained and a kill loses nothing read.
-                        if let Some(spool) = self.spool {
-                            if let Err(e) = spool.flush().await {
-                                tracing::error!("{e}; stopping");
-                                return ending(false, batch);
-                            }
+                        if let Some(Err(e)) = match self.spool {
+                            Some(spool) => Some(spool.flush().await),
+                            None => None,
+                        } {
+                            tracing::error!("{e}; stopping");
+                            return ending(false, batch);
                         }
                         tokio::select! {
                             biased;

@@ -282,10 +282,10 @@ impl Spooler {
             }
         };
         for spool in &self.spools.adopted {
-            if spool.pending() == 0 {
-                if let Err(e) = spool.remove() {
-                    tracing::warn!("cannot remove delivered spool {}: {e}", spool.name);
-                }
+            if spool.pending() == 0
+                && let Err(e) = spool.remove()
+            {
+                tracing::warn!("cannot remove delivered spool {}: {e}", spool.name);
             }
         }
         let left = self.pending();

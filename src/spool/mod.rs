@@ -168,13 +168,13 @@ impl<T> Spools<T> {
                     recovered.corrupt += recovery.corrupt;
                     recovered.torn += recovery.torn;
                     if writable {
-                        own = Some(Arc::new(spool));
+                        own = Some(Arc::from(spool));
                     } else if recovery.pending == 0 {
                         spool.remove().with_context(|| {
                             format!("cannot remove empty spool {}", path.display())
                         })?;
                     } else {
-                        adopted.push(Arc::new(spool));
+                        adopted.push(Arc::from(spool));
                     }
                 }
             }
@@ -220,7 +220,7 @@ fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
         .and_then(|()| store::sync_dir(dir))
         .with_context(|| format!("cannot create spool {}", path.display()))?;
     match Spool::open(&path, name, lock, limits, true)? {
-        Opened::Spool(spool, _) => Ok(spool),
+        Opened::Spool(spool, _) => Ok(*spool),
         Opened::Future(_) => anyhow::bail!("new spool {} is not empty", path.display()),
     }
 }

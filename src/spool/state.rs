@@ -95,11 +95,12 @@ fn newest_slot(file: &File) -> (u64, Loaded) {
             continue;
         }
         match parse_slot(&bytes) {
-            Some(Slot::Good(generation, state)) => {
-                if newest.is_none_or(|(newest, _)| generation > newest) {
-                    newest = Some((generation, state));
-                }
+            Some(Slot::Good(generation, state))
+                if newest.is_none_or(|(newest, _)| generation > newest) =>
+            {
+                newest = Some((generation, state));
             }
+            Some(Slot::Good(..)) => {}
             Some(Slot::Future(version)) => return (0, Loaded::Future(version)),
             None => {}
         }

@@ -48,7 +48,7 @@ pub(crate) struct Recovery {
 
 /// Open outcome of a spool directory.
 pub(crate) enum Opened<T> {
-    Spool(Spool<T>, Recovery),
+    Spool(Box<Spool<T>>, Recovery),
     /// Written by a newer format: left alone.
     Future(u32),
 }
@@ -305,7 +305,7 @@ impl<T> Spool<T> {
             _lock: lock,
         };
         spool.retire_done_segments();
-        Ok(Opened::Spool(spool, recovery))
+        Ok(Opened::Spool(Box::new(spool), recovery))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -569,15 +569,15 @@ impl<T> Spool<T> {
                     inner.window_bytes -= stale.bytes;
                 }
             }
-            if inner.window.front().is_some_and(|w| w.meta.index == index) {
-                if let Some(windowed) = inner.window.pop_front() {
-                    inner.window_bytes -= windowed.bytes;
-                    inner.next_take = index + 1;
-                    return Some(Taken {
-                        meta: windowed.meta,
-                        body: Body::Item(windowed.item),
-                    });
-                }
+            if inner.window.front().is_some_and(|w| w.meta.index == index)
+                && let Some(windowed) = inner.window.pop_front()
+            {
+                inner.window_bytes -= windowed.bytes;
+                inner.next_take = index + 1;
+                return Some(Taken {
+                    meta: windowed.meta,
+                    body: Body::Item(windowed.item),
+                });
             }
             match self.read_from_disk(&mut inner, index) {
                 Ok((meta, payload)) => {
@@ -774,17 +774,18 @@ impl<T> Spool<T> {
             if front.end > inner.frontier {
                 break;
             }
-            if inner.segments.len() == 1 {
-                if let Some(writer) = &inner.writer {
-                    if !inner.buffer.is_empty() || inner.next_index > inner.frontier {
-                        break;
-                    }
-                    let file = writer.file.clone();
-                    inner
-                        .unsynced
-                        .retain(|unsynced| !Arc::ptr_eq(unsynced, &file));
-                    inner.writer = None;
+            if inner.segments.len() == 1
+                && let Some(writer) = &inner.writer
+            {
+                // The segment being written: only once nothing more is coming for it.
+                if !inner.buffer.is_empty() || inner.next_index > inner.frontier {
+                    break;
                 }
+                let file = writer.file.clone();
+                inner
+                    .unsynced
+                    .retain(|unsynced| !Arc::ptr_eq(unsynced, &file));
+                inner.writer = None;
             }
             if let Some(segment) = inner.segments.pop_front() {
                 if inner
@@ -996,7 +997,8 @@ mod tests {
         let (_, second, _) = scan.records[1];
         bytes[second + RECORD_HEADER_BYTES + 3] ^= 1;
         let (_, last, end) = scan.records[4];
-        bytes.extend_from_slice(&bytes[last..end - 10].to_vec());
+        let half = bytes[last..end - 10].to_owned();
+        bytes.extend_from_slice(&half);
         std::fs::write(&segment, &bytes).expect("write");
 
         let spools = open(dir.path(), 1 << 20);

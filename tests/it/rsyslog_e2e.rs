@@ -79,6 +79,10 @@ fn adapt(config: &Path, server_url: &str, dir: &Path) -> String {
             &dir.join("dead.log").display().to_string(),
         )
         .replace(
+            "/var/spool/drifter-rsyslog",
+            &dir.join("spool").display().to_string(),
+        )
+        .replace(
             "/var/log/drifter-rsyslog.log",
             &dir.join("drifter.log").display().to_string(),
         )
@@ -315,4 +319,123 @@ async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() {
         Fault::KillProgramAfter(100),
     )
     .await;
+}
+
+/// Per shipped config, with `--sequence` added: the load balancer is down while messages
+/// arrive in bursts, and after each burst is in the spool the program is SIGKILLed (rsyslogd
+/// starts a new one for the next burst). Once the load balancer is back, every message
+/// arrives, and each sender's sequence numbers run from 1 with no gap: the replays kept theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() {
+    if skipped() {
+        return;
+    }
+    for config in [
+        "drifter-plain.conf",
+        "drifter-reliable.conf",
+        "drifter-transactions.conf",
+    ] {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let is_down = down.clone();
+        let server = TestServer::start(move |_, _| {
+            if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                Reply::Status(502)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_dir = dir.path().to_path_buf();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("rsyslog.d")
+            .join(config);
+        let action =
+            adapt(&shipped, &server.url(), &config_dir).replace(" send ", " send --sequence ");
+        assert!(action.contains("--spool "), "{config} ships with a spool");
+        let spool_dir = config_dir.join("spool");
+        let rsyslogd = Rsyslogd::start(&action, dir).await.expect("start rsyslogd");
+        let rsyslogd_pid = rsyslogd.child.id().expect("rsyslogd is running");
+        let (bursts, per_burst) = (4, 400);
+        let mut sent = 0;
+        for burst in 0..bursts {
+            let messages: Vec<String> = (sent..sent + per_burst)
+                .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
+                .collect();
+            rsyslogd
+                .send(&syslog_frames(&messages))
+                .await
+                .expect("send");
+            sent += per_burst;
+            let held = support::eventually_async(Duration::from_secs(60), || async {
+                support::spooled(&spool_dir).await >= sent as u64
+            })
+            .await;
+            assert!(held, "{config}: burst {burst} never reached the spool");
+            let programs = programs_of(rsyslogd_pid);
+            assert!(!programs.is_empty(), "{config}: a program under rsyslogd");
+            for pid in &programs {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            let gone = support::eventually(Duration::from_secs(10), || {
+                programs_of(rsyslogd_pid)
+                    .iter()
+                    .all(|pid| !programs.contains(pid))
+            })
+            .await;
+            assert!(gone, "{config}: killed programs exit");
+        }
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        // One more burst: rsyslogd starts a program for it, which delivers the spool too.
+        let last: Vec<String> = (sent..sent + 100)
+            .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
+            .collect();
+        rsyslogd.send(&syslog_frames(&last)).await.expect("send");
+        sent += 100;
+        let all_arrived = support::eventually(Duration::from_secs(90), || {
+            ids_received(&server).len() >= sent
+        })
+        .await;
+        let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
+        rsyslogd.stop().await.expect("stop rsyslogd");
+        let ids = ids_received(&server);
+        assert!(
+            all_arrived,
+            "{config}: {} of {sent} arrived; drifter log: {log}",
+            ids.len()
+        );
+        let expected: BTreeSet<String> = (0..sent).map(|i| format!("{i:05}")).collect();
+        assert_eq!(
+            ids.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{config}"
+        );
+        let mut by_sender: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for (sender, number) in support::sequences(&server.answered(503)) {
+            by_sender.entry(sender).or_default().insert(number);
+        }
+        for (sender, numbers) in &by_sender {
+            let max = numbers.last().copied().unwrap_or(0);
+            assert_eq!(
+                numbers.len() as u64,
+                max,
+                "{config}: sender {sender} has gaps"
+            );
+        }
+        let duplicates: usize = ids.values().map(|n| n - 1).sum();
+        eprintln!(
+            "{config}: {sent} messages through {} kills, {duplicates} duplicates, senders {:?}",
+            bursts,
+            by_sender
+                .iter()
+                .map(|(s, n)| (s.clone(), n.len()))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            !server.answered(502).is_empty(),
+            "{config}: the outage was hit"
+        );
+    }
 }

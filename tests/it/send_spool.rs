@@ -11,43 +11,15 @@ use crate::support::{self, Reply, TestServer, decoded_set, numbered, run_with_in
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `drifter-rsyslog spool DIR`'s rows: spool name → (owner, entries).
-async fn spool_rows(dir: &Path) -> BTreeMap<String, (String, u64)> {
-    let run = run_with_input(&["spool", &dir.display().to_string()], b"", LIMIT).await;
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    String::from_utf8_lossy(&run.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let name = fields.next()?.to_string();
-            let owner = fields.next()?.to_string();
-            let entries = fields.next()?.parse().ok()?;
-            Some((name, (owner, entries)))
-        })
-        .collect()
-}
-
 async fn spooled(dir: &Path) -> u64 {
-    spool_rows(dir)
-        .await
-        .values()
-        .map(|(_, entries)| entries)
-        .sum()
+    support::spooled(dir).await
 }
 
-/// The `&q=<sender>.<number>` of every target.
-fn sequences(targets: &[Vec<u8>]) -> BTreeSet<(String, u64)> {
-    targets
-        .iter()
-        .filter_map(|target| {
-            let target = String::from_utf8_lossy(target).into_owned();
-            let field = target.split('&').find_map(|f| f.strip_prefix("q="))?;
-            let (sender, number) = field.split_once('.')?;
-            Some((sender.to_string(), number.parse().ok()?))
-        })
-        .collect()
+async fn spool_rows(dir: &Path) -> BTreeMap<String, (String, u64)> {
+    support::spool_rows(dir).await
 }
+
+use support::sequences;
 
 /// The `&i=` of every target.
 fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {

@@ -369,6 +369,21 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     condition()
 }
 
+/// [`eventually`] for a condition that must await.
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    condition().await
+}
+
 /// Time allowed to each run of the binary by the stand-in helpers.
 pub const STAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -556,4 +571,47 @@ impl Drop for Tinyproxy {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// `drifter-rsyslog spool DIR`'s rows: spool name → (owner, entries).
+pub async fn spool_rows(dir: &Path) -> std::collections::BTreeMap<String, (String, u64)> {
+    if !dir.exists() {
+        // The program has not created it yet.
+        return Default::default();
+    }
+    let run = run_with_input(&["spool", &dir.display().to_string()], b"", STAND_LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_string();
+            let owner = fields.next()?.to_string();
+            let entries = fields.next()?.parse().ok()?;
+            Some((name, (owner, entries)))
+        })
+        .collect()
+}
+
+/// Messages in all the spools under `dir`.
+pub async fn spooled(dir: &Path) -> u64 {
+    spool_rows(dir)
+        .await
+        .values()
+        .map(|(_, entries)| entries)
+        .sum()
+}
+
+/// The `&q=<sender>.<number>` of every target.
+pub fn sequences(targets: &[Vec<u8>]) -> BTreeSet<(String, u64)> {
+    targets
+        .iter()
+        .filter_map(|target| {
+            let target = String::from_utf8_lossy(target).into_owned();
+            let field = target.split('&').find_map(|f| f.strip_prefix("q="))?;
+            let (sender, number) = field.split_once('.')?;
+            Some((sender.to_string(), number.parse().ok()?))
+        })
+        .collect()
 }
