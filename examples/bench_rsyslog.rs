@@ -1,7 +1,9 @@
-//! Throughput through a real rsyslogd into `drifter-rsyslog send` in each omprog mode, against
-//! rsyslogd feeding `cat > /dev/null` as the ceiling of rsyslog's own side.
+//! Throughput through a real rsyslogd into `drifter-rsyslog send` in each omprog mode, with and
+//! without `--spool`, against two ceilings: rsyslogd feeding `cat > /dev/null` (rsyslog's own
+//! side), and rsyslogd feeding `omprog_responder`, which answers the confirm and transaction
+//! protocols at once and sends nothing (the protocol's own ceiling).
 //!
-//!     cargo build --release && cargo run --release --example bench_rsyslog -- [MESSAGES] [ROUNDS]
+//!     cargo build --release --examples && cargo run --release --example bench_rsyslog -- [MESSAGES] [ROUNDS]
 //!
 //! Each round starts one private rsyslogd per case (TCP input on 127.0.0.1, the same in-memory
 //! action queue with batches of up to 500), writes MESSAGES syslog lines of ~200 bytes into it,
@@ -25,48 +27,143 @@ use tokio::sync::mpsc;
 const MESSAGE_BYTES: usize = 200;
 const LIMIT: Duration = Duration::from_secs(300);
 
-#[derive(Clone, Copy)]
-enum Case {
-    Ceiling,
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Program {
+    Cat,
+    Responder,
+    Drifter,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
     Plain,
     Confirm,
     Transactions,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spool {
+    None,
+    Interval,
+    Strict,
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    program: Program,
+    mode: Mode,
+    spool: Spool,
+}
+
+const fn case(program: Program, mode: Mode, spool: Spool) -> Case {
+    Case {
+        program,
+        mode,
+        spool,
+    }
+}
+
 impl Case {
-    const ALL: [Case; 4] = [
-        Case::Ceiling,
-        Case::Plain,
-        Case::Confirm,
-        Case::Transactions,
+    /// The first is the ceiling of every ratio printed as "% of cat".
+    const ALL: [Case; 11] = [
+        case(Program::Cat, Mode::Plain, Spool::None),
+        case(Program::Drifter, Mode::Plain, Spool::None),
+        case(Program::Drifter, Mode::Plain, Spool::Interval),
+        case(Program::Responder, Mode::Confirm, Spool::None),
+        case(Program::Drifter, Mode::Confirm, Spool::None),
+        case(Program::Drifter, Mode::Confirm, Spool::Interval),
+        case(Program::Drifter, Mode::Confirm, Spool::Strict),
+        case(Program::Responder, Mode::Transactions, Spool::None),
+        case(Program::Drifter, Mode::Transactions, Spool::None),
+        case(Program::Drifter, Mode::Transactions, Spool::Interval),
+        case(Program::Drifter, Mode::Transactions, Spool::Strict),
     ];
 
-    fn name(self) -> &'static str {
-        match self {
-            Case::Ceiling => "rsyslogd -> cat > /dev/null",
-            Case::Plain => "rsyslogd -> drifter (plain)",
-            Case::Confirm => "rsyslogd -> drifter --confirm",
-            Case::Transactions => "rsyslogd -> drifter --transactions",
+    fn name(self) -> String {
+        let mode = match self.mode {
+            Mode::Plain => "plain",
+            Mode::Confirm => "--confirm",
+            Mode::Transactions => "--transactions",
+        };
+        let spool = match self.spool {
+            Spool::None => "",
+            Spool::Interval => " --spool",
+            Spool::Strict => " --spool --spool-sync strict",
+        };
+        match self.program {
+            Program::Cat => "cat > /dev/null".into(),
+            Program::Responder => format!("omprog_responder {mode}"),
+            Program::Drifter => format!("drifter {mode}{spool}"),
         }
     }
 
-    fn action_options(self, binary: &Path, url: &str) -> String {
-        let send = format!("{} send {url}", binary.display());
-        match self {
-            Case::Ceiling => "binary=\"/bin/cat\"".to_string(),
-            Case::Plain => format!("binary=\"{send}\""),
-            Case::Confirm => format!("binary=\"{send} --confirm\" confirmMessages=\"on\""),
-            Case::Transactions => format!(
-                "binary=\"{send} --transactions\" confirmMessages=\"on\" useTransactions=\"on\""
-            ),
+    /// The case whose rate this one is compared with, besides `cat`: the responder of the
+    /// same mode (the protocol's ceiling), or plain without a spool.
+    fn baseline(self) -> Option<usize> {
+        match (self.program, self.mode) {
+            (Program::Drifter, Mode::Plain) if self.spool != Spool::None => Some(1),
+            (Program::Drifter, Mode::Confirm) => Some(3),
+            (Program::Drifter, Mode::Transactions) => Some(7),
+            _ => None,
         }
     }
+
+    fn action_options(self, binaries: &Binaries, url: &str, dir: &Path, messages: usize) -> String {
+        let confirm = match self.mode {
+            Mode::Plain => "",
+            Mode::Confirm => " confirmMessages=\"on\"",
+            Mode::Transactions => " confirmMessages=\"on\" useTransactions=\"on\"",
+        };
+        let command = match self.program {
+            Program::Cat => "/bin/cat".to_string(),
+            Program::Responder => {
+                let mode = if self.mode == Mode::Transactions {
+                    "transactions"
+                } else {
+                    "confirm"
+                };
+                format!(
+                    "{} {mode} {messages} {}",
+                    binaries.responder.display(),
+                    dir.join("done").display()
+                )
+            }
+            Program::Drifter => {
+                let mode = match self.mode {
+                    Mode::Plain => "",
+                    Mode::Confirm => " --confirm",
+                    Mode::Transactions => " --transactions",
+                };
+                let spool = dir.join("spool");
+                let spool = match self.spool {
+                    Spool::None => String::new(),
+                    Spool::Interval => format!(" --spool {}", spool.display()),
+                    Spool::Strict => format!(" --spool {} --spool-sync strict", spool.display()),
+                };
+                format!("{} send {url}{mode}{spool}", binaries.drifter.display())
+            }
+        };
+        format!("binary=\"{command}\"{confirm}")
+    }
+}
+
+struct Binaries {
+    drifter: std::path::PathBuf,
+    responder: std::path::PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (messages, rounds) = support::count_and_rounds(20_000, 3)?;
-    let binary = support::binary()?;
+    let drifter = support::binary()?;
+    // Built next to this benchmark by `cargo build --release --examples`.
+    let responder = std::env::current_exe()?.with_file_name("omprog_responder");
+    anyhow::ensure!(
+        responder.exists(),
+        "{} is missing: cargo build --release --examples",
+        responder.display()
+    );
+    let binaries = Binaries { drifter, responder };
     // Fail before the first round if rsyslogd is missing.
     rsyslogd::binary()?;
 
@@ -86,44 +183,47 @@ async fn main() -> anyhow::Result<()> {
         let mut line = format!("round {round}:");
         for (index, case) in Case::ALL.into_iter().enumerate() {
             delivered.store(0, Ordering::Relaxed);
-            let rate = run_case(case, &binary, &url, messages, &delivered)
+            let rate = run_case(case, &binaries, &url, messages, &delivered)
                 .await
                 .with_context(|| case.name())?;
             rates[index].push(rate);
             line.push_str(&format!("  {rate:>7.0}"));
         }
-        println!("{line}   msg/s ({})", columns());
+        println!("{line}   msg/s");
     }
     println!();
-    let ceiling = median(&rates[0]);
-    for (index, case) in Case::ALL.into_iter().enumerate() {
-        let rate = median(&rates[index]);
+    let per_round = |index: usize, base: usize| -> (f64, String) {
         let ratios: Vec<f64> = rates[index]
             .iter()
-            .zip(&rates[0])
-            .map(|(rate, ceiling)| rate / ceiling * 100.0)
+            .zip(&rates[base])
+            .map(|(rate, base)| rate / base)
             .collect();
-        println!(
-            "{:<36} median {rate:>7.0} msg/s   {:>5.1}% of the ceiling (per round: {})",
+        let text = ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (median(&ratios), text)
+    };
+    for (index, case) in Case::ALL.into_iter().enumerate() {
+        let rate = median(&rates[index]);
+        let (of_cat, _) = per_round(index, 0);
+        let mut line = format!(
+            "{:<44} median {rate:>7.0} msg/s  {:>5.1}% of cat",
             case.name(),
-            rate / ceiling * 100.0,
-            ratios
-                .iter()
-                .map(|r| format!("{r:.0}%"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            of_cat * 100.0
         );
+        if let Some(base) = case.baseline() {
+            let (ratio, rounds) = per_round(index, base);
+            line.push_str(&format!(
+                "  {ratio:.2} of {} (per round: {rounds})",
+                Case::ALL[base].name()
+            ));
+        }
+        println!("{line}");
     }
     elb.shutdown().await;
     Ok(())
-}
-
-fn columns() -> String {
-    Case::ALL
-        .iter()
-        .map(|case| case.name())
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -134,11 +234,12 @@ fn median(values: &[f64]) -> f64 {
 
 async fn run_case(
     case: Case,
-    binary: &Path,
+    binaries: &Binaries,
     url: &str,
     messages: usize,
     delivered: &AtomicUsize,
 ) -> anyhow::Result<f64> {
+    let work = tempfile::tempdir()?;
     let action = format!(
         r#"module(load="omprog")
 template(name="bench_line" type="string" string="%msg:2:$%\n")
@@ -146,7 +247,7 @@ action(type="omprog" template="bench_line" {options}
        queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="500"
        queue.timeoutEnqueue="300000" closeTimeout="30000")
 "#,
-        options = case.action_options(binary, url),
+        options = case.action_options(binaries, url, work.path(), messages),
     );
     let rsyslogd = Rsyslogd::start(&action, tempfile::tempdir()?).await?;
     let rsyslogd_pid = rsyslogd.child.id().context("rsyslogd exited at once")?;
@@ -163,10 +264,12 @@ action(type="omprog" template="bench_line" {options}
         .collect();
     let started = Instant::now();
     rsyslogd.send(&frames).await?;
-    let done = || match case {
+    let done_file = work.path().join("done");
+    let done = || match case.program {
         // `%msg:2:$%\n`: each message's 200 bytes and its LF.
-        Case::Ceiling => cat_bytes_written(rsyslogd_pid) >= (messages * (MESSAGE_BYTES + 1)) as u64,
-        _ => delivered.load(Ordering::Relaxed) >= messages,
+        Program::Cat => cat_bytes_written(rsyslogd_pid) >= (messages * (MESSAGE_BYTES + 1)) as u64,
+        Program::Responder => done_file.exists(),
+        Program::Drifter => delivered.load(Ordering::Relaxed) >= messages,
     };
     while !done() {
         if started.elapsed() > LIMIT {

@@ -11,8 +11,10 @@
 //! (b) a tight hyper client loop sending the same requests as (c), pre-encoded, with the same
 //!     concurrency (64) and keep-alive, in its own process: today's baseline;
 //! (c) the real binary sending LINES lines of ~200 bytes from a file on stdin at its default
-//!     settings, with its CPU time (user + system) per message and its peak RSS.
-//! Ratios to (a) and (b) of the same round are what to compare: the machine is shared.
+//!     settings, with its CPU time (user + system) per message and its peak RSS;
+//! (d) the same with `--spool` (a new spool directory each round, default sync policy).
+//! Ratios to (a) and (b), and of (d) to (c), of the same round are what to compare: the
+//! machine is shared.
 
 mod support;
 
@@ -57,6 +59,15 @@ async fn main() -> anyhow::Result<()> {
         let run = support::run_binary(&binary, &["send", &url, "--log-level", "warn"], &input_path)
             .await?;
         let rate = lines as f64 / run.elapsed.as_secs_f64();
+        let spool = dir.path().join(format!("spool-{round}"));
+        let spool = spool.display().to_string();
+        let spooled = support::run_binary(
+            &binary,
+            &["send", &url, "--log-level", "warn", "--spool", &spool],
+            &input_path,
+        )
+        .await?;
+        let spooled_rate = lines as f64 / spooled.elapsed.as_secs_f64();
         let per_message = |cpu: Duration| micros(cpu) / lines.max(1) as f64;
         let this = Round {
             to_wrk: rate / wrk,
@@ -65,10 +76,17 @@ async fn main() -> anyhow::Result<()> {
             user: per_message(run.cpu.0),
             wrk_cpu: micros(wrk_cpu),
             peak_rss_mib: run.peak_rss_kib as f64 / 1024.0,
+            spool_to_send: spooled_rate / rate,
+            spool_cpu: per_message(spooled.cpu.0 + spooled.cpu.1),
+            spool_rss_mib: spooled.peak_rss_kib as f64 / 1024.0,
         };
         println!(
             "round {round}: wrk {wrk:>7.0} req/s ({:>4.1} µs CPU/req)   raw client {raw:>7.0} req/s   send {rate:>7.0} msg/s ({:>4.1} µs CPU/msg, {:.1} of it user; peak RSS {:.1} MiB)   send/wrk {:.2}   send/raw {:.2}",
             this.wrk_cpu, this.cpu, this.user, this.peak_rss_mib, this.to_wrk, this.to_raw,
+        );
+        println!(
+            "         send --spool {spooled_rate:>7.0} msg/s ({:>4.1} µs CPU/msg; peak RSS {:.1} MiB)   spool/send {:.2}",
+            this.spool_cpu, this.spool_rss_mib, this.spool_to_send,
         );
         measured.push(this);
     }
@@ -86,6 +104,12 @@ async fn main() -> anyhow::Result<()> {
         median(|r| r.user),
         median(|r| r.wrk_cpu),
     );
+    let spool_peak = measured.iter().map(|r| r.spool_rss_mib).fold(0.0, f64::max);
+    println!(
+        "send --spool: {:.2} of send's rate; CPU {:.1} µs/msg; peak RSS {spool_peak:.1} MiB",
+        median(|r| r.spool_to_send),
+        median(|r| r.spool_cpu),
+    );
     Ok(())
 }
 
@@ -97,6 +121,9 @@ struct Round {
     user: f64,
     wrk_cpu: f64,
     peak_rss_mib: f64,
+    spool_to_send: f64,
+    spool_cpu: f64,
+    spool_rss_mib: f64,
 }
 
 fn micros(duration: Duration) -> f64 {

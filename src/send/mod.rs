@@ -26,6 +26,7 @@ mod settle;
 mod signals;
 mod spooling;
 mod stats;
+mod stdio;
 mod tls;
 
 use std::io::Write as _;
@@ -322,9 +323,10 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         tokio::spawn(spooler.clone().maintain(stopped.clone()));
     }
 
-    let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+    let stdin = BufReader::with_capacity(256 * 1024, stdio::Input::open(under_rsyslog));
     let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
-    let mut replies = Replies::new(tokio::io::stdout(), prepared.protocol.keepalive);
+    let stdout = stdio::Output::open(under_rsyslog);
+    let mut replies = Replies::new(stdout, prepared.protocol.keepalive);
     if prepared.probe {
         let probed = session::probe_until_ready(
             &retrier,
@@ -368,33 +370,25 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         config: &prepared.protocol,
         spool: spooler.as_deref(),
     };
-    let ending = match &spooler {
-        None => {
-            let ending = session.run(stopped).await;
-            stop.send_replace(true);
-            ending
+    if let Some(spooler) = &spooler {
+        // Its own task: delivery from the spool runs beside the read loop, and the queue
+        // closes once the feeder has taken everything after the end of input (or the drain
+        // was given up).
+        tokio::spawn(spooler.clone().feed(
+            pipeline.submitter(),
+            prepared.labeler.clone(),
+            stopped.clone(),
+            pipeline.abort_signal(),
+        ));
+    }
+    let mut ending = session.run(stopped).await;
+    if let Some(spooler) = &spooler {
+        if let Err(e) = spooler.flush().await {
+            tracing::error!("{e}");
+            ending.input_ok = false;
         }
-        Some(spooler) => {
-            // The feeder runs beside the read loop and ends once the spool is drained after
-            // the end of input, or the drain is given up.
-            let reading = async {
-                let mut ending = session.run(stopped.clone()).await;
-                if let Err(e) = spooler.flush().await {
-                    tracing::error!("{e}");
-                    ending.input_ok = false;
-                }
-                stop.send_replace(true);
-                ending
-            };
-            let feeding = spooler.feed(
-                &pipeline,
-                &prepared.labeler,
-                stopped.clone(),
-                pipeline.abort_signal(),
-            );
-            tokio::join!(reading, feeding).0
-        }
-    };
+    }
+    stop.send_replace(true);
     omprog::settle_uncommitted(ending.uncommitted, &settler).await;
     let input_ok = ending.input_ok;
     pipeline.finish().await;

@@ -82,11 +82,17 @@ pub(super) struct Pipeline {
     /// Workers running; fewer than `concurrency` before the queue closes means some died.
     workers_running: Arc<AtomicUsize>,
     concurrency: usize,
+    submitter: Submitter,
+    workers: JoinSet<()>,
+    abort: Aborter,
+}
+
+/// The queue's entrance. The queue closes once every submitter is dropped.
+#[derive(Clone)]
+pub(super) struct Submitter {
     sender: mpsc::Sender<Job>,
     byte_budget: Arc<Semaphore>,
     byte_budget_size: u32,
-    workers: JoinSet<()>,
-    abort: Aborter,
 }
 
 impl Pipeline {
@@ -125,9 +131,11 @@ impl Pipeline {
         Pipeline {
             workers_running,
             concurrency,
-            sender,
-            byte_budget: Arc::new(Semaphore::new(byte_budget_size as usize)),
-            byte_budget_size,
+            submitter: Submitter {
+                sender,
+                byte_budget: Arc::new(Semaphore::new(byte_budget_size as usize)),
+                byte_budget_size,
+            },
             workers,
             abort: Aborter(Arc::new(abort_sender)),
         }
@@ -140,7 +148,11 @@ impl Pipeline {
 
     /// The byte budget (its free permits are the bytes not queued) and its size.
     pub(super) fn byte_budget(&self) -> (Arc<Semaphore>, u64) {
-        (self.byte_budget.clone(), u64::from(self.byte_budget_size))
+        let submitter = &self.submitter;
+        (
+            submitter.byte_budget.clone(),
+            u64::from(submitter.byte_budget_size),
+        )
     }
 
     pub(super) fn aborter(&self) -> Aborter {
@@ -160,9 +172,16 @@ impl Pipeline {
         outgoing: Outgoing,
         ack: Option<Ack>,
     ) -> Result<(), Outgoing> {
-        self.queue(line_number, outgoing, ack, None).await
+        self.submitter.queue(line_number, outgoing, ack, None).await
     }
 
+    /// Another entrance to the queue, for the spool's feeder.
+    pub(super) fn submitter(&self) -> Submitter {
+        self.submitter.clone()
+    }
+}
+
+impl Submitter {
     /// Queues a message taken from the spool; it is marked done there once settled.
     pub(super) async fn submit_spooled(
         &self,
@@ -199,16 +218,18 @@ impl Pipeline {
             .await
             .map_err(|refused| refused.0.outgoing)
     }
+}
 
+impl Pipeline {
     /// Closes the queue and waits until the workers have settled every job in it.
     pub(super) async fn finish(self) {
         let Pipeline {
-            sender,
+            submitter,
             mut workers,
             abort,
             ..
         } = self;
-        drop(sender);
+        drop(submitter);
         while let Some(result) = workers.join_next().await {
             if let Err(e) = result {
                 tracing::error!("a delivery worker failed: {e}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::outgoing::{Labeler, Outgoing};
-use super::pipeline::Pipeline;
+use super::pipeline::Submitter;
 use super::stats::Stats;
 use crate::spool::{Body, FULL_RETRY, Limits, Refused, Spool, SpoolError, Spools, SyncPolicy};
 
@@ -164,9 +164,9 @@ impl Spooler {
     /// Hands spooled messages to the pipeline, the adopted spools' first, until input has
     /// ended and everything was taken, or the drain is given up (`abort`).
     pub(super) async fn feed(
-        &self,
-        pipeline: &Pipeline,
-        labeler: &Labeler,
+        self: Arc<Self>,
+        pipeline: Submitter,
+        labeler: Arc<Labeler>,
         mut input_ended: watch::Receiver<bool>,
         mut abort: watch::Receiver<bool>,
     ) {
