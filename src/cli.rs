@@ -40,8 +40,8 @@ pub enum Command {
     /// Read lines on stdin and send each one as a GET request to URL.
     ///
     /// Exit status: 0 when every line was accepted by the load balancer (or written to the
-    /// dead-letter file), 1 when some were lost (the count is on stderr), 2 for bad usage or
-    /// configuration.
+    /// dead-letter file, or left in the --spool for the next run), 1 when some were lost (the
+    /// count is on stderr), 2 for bad usage or configuration.
     Send(SendArgs),
 
     /// Run a local stand-in for the load balancer that writes real access logs.

@@ -7,7 +7,7 @@
 //! data flows through its folder left to right:
 //!
 //! ```text
-//! send      stdin ─► input ─► session ─► outgoing ─► pipeline ─► retry ─► client ─► load balancer
+//! send      stdin ─► input ─► session ─► outgoing ─► [spool] ─► pipeline ─► retry ─► client ─► load balancer
 //!                   (bounded  (read loop, (id, seq,  (queue,     (every   (HTTP,
 //!                    lines)    all modes)  fragments) workers)    retry,   proxy,
 //!                                                                 circuit) tls)
@@ -27,7 +27,8 @@
 //! | `main.rs` | parsing the command line, running the command, the one error/exit path |
 //! | [`cli`] | every flag and its `DRIFTER_*` variable |
 //! | [`exit`] | exit statuses and the one error printer |
-//! | [`send`] | the `send` command: `input`, `session`, `omprog`, `outgoing`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `signals` |
+//! | [`send`] | the `send` command: `input`, `stdio`, `session`, `omprog`, `outgoing`, `spooling`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `signals` |
+//! | [`spool`] | the durable spool (`record`, `state`, `store`) and the `spool` command (`status`) |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
 //! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |
 //! | [`decode`] | the `decode` command: `walk`, `decoder`, `reassembly`, `output` |

@@ -382,11 +382,11 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         ));
     }
     let mut ending = session.run(stopped).await;
-    if let Some(spooler) = &spooler {
-        if let Err(e) = spooler.flush().await {
-            tracing::error!("{e}");
-            ending.input_ok = false;
-        }
+    if let Some(spooler) = &spooler
+        && let Err(e) = spooler.flush().await
+    {
+        tracing::error!("{e}");
+        ending.input_ok = false;
     }
     stop.send_replace(true);
     omprog::settle_uncommitted(ending.uncommitted, &settler).await;
