@@ -149,7 +149,15 @@ impl<T> Spools<T> {
                 .with_context(|| format!("cannot lock spool {}", path.display()))?;
             let Some(lock) = lock else { continue };
             let writable = own.is_none();
-            match Spool::open(&path, name.clone(), lock, limits, writable)? {
+            let opened = match Spool::open(&path, name.clone(), lock, limits, writable) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Never a reason not to start: what can be read is delivered next time.
+                    tracing::error!("cannot recover spool {}: {e}; left alone", path.display());
+                    continue;
+                }
+            };
+            match opened {
                 Opened::Future(version) => {
                     tracing::error!(
                         "spool {} was written by a newer drifter-rsyslog (format {version}); left alone",
