@@ -236,7 +236,8 @@ impl Spooler {
                 _ = stopped.wait_for(|stopped| *stopped) => return,
             }
             let spooler = self.clone();
-            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim()).await;
+            let sync = self.sync == SyncPolicy::Interval;
+            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
             if let Ok(Err(e)) = done {
                 tracing::error!("{e}");
                 return;
@@ -244,9 +245,9 @@ impl Spooler {
         }
     }
 
-    /// Blocking: sync under the interval policy, store frontiers, delete finished segments.
-    fn sync_and_reclaim(&self) -> Result<(), SpoolError> {
-        if self.sync == SyncPolicy::Interval {
+    /// Blocking: sync (when `sync`), store frontiers, delete finished segments.
+    fn sync_and_reclaim(&self, sync: bool) -> Result<(), SpoolError> {
+        if sync {
             self.spools.own.sync()?;
         }
         for spool in self.spools.delivery_order() {
@@ -260,16 +261,8 @@ impl Spooler {
     pub(super) async fn finish(self: Arc<Self>) -> bool {
         let flushed = self.flush().await;
         let spooler = self.clone();
-        let closed = tokio::task::spawn_blocking(move || {
-            if spooler.sync != SyncPolicy::Off {
-                spooler.spools.own.sync()?;
-            }
-            for spool in spooler.spools.delivery_order() {
-                spool.reclaim()?;
-            }
-            Ok::<(), SpoolError>(())
-        })
-        .await;
+        let sync = self.sync != SyncPolicy::Off;
+        let closed = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
         let ok = match (flushed, closed) {
             (Ok(()), Ok(Ok(()))) => true,
             (Err(e), _) | (_, Ok(Err(e))) => {

@@ -85,6 +85,18 @@ fn is_spool_name(name: &str) -> bool {
     name.len() == NAME_DIGITS && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The names in `dir`, sorted (the spools' order of adoption and of `spool`'s rows).
+fn entry_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Takes `dir`'s lock if no live process holds it. `None`: its owner is alive (or the spool
 /// is being removed).
 fn try_claim(dir: &Path) -> io::Result<Option<File>> {
@@ -127,10 +139,8 @@ impl<T> Spools<T> {
         use anyhow::Context;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
-        let all: Vec<String> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot list spool directory {}", dir.display()))?
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .collect();
+        let all = entry_names(dir)
+            .with_context(|| format!("cannot list spool directory {}", dir.display()))?;
         for hidden in all.iter().filter(|name| name.starts_with(".new-")) {
             // A creation that a crash interrupted: never used, so nothing in it.
             let path = dir.join(hidden);
@@ -138,8 +148,7 @@ impl<T> Spools<T> {
                 let _ = std::fs::remove_dir_all(&path);
             }
         }
-        let mut names: Vec<String> = all.into_iter().filter(|name| is_spool_name(name)).collect();
-        names.sort();
+        let names: Vec<String> = all.into_iter().filter(|name| is_spool_name(name)).collect();
         let mut own: Option<Arc<Spool<T>>> = None;
         let mut adopted = Vec::new();
         let mut recovered = Recovery::default();

@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::record::FORMAT_VERSION;
+use super::record::{FORMAT_VERSION, u32_at, u64_at};
 
 const SLOT_BYTES: u64 = 64;
 const SLOT_MAGIC: &[u8; 4] = b"DSST";
@@ -115,27 +115,18 @@ enum Slot {
 }
 
 fn parse_slot(bytes: &[u8; SLOT_BYTES as usize]) -> Option<Slot> {
-    let word = |at: usize| {
-        let mut word = [0; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
-    let mut crc = [0; 4];
-    crc.copy_from_slice(&bytes[32..36]);
-    if &bytes[..4] != SLOT_MAGIC || crc32fast::hash(&bytes[..32]) != u32::from_le_bytes(crc) {
+    if &bytes[..4] != SLOT_MAGIC || crc32fast::hash(&bytes[..32]) != u32_at(bytes, 32) {
         return None;
     }
-    let mut version = [0; 4];
-    version.copy_from_slice(&bytes[4..8]);
-    let version = u32::from_le_bytes(version);
+    let version = u32_at(bytes, 4);
     if version > FORMAT_VERSION {
         return Some(Slot::Future(version));
     }
     Some(Slot::Good(
-        word(8),
+        u64_at(bytes, 8),
         State {
-            frontier: word(16),
-            last_sequence: word(24),
+            frontier: u64_at(bytes, 16),
+            last_sequence: u64_at(bytes, 24),
         },
     ))
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::record::{self, SegmentKind};
 use super::state::{Loaded, StateFile};
-use super::store::segment_first;
+use super::store::{segment_first, segment_path};
 use crate::cli::SpoolArgs;
 use crate::exit::{self, Fatal, Status};
 
@@ -64,14 +64,11 @@ pub fn run(args: &SpoolArgs) -> exit::Outcome {
 }
 
 fn summarize(dir: &Path) -> anyhow::Result<Vec<Summary>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list spool directory {}", dir.display()))?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| super::is_spool_name(name))
-        .collect();
-    names.sort();
+    let names = super::entry_names(dir)
+        .with_context(|| format!("cannot list spool directory {}", dir.display()))?;
     names
         .into_iter()
+        .filter(|name| super::is_spool_name(name))
         .map(|name| {
             let path = dir.join(&name);
             summarize_one(&path, name)
@@ -98,7 +95,7 @@ fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
         .collect();
     firsts.sort_unstable();
     for first in firsts {
-        let bytes = match std::fs::read(path.join(format!("seg-{first:020}.log"))) {
+        let bytes = match std::fs::read(segment_path(path, first)) {
             Ok(bytes) => bytes,
             // Deleted by its owner meanwhile: delivered.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

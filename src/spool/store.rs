@@ -149,7 +149,7 @@ fn now_ms() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("seg-{first:020}.log"))
 }
 

@@ -7,19 +7,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::support::{self, Reply, TestServer, decoded_set, numbered, run_with_input};
+use crate::support::{self, TestServer, decoded_set, numbered, run_with_input};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn spooled(dir: &Path) -> u64 {
-    support::spooled(dir).await
-}
-
-async fn spool_rows(dir: &Path) -> BTreeMap<String, (String, u64)> {
-    support::spool_rows(dir).await
-}
-
-use support::sequences;
 
 /// The `&i=` of every target.
 fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
@@ -49,7 +39,7 @@ async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra:
     // stdin stays open: the process is killed, it never sees the end of input.
     let mut held = 0;
     for _ in 0..500 {
-        held = spooled(dir).await;
+        held = support::spooled(dir).await;
         if held >= expect {
             break;
         }
@@ -73,20 +63,14 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
         expected.extend(lines);
         total += 2000;
         spool_and_kill(dir.path(), &url, &input, total, &[]).await;
-        let rows = spool_rows(dir.path()).await;
+        let rows = support::spool_rows(dir.path()).await;
         assert_eq!(
             rows.len(),
             1,
             "each restart takes the dead owner's spool: {rows:?}"
         );
     }
-    let server = TestServer::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the port"),
-        |_, _| Reply::Status(503),
-        None,
-    );
+    let server = TestServer::start_at(port).await;
     let spool = dir.path().display().to_string();
     let args = [
         "send",
@@ -111,10 +95,10 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
         "every line, as it was read"
     );
     // One sender, the spool's, numbered 1..=6000 across the three processes: no gap.
-    let numbers = sequences(&answered);
+    let numbers = support::sequences(&answered);
     let senders: BTreeSet<&String> = numbers.iter().map(|(s, _)| s).collect();
     assert_eq!(senders.len(), 1, "{senders:?}");
-    let name = spool_rows(dir.path())
+    let name = support::spool_rows(dir.path())
         .await
         .into_keys()
         .next()
@@ -122,7 +106,7 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
     assert!(senders.contains(&name));
     let got: Vec<u64> = numbers.iter().map(|(_, n)| *n).collect();
     assert_eq!(got, (1..=6000).collect::<Vec<u64>>());
-    assert_eq!(spooled(dir.path()).await, 0);
+    assert_eq!(support::spooled(dir.path()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,24 +135,18 @@ async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
     );
     run.assert_logged("300 left in the spool");
     run.assert_logged("lost 0");
-    assert_eq!(spooled(dir.path()).await, 300);
+    assert_eq!(support::spooled(dir.path()).await, 300);
 
     // Anything in between that delivered one and was killed before recording it would make a
     // duplicate; here the server counts exactly what the leftover run sends.
-    let server = TestServer::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the port"),
-        |_, _| Reply::Status(503),
-        None,
-    );
+    let server = TestServer::start_at(port).await;
     let args = ["send", "--spool", &spool, "--ids", "content", &url];
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     let answered = server.answered(503);
     assert!(decoded_set(&answered) == expected);
     assert_eq!(answered.len(), 300);
-    assert_eq!(spooled(dir.path()).await, 0);
+    assert_eq!(support::spooled(dir.path()).await, 0);
 }
 
 fn segments(spool: &Path) -> Vec<PathBuf> {
@@ -196,7 +174,7 @@ async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
         &["--spool-max-bytes", "256K"],
     )
     .await;
-    let name = spool_rows(dir.path())
+    let name = support::spool_rows(dir.path())
         .await
         .into_keys()
         .next()
@@ -219,13 +197,7 @@ async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
     bytes.extend_from_slice(&tail);
     std::fs::write(last, &bytes).expect("write");
 
-    let server = TestServer::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the port"),
-        |_, _| Reply::Status(503),
-        None,
-    );
+    let server = TestServer::start_at(port).await;
     let spool = dir.path().display().to_string();
     let args = ["send", "--spool", &spool, "--ids", "content", &url];
     let run = run_with_input(&args, b"", LIMIT).await;
@@ -254,14 +226,7 @@ async fn a_full_spool_holds_input_back_until_delivery_makes_room() {
     let port = support::unused_port().await;
     let url = format!("http://127.0.0.1:{port}/");
     // About 600 KB of messages through a 64 KiB spool.
-    let lines: Vec<String> = (0..5000)
-        .map(|i| format!("full {i:05} {}", "x".repeat(100)))
-        .collect();
-    let input: Vec<u8> = lines
-        .iter()
-        .flat_map(|l| format!("{l}\n").into_bytes())
-        .collect();
-    let expected: BTreeSet<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+    let (input, expected) = numbered(5000, &format!("full {}", "x".repeat(100)));
     let run = tokio::spawn(async move {
         let args = ["send", "--spool", &spool, "--spool-max-bytes", "64K", &url];
         run_with_input(&args, &input, LIMIT).await
@@ -291,14 +256,7 @@ async fn a_full_disk_is_waited_out_and_nothing_is_dropped() {
     }
     let port = support::unused_port().await;
     let url = format!("http://127.0.0.1:{port}/");
-    let lines: Vec<String> = (0..5000)
-        .map(|i| format!("disk {i:05} {}", "y".repeat(100)))
-        .collect();
-    let input: Vec<u8> = lines
-        .iter()
-        .flat_map(|l| format!("{l}\n").into_bytes())
-        .collect();
-    let expected: BTreeSet<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+    let (input, expected) = numbered(5000, &format!("disk {}", "y".repeat(100)));
     let dir = tempfile::tempdir().expect("temp dir");
     let mount = dir.path().display().to_string();
     let script = format!(
@@ -351,13 +309,13 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
     })
     .await;
     assert!(both, "two spools");
-    let mut rows = spool_rows(dir.path()).await;
+    let mut rows = support::spool_rows(dir.path()).await;
     for _ in 0..200 {
         if rows.values().map(|(_, n)| n).sum::<u64>() == 1200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        rows = spool_rows(dir.path()).await;
+        rows = support::spool_rows(dir.path()).await;
     }
     let mut held: Vec<(String, u64)> = rows.values().cloned().collect();
     held.sort();
@@ -369,20 +327,14 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
         child.start_kill().expect("kill");
         let _ = child.wait().await;
     }
-    let owners: BTreeSet<String> = spool_rows(dir.path())
+    let owners: BTreeSet<String> = support::spool_rows(dir.path())
         .await
         .values()
         .map(|(o, _)| o.clone())
         .collect();
     assert_eq!(owners, BTreeSet::from(["gone".to_string()]));
 
-    let server = TestServer::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the port"),
-        |_, _| Reply::Status(503),
-        None,
-    );
+    let server = TestServer::start_at(port).await;
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     let answered = server.answered(503);
@@ -390,9 +342,9 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
     assert_eq!(answered.len(), 1200);
     assert!(ids(&answered).values().all(|ids| ids.len() == 1));
     // The adopted spool, delivered, is gone; the one taken over stays, empty.
-    let rows = spool_rows(dir.path()).await;
+    let rows = support::spool_rows(dir.path()).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(spooled(dir.path()).await, 0);
+    assert_eq!(support::spooled(dir.path()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -447,6 +399,6 @@ async fn confirm_mode_answers_once_a_message_is_spooled_not_once_it_is_delivered
         let run = support::wait(child, LIMIT).await;
         assert_eq!(run.code(), Some(0), "{mode}: {}", run.stderr);
         run.assert_logged("3 left in the spool");
-        assert_eq!(spooled(dir.path()).await, 3);
+        assert_eq!(support::spooled(dir.path()).await, 3);
     }
 }

@@ -91,6 +91,11 @@ impl TestServer {
     /// After `delay`, starts answering 503 on `port` (which had nothing listening on it).
     pub async fn start_late(port: u16, delay: Duration) -> Self {
         tokio::time::sleep(delay).await;
+        Self::start_at(port).await
+    }
+
+    /// Starts answering 503 on `port`, which a test used while nothing listened on it.
+    pub async fn start_at(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("rebind the port");
