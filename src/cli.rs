@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::decode::{Timestamp, parse_time};
 use crate::send::StatusSet;
 
 /// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
@@ -124,7 +125,7 @@ pub struct MockElbArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DecodeArgs {
-    /// Access-log files or directories; none (or -) reads stdin.
+    /// Access-log files, directories or s3://bucket/prefix URLs; none (or -) reads stdin.
     pub paths: Vec<PathBuf>,
 
     /// Keep requests whose URL path starts with PREFIX, instead of selecting by drifter's
@@ -154,6 +155,37 @@ pub struct DecodeArgs {
     /// the oldest unfinished message is given up and reported as incomplete.
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_byte_size)]
     pub max_pending_bytes: u64,
+
+    /// Only entries logged at or after TIME: RFC 3339 (2026-12-01T12:00:00Z), a UTC date
+    /// (2026-12-01) or a time ago (30m, 2h, 1d). Only files whose date and name can hold such
+    /// entries are listed and read.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub since: Option<Timestamp>,
+
+    /// Only entries logged before TIME (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub until: Option<Timestamp>,
+
+    /// After reading everything, look for new files every --poll-interval and decode them as
+    /// they land, until SIGINT or SIGTERM.
+    #[arg(long, conflicts_with_all = ["sort", "until"])]
+    pub follow: bool,
+
+    /// How often --follow looks for new files.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// S3 objects fetched at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// An S3-compatible endpoint instead of AWS's (http:// is allowed here).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+}
+
+fn parse_time_arg(text: &str) -> Result<Timestamp, String> {
+    parse_time(text, Timestamp::now())
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use super::output::{Found, Output};
 use super::reassembly::{Added, Fragments, Incomplete, RecentIds, Sequences};
+use super::window::Range;
 use crate::access_log::{self, Entry};
 use crate::cli::DecodeArgs;
 use crate::wire::{self, Fields, Signer};
@@ -34,6 +35,8 @@ pub struct Counts {
     pub incomplete: u64,
     /// Sequence numbers that never arrived, between ones that did.
     pub missing: u64,
+    /// Entries logged outside `--since`/`--until`.
+    pub outside: u64,
 }
 
 enum Selection {
@@ -43,6 +46,7 @@ enum Selection {
 
 pub struct Decoder<W: Write> {
     selection: Selection,
+    range: Range,
     pub(super) output: Output<W>,
     pub counts: Counts,
     verifier: Option<Signer>,
@@ -57,6 +61,10 @@ pub struct Decoder<W: Write> {
 impl<W: Write> Decoder<W> {
     pub fn new(args: &DecodeArgs, verifier: Option<Signer>, out: W) -> Self {
         Decoder {
+            range: Range {
+                since: args.since,
+                until: args.until,
+            },
             selection: match &args.path {
                 Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
                 None => Selection::UserAgent,
@@ -82,6 +90,17 @@ impl<W: Write> Decoder<W> {
                 return Ok(());
             }
         };
+        match self.range.contains_entry(entry.time) {
+            Some(true) => {}
+            Some(false) => {
+                self.counts.outside += 1;
+                return Ok(());
+            }
+            None => {
+                self.malformed(source, number, "the time cannot be read");
+                return Ok(());
+            }
+        }
         let url = entry.raw_url();
         let (path, query) = access_log::split_url(&url);
         let selected = entry.method == b"GET"
@@ -226,6 +245,11 @@ impl<W: Write> Decoder<W> {
         } else if self.counts.malformed == REPORTED_EACH + 1 {
             tracing::warn!("more malformed lines: only counted from now on");
         }
+    }
+
+    /// Writes out what is buffered (`--follow` shows each file as it is read).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.output.out.flush()
     }
 
     /// Reports what never completed and the sequence gaps, writes what `--sort` held back,

@@ -11,18 +11,44 @@
 //! sequence numbers, and `output` writes the messages.
 
 mod decoder;
+mod follow;
 mod output;
 mod reassembly;
+mod s3;
 mod walk;
+mod window;
 
-use std::io;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use crate::cli::DecodeArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::key_file;
 
 pub use decoder::{Counts, Decoder};
+pub use window::{Range, Timestamp, parse_time};
+
+use s3::{Listed, S3, S3Url};
+use walk::Pass;
+
+/// One input named on the command line.
+enum Input {
+    Stdin,
+    Local(PathBuf),
+    S3(S3Url),
+}
+
+impl Input {
+    fn parse(path: &Path) -> Result<Input, String> {
+        if path == Path::new("-") {
+            return Ok(Input::Stdin);
+        }
+        match path.to_str().and_then(S3Url::parse) {
+            Some(url) => url.map(Input::S3),
+            None => Ok(Input::Local(path.to_path_buf())),
+        }
+    }
+}
 
 pub fn run(args: &DecodeArgs) -> exit::Outcome {
     let verifier = args
@@ -31,21 +57,91 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .map(key_file::load)
         .transpose()
         .map_err(Fatal::usage)?;
+    let paths: Vec<PathBuf> = if args.paths.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.paths.clone()
+    };
+    let inputs = paths
+        .iter()
+        .map(|path| Input::parse(path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    if args.follow && inputs.iter().any(|input| matches!(input, Input::Stdin)) {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "--follow watches directories and s3:// prefixes, not stdin: name them"
+        )));
+    }
+    let range = Range {
+        since: args.since,
+        until: args.until,
+    };
+    if let (Some(since), Some(until)) = (range.since, range.until)
+        && since >= until
+    {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "--since must be before --until"
+        )));
+    }
+    let needs_runtime = args.follow || inputs.iter().any(|input| matches!(input, Input::S3(_)));
+    let mut s3 = if needs_runtime {
+        let jobs = usize::from(args.jobs);
+        let s3 = S3::new(args.s3_endpoint.clone(), jobs).map_err(|e| {
+            Fatal::usage(anyhow::Error::new(e).context("cannot start the S3 client"))
+        })?;
+        Some(s3)
+    } else {
+        None
+    };
+    if inputs.iter().any(|input| matches!(input, Input::S3(_)))
+        && std::env::var_os("AWS_PROFILE").is_some()
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+    {
+        tracing::warn!(
+            "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
+        );
+    }
+    let mut stopped =
+        match (&s3, args.follow) {
+            (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
+                Fatal::usage(anyhow::Error::new(e).context("cannot handle signals"))
+            })?),
+            _ => None,
+        };
+
     let stdout = io::stdout().lock();
     let mut decoder = Decoder::new(
         args,
         verifier,
         io::BufWriter::with_capacity(256 * 1024, stdout),
     );
-    let paths: Vec<PathBuf> = if args.paths.is_empty() {
-        vec![PathBuf::from("-")]
-    } else {
-        args.paths.clone()
+    let mut seen = args.follow.then(follow::Seen::default);
+    let result = {
+        let mut reading = Reading {
+            decoder: &mut decoder,
+            s3: s3.as_mut(),
+            follow: args.follow,
+            stopped: stopped.clone(),
+        };
+        let mut result = reading.read_all(&inputs, range, &mut seen, true);
+        if let Some(stopped) = &mut stopped {
+            while result.is_ok() && !*stopped.borrow() {
+                let Some(runtime) = reading.s3.as_deref().map(S3::runtime) else {
+                    break;
+                };
+                if follow::wait(runtime, stopped, args.poll_interval) {
+                    break;
+                }
+                let listing = follow::later_listing(&range, Timestamp::now());
+                if let Some(seen) = &mut seen {
+                    seen.forget_outside(&listing);
+                }
+                result = reading.read_all(&inputs, listing, &mut seen, false);
+            }
+        }
+        result
     };
-    let result = paths
-        .iter()
-        .try_for_each(|path| decoder.decode_path(path))
-        .and_then(|()| decoder.finish());
+    let result = result.and_then(|()| decoder.finish());
     match result {
         Ok(()) => {}
         Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
@@ -55,8 +151,13 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         }
     }
     let counts = &decoder.counts;
+    let outside = if range.is_unbounded() {
+        String::new()
+    } else {
+        format!(", {} outside --since/--until", counts.outside)
+    };
     tracing::info!(
-        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed, {} duplicates, {} forged; {} incomplete messages, {} missing by sequence number",
+        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed, {} duplicates, {} forged{outside}; {} incomplete messages, {} missing by sequence number",
         counts.messages,
         counts.lines,
         counts.files,
@@ -77,6 +178,98 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
     }
 }
 
+/// One read of every input: the first, or a later look of `--follow`.
+struct Reading<'a, W: Write> {
+    decoder: &'a mut Decoder<W>,
+    s3: Option<&'a mut S3>,
+    follow: bool,
+    stopped: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl<W: Write> Reading<'_, W> {
+    fn stop_requested(&self) -> bool {
+        self.stopped
+            .as_ref()
+            .is_some_and(|stopped| *stopped.borrow())
+    }
+
+    fn read_all(
+        &mut self,
+        inputs: &[Input],
+        listing: Range,
+        seen: &mut Option<follow::Seen>,
+        first: bool,
+    ) -> io::Result<()> {
+        for input in inputs {
+            if self.stop_requested() {
+                break;
+            }
+            match input {
+                Input::Stdin => self.decoder.decode_path(
+                    Path::new("-"),
+                    &mut Pass {
+                        listing,
+                        seen: None,
+                    },
+                )?,
+                Input::Local(path) => self.decoder.decode_path(
+                    path,
+                    &mut Pass {
+                        listing,
+                        seen: seen.as_mut(),
+                    },
+                )?,
+                Input::S3(url) => self.read_s3(url, listing, seen, first)?,
+            }
+            if self.follow {
+                self.decoder.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_s3(
+        &mut self,
+        url: &S3Url,
+        listing: Range,
+        seen: &mut Option<follow::Seen>,
+        first: bool,
+    ) -> io::Result<()> {
+        let Some(s3) = self.s3.as_deref_mut() else {
+            return Ok(());
+        };
+        let mut objects = s3.objects(url, listing, seen.take());
+        for listed in objects.by_ref() {
+            match listed {
+                Listed::Object { name, body } => {
+                    self.decoder.decode_stream(&name, body)?;
+                    if self.follow {
+                        self.decoder.flush()?;
+                    }
+                }
+                Listed::Failed { what, error } => {
+                    tracing::error!("cannot {what}: {error}");
+                    self.decoder.counts.unreadable += 1;
+                }
+                Listed::Nothing { name } if self.follow => {
+                    if first {
+                        tracing::info!("nothing under {name} yet");
+                    }
+                }
+                Listed::Nothing { name } => {
+                    tracing::error!("cannot read {name}: no such key or prefix");
+                    self.decoder.counts.unreadable += 1;
+                }
+            }
+            if self.stop_requested() {
+                break;
+            }
+        }
+        *seen = objects.finish();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -94,6 +287,12 @@ mod tests {
             verify_key: None,
             dedup_window: 1000,
             max_pending_bytes: 1 << 20,
+            since: None,
+            until: None,
+            follow: false,
+            poll_interval: std::time::Duration::from_secs(60),
+            jobs: 4,
+            s3_endpoint: None,
         }
     }
 
@@ -191,7 +390,11 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("a.log"), dir.path().join("b.log"))
             .expect("symlink");
         let mut decoder = Decoder::new(&args(), None, Vec::new());
-        decoder.decode_path(dir.path()).expect("decodes");
+        let mut pass = Pass {
+            listing: Range::default(),
+            seen: None,
+        };
+        decoder.decode_path(dir.path(), &mut pass).expect("decodes");
         assert_eq!(
             decoder.counts.files, 2,
             "a.log and the file link, not the loop"

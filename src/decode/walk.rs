@@ -8,13 +8,27 @@ use std::path::{Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 
 use super::Decoder;
+use super::follow::Seen;
+use super::window::Range;
 use crate::lines::BoundedLine;
 
 /// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
 /// malformed without being held in memory.
 pub(super) const MAX_LINE_BYTES: usize = 1 << 20;
 /// AWS writes one when access logging is turned on; it holds no requests.
-const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
+pub(super) const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
+
+/// Hidden entries are skipped: the stand-in's `.incoming/`, editors' and tools' temp files.
+pub(super) fn is_hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+/// What one read of the inputs selects: files and directories the listing window admits, not
+/// seen before (`--follow`).
+pub(super) struct Pass<'a> {
+    pub listing: Range,
+    pub seen: Option<&'a mut Seen>,
+}
 
 /// Reading an input failed (reported, counted, and the next input is read), or writing the
 /// output did (which ends the command).
@@ -26,7 +40,7 @@ enum Failure {
 impl<W: Write> Decoder<W> {
     /// A file, a directory (recursively, in name order, hidden entries skipped) or `-`.
     /// Unreadable paths are reported and counted; only output errors are returned.
-    pub fn decode_path(&mut self, path: &Path) -> io::Result<()> {
+    pub(super) fn decode_path(&mut self, path: &Path, pass: &mut Pass<'_>) -> io::Result<()> {
         if path == Path::new("-") {
             let stdin = io::stdin().lock();
             return self.decode_stream("<stdin>", BufReader::with_capacity(256 * 1024, stdin));
@@ -39,7 +53,7 @@ impl<W: Write> Decoder<W> {
             let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
                 Ok(entries) => entries
                     .filter_map(Result::ok)
-                    .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                    .filter(|entry| !is_hidden(&entry.file_name().to_string_lossy()))
                     // Symlinked directories are not followed: a link to a parent would loop.
                     .filter(|entry| {
                         !entry.file_type().is_ok_and(|t| t.is_symlink()) || entry.path().is_file()
@@ -50,7 +64,16 @@ impl<W: Write> Decoder<W> {
             };
             entries.sort();
             for entry in entries {
-                self.decode_path(&entry)?;
+                let admitted = if entry.is_dir() {
+                    let components = entry.iter().map(|part| part.to_str().unwrap_or(""));
+                    pass.listing.admits_dir(components)
+                } else {
+                    let name = entry.file_name().unwrap_or_default().to_string_lossy();
+                    pass.listing.admits_file(&name)
+                };
+                if admitted {
+                    self.decode_path(&entry, pass)?;
+                }
             }
             return Ok(());
         }
@@ -60,6 +83,11 @@ impl<W: Write> Decoder<W> {
             .is_some_and(|n| n.to_string_lossy().contains(AWS_TEST_FILE))
         {
             tracing::debug!("skipping AWS's test file {name}");
+            return Ok(());
+        }
+        if let Some(seen) = pass.seen.as_deref_mut()
+            && !seen.insert(&name)
+        {
             return Ok(());
         }
         match File::open(path) {

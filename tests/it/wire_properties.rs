@@ -101,6 +101,12 @@ fn decode_args() -> DecodeArgs {
         verify_key: None,
         dedup_window: 1_000_000,
         max_pending_bytes: 64 << 20,
+        since: None,
+        until: None,
+        follow: false,
+        poll_interval: std::time::Duration::from_secs(60),
+        jobs: 4,
+        s3_endpoint: None,
     }
 }
 

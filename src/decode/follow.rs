@@ -1,0 +1,117 @@
+//! `--follow`: after the first read, look again every `--poll-interval` and decode what is
+//! new, until SIGINT or SIGTERM. What it keeps between looks is in memory: the files seen
+//! (here), and in the decoder the fragments waiting for the rest of their message and the
+//! recent ids.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::window::{self, Range, Timestamp};
+
+/// How far back each later look lists: a day. Load balancers deliver a file minutes after
+/// its interval ends; a file that lands later than this after its end time is not seen.
+pub(super) const LOOKBACK_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// The inputs read so far, by name, with the end time their name carries (if any).
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    names: HashMap<String, Option<i64>>,
+}
+
+impl Seen {
+    /// True the first time `name` is offered.
+    pub(super) fn insert(&mut self, name: &str) -> bool {
+        if self.names.contains_key(name) {
+            return false;
+        }
+        self.names
+            .insert(name.to_string(), window::name_end_time(name));
+        true
+    }
+
+    /// Forgets the names that `listing` can no longer admit (their end time is before its
+    /// start), so memory holds about a day of names, not every name ever read.
+    pub(super) fn forget_outside(&mut self, listing: &Range) {
+        self.names.retain(|name, end| match end {
+            Some(_) => listing.admits_file(name),
+            None => true,
+        });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// The listing window of a later look: from a day ago (or `--since`, if later) on.
+pub(super) fn later_listing(range: &Range, now: Timestamp) -> Range {
+    let day_ago = now.minus_micros(LOOKBACK_MICROS);
+    Range {
+        since: Some(range.since.map_or(day_ago, |since| since.max(day_ago))),
+        until: None,
+    }
+}
+
+/// SIGINT or SIGTERM: stop after the file being read. A second one exits at once.
+pub(super) fn stop_on_signals(
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stop, stopped) = watch::channel(false);
+    let _guard = runtime.enter();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    runtime.spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if round > 0 {
+                tracing::warn!("second signal: exiting without the summary");
+                std::process::exit(130);
+            }
+            tracing::info!("stopping after the file being read (a second signal exits at once)");
+            let _ = stop.send(true);
+        }
+    });
+    Ok(stopped)
+}
+
+/// Sleeps for `interval`, or less if a stop signal comes; true if it did.
+pub(super) fn wait(
+    runtime: &tokio::runtime::Runtime,
+    stopped: &mut watch::Receiver<bool>,
+    interval: Duration,
+) -> bool {
+    runtime.block_on(async {
+        tokio::time::timeout(interval, stopped.wait_for(|stop| *stop))
+            .await
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::window::parse_time;
+
+    #[test]
+    fn names_are_read_once_and_forgotten_once_out_of_the_window() {
+        let mut seen = Seen::default();
+        let old = "lb/2026/11/01/1_elasticloadbalancing_r_app.lb.1_20261101T1200Z_ip_x.log.gz";
+        let new = "lb/2026/12/01/1_elasticloadbalancing_r_app.lb.1_20261201T1200Z_ip_x.log.gz";
+        let untimed = "lb/manual-export.log";
+        for name in [old, new, untimed] {
+            assert!(seen.insert(name));
+            assert!(!seen.insert(name));
+        }
+        let now = parse_time("2026-12-01T13:00:00Z", Timestamp(0)).expect("time");
+        seen.forget_outside(&later_listing(&Range::default(), now));
+        assert_eq!(seen.len(), 2, "only the month-old name is forgotten");
+        assert!(!seen.insert(new) && !seen.insert(untimed));
+    }
+}

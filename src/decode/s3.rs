@@ -1,0 +1,470 @@
+//! `s3://bucket/prefix` inputs: listed as a directory tree (one delimited listing per level,
+//! so `--since`/`--until` prune whole days and the order is the local walk's), fetched a few
+//! objects at a time, and streamed into the decoder in listing order.
+//!
+//! The decoder is synchronous and runs on the calling thread; listing and fetching run on a
+//! small tokio runtime. Each object streams through its own bounded channel of body chunks,
+//! and at most `--jobs` objects are in flight, so memory stays flat however large the bucket.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::follow::Seen;
+use super::walk::{AWS_TEST_FILE, is_hidden};
+use super::window::Range;
+
+/// Body chunks buffered per object in flight.
+const CHUNKS_PER_OBJECT: usize = 16;
+/// Transient failures (5xx, resets) are retried a few times, not for object_store's default
+/// of minutes: a listing that cannot be done is reported and the next path is read.
+const RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `s3://bucket/prefix`: the prefix is a directory (or names one object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct S3Url {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Url {
+    /// `None` if `text` is not an `s3://` URL; an error if it is one without a bucket.
+    pub(super) fn parse(text: &str) -> Option<Result<S3Url, String>> {
+        let rest = text.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Some(Err(format!("{text}: no bucket name")));
+        }
+        Some(Ok(S3Url {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        }))
+    }
+
+    fn object_name(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// What a listing yields, in order.
+pub(super) enum Listed {
+    Object {
+        name: String,
+        body: Body,
+    },
+    /// A listing failed (`what`: "list s3://…"): reported, counted as unreadable, and the
+    /// walk goes on.
+    Failed {
+        what: String,
+        error: String,
+    },
+    /// The prefix holds nothing and names no object.
+    Nothing {
+        name: String,
+    },
+}
+
+/// The S3 side: a runtime for the requests and one client per bucket.
+pub(super) struct S3 {
+    runtime: tokio::runtime::Runtime,
+    endpoint: Option<String>,
+    jobs: usize,
+    stores: HashMap<String, Arc<AmazonS3>>,
+}
+
+impl S3 {
+    pub(super) fn new(endpoint: Option<String>, jobs: usize) -> io::Result<Self> {
+        // reqwest is built without a crypto provider of its own: it uses the process default.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("drifter-s3")
+            .enable_all()
+            .build()?;
+        Ok(S3 {
+            runtime,
+            endpoint,
+            jobs,
+            stores: HashMap::new(),
+        })
+    }
+
+    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// Starts listing and fetching everything under `url` that `listing` admits and `seen`
+    /// has not seen; the objects come out of the iterator in order.
+    pub(super) fn objects(&mut self, url: &S3Url, listing: Range, seen: Option<Seen>) -> Objects {
+        let (sender, receiver) = mpsc::channel(self.jobs);
+        let store = self.store(&url.bucket);
+        let walk = Walk {
+            url: url.clone(),
+            listing,
+            seen,
+            out: sender,
+            jobs: Arc::new(Semaphore::new(self.jobs)),
+        };
+        let producer = match store {
+            Ok(store) => self.runtime.spawn(walk.run(store)),
+            Err(error) => self.runtime.spawn(async move {
+                let what = format!("list {}", walk.url);
+                let _ = walk.out.send(Listed::Failed { what, error }).await;
+                walk.seen
+            }),
+        };
+        Objects {
+            receiver,
+            producer: Some(producer),
+            handle: self.runtime.handle().clone(),
+        }
+    }
+
+    fn store(&mut self, bucket: &str) -> Result<Arc<AmazonS3>, String> {
+        if let Some(store) = self.stores.get(bucket) {
+            return Ok(store.clone());
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            });
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        } else if !region_in_environment() {
+            // The bucket says where it is; without this, S3 answers 301 for other regions.
+            let region = self
+                .runtime
+                .block_on(object_store::aws::resolve_bucket_region(
+                    bucket,
+                    &ClientOptions::default(),
+                ));
+            match region {
+                Ok(region) => builder = builder.with_region(region),
+                Err(e) => return Err(describe(&e)),
+            }
+        }
+        let store = Arc::new(builder.build().map_err(|e| describe(&e))?);
+        self.stores.insert(bucket.to_string(), store.clone());
+        Ok(store)
+    }
+}
+
+fn region_in_environment() -> bool {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// The objects under one URL, in order; dropping it stops the listing and the fetches.
+pub(super) struct Objects {
+    receiver: mpsc::Receiver<Listed>,
+    producer: Option<tokio::task::JoinHandle<Option<Seen>>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Iterator for Objects {
+    type Item = Listed;
+
+    fn next(&mut self) -> Option<Listed> {
+        self.receiver.blocking_recv()
+    }
+}
+
+impl Objects {
+    /// Waits for the listing to end and gives back the keys it has seen.
+    pub(super) fn finish(mut self) -> Option<Seen> {
+        self.receiver.close();
+        let producer = self.producer.take()?;
+        self.handle.block_on(producer).ok().flatten()
+    }
+}
+
+/// One object's bytes, read on the decoder's thread as they arrive.
+pub(super) struct Body {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+impl BufRead for Body {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.current.advance(amount.min(self.current.len()));
+    }
+}
+
+struct Walk {
+    url: S3Url,
+    listing: Range,
+    seen: Option<Seen>,
+    out: mpsc::Sender<Listed>,
+    jobs: Arc<Semaphore>,
+}
+
+enum Pending {
+    Dir(ObjectPath),
+    Object(ObjectMeta),
+}
+
+impl Walk {
+    /// Depth first, each level in name order: the order `decode` reads a local tree in.
+    async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
+        let root = ObjectPath::from(self.url.prefix.as_str());
+        let mut pending = vec![Pending::Dir(root.clone())];
+        let mut found = false;
+        while let Some(next) = pending.pop() {
+            let dir = match next {
+                Pending::Object(meta) => {
+                    found = true;
+                    if !self.fetch(&store, meta).await {
+                        break;
+                    }
+                    continue;
+                }
+                Pending::Dir(dir) => dir,
+            };
+            let prefix = (!dir.as_ref().is_empty()).then_some(&dir);
+            let listed = match store.list_with_delimiter(prefix).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    let shown = if dir.as_ref().is_empty() {
+                        String::new()
+                    } else {
+                        format!("{dir}/")
+                    };
+                    let name = self.url.object_name(&shown);
+                    let failed = Listed::Failed {
+                        what: format!("list {name}"),
+                        error: describe(&e),
+                    };
+                    if self.out.send(failed).await.is_err() {
+                        break;
+                    }
+                    // A failed root has been reported: not also as empty.
+                    found = true;
+                    continue;
+                }
+            };
+            found |= !listed.objects.is_empty() || !listed.common_prefixes.is_empty();
+            let mut children: Vec<(String, Pending)> = Vec::new();
+            for sub in listed.common_prefixes {
+                let name = sub.filename().unwrap_or_default().to_string();
+                if !is_hidden(&name) && self.listing.admits_dir(parts(&sub)) {
+                    children.push((name, Pending::Dir(sub)));
+                }
+            }
+            for meta in listed.objects {
+                let name = meta.location.filename().unwrap_or_default().to_string();
+                if !is_hidden(&name)
+                    && !name.contains(AWS_TEST_FILE)
+                    && self.listing.admits_file(&name)
+                {
+                    children.push((name, Pending::Object(meta)));
+                }
+            }
+            children.sort_by(|a, b| a.0.cmp(&b.0));
+            pending.extend(children.into_iter().rev().map(|(_, child)| child));
+        }
+        if !found && !root.as_ref().is_empty() {
+            // Not a prefix: perhaps one object.
+            match store.head(&root).await {
+                Ok(meta) => {
+                    self.fetch(&store, meta).await;
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    let name = self.url.to_string();
+                    let _ = self.out.send(Listed::Nothing { name }).await;
+                }
+                Err(e) => {
+                    let what = format!("read {}", self.url);
+                    let error = describe(&e);
+                    let _ = self.out.send(Listed::Failed { what, error }).await;
+                }
+            }
+        } else if !found {
+            let name = self.url.to_string();
+            let _ = self.out.send(Listed::Nothing { name }).await;
+        }
+        self.seen
+    }
+
+    /// Starts fetching one object and hands its body to the decoder; false once the decoder
+    /// has gone.
+    async fn fetch(&mut self, store: &Arc<AmazonS3>, meta: ObjectMeta) -> bool {
+        let name = self.url.object_name(meta.location.as_ref());
+        if let Some(seen) = &mut self.seen
+            && !seen.insert(&name)
+        {
+            return true;
+        }
+        let Ok(permit) = self.jobs.clone().acquire_owned().await else {
+            return false;
+        };
+        let (chunks, receiver) = mpsc::channel(CHUNKS_PER_OBJECT);
+        let store = store.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let location = meta.location;
+            let mut stream = match store.get(&location).await {
+                Ok(result) => result.into_stream(),
+                Err(e) => {
+                    let _ = chunks.send(Err(io::Error::other(describe(&e)))).await;
+                    return;
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                let failed = chunk.is_err();
+                let chunk = chunk.map_err(|e| io::Error::other(describe(&e)));
+                if chunks.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let body = Body {
+            chunks: receiver,
+            current: Bytes::new(),
+        };
+        self.out.send(Listed::Object { name, body }).await.is_ok()
+    }
+}
+
+fn parts(path: &ObjectPath) -> impl DoubleEndedIterator<Item = &str> {
+    path.as_ref().split('/')
+}
+
+/// One line for an S3 error: object_store's own wording runs to several lines with the
+/// request, the retries and the response body.
+fn describe(error: &object_store::Error) -> String {
+    let text = chain_text(error);
+    tracing::debug!("S3 error in full: {text}");
+    let code = xml_field(&text, "Code");
+    let what = match (error, code.as_deref()) {
+        (_, Some("NoSuchBucket")) => "no such bucket".to_string(),
+        (_, Some("AccessDenied")) | (object_store::Error::PermissionDenied { .. }, _) => {
+            "access denied (the reader needs s3:ListBucket on the prefix and s3:GetObject)"
+                .to_string()
+        }
+        (_, Some(code @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"))) => {
+            format!("the credentials were rejected ({code})")
+        }
+        (object_store::Error::Unauthenticated { .. }, _) => {
+            "the credentials were rejected".to_string()
+        }
+        (object_store::Error::NotFound { .. }, _) => "not found".to_string(),
+        (_, Some(code)) => match xml_field(&text, "Message") {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_string(),
+        },
+        // Credentials came from instance metadata, which did not answer.
+        _ if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") => {
+            format!(
+                "no credentials: none in the environment, and instance metadata did not answer ({})",
+                innermost(error)
+            )
+        }
+        _ => innermost(error),
+    };
+    what.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every message in the error's chain, joined.
+fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The deepest cause: "Connection refused", rather than the request that met it.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest: &dyn std::error::Error = error;
+    while let Some(cause) = deepest.source() {
+        deepest = cause;
+    }
+    deepest.to_string()
+}
+
+fn xml_field(text: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_prefix() {
+        let parsed = |text| S3Url::parse(text).map(|r| r.map(|u| (u.bucket, u.prefix)));
+        assert_eq!(parsed("/tmp/x"), None);
+        assert_eq!(parsed("s3://b"), Some(Ok(("b".into(), "".into()))));
+        assert_eq!(parsed("s3://b/"), Some(Ok(("b".into(), "".into()))));
+        assert_eq!(
+            parsed("s3://b/AWSLogs/1/"),
+            Some(Ok(("b".into(), "AWSLogs/1".into())))
+        );
+        assert!(matches!(parsed("s3:///x"), Some(Err(_))));
+    }
+
+    #[test]
+    fn s3_errors_fit_on_one_line() {
+        let body = "Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+        let error = object_store::Error::Generic {
+            store: "S3",
+            source: body.into(),
+        };
+        assert_eq!(describe(&error), "no such bucket");
+        let other = object_store::Error::Generic {
+            store: "S3",
+            source: "<Code>SlowDown</Code>\n<Message>Please\nreduce</Message>".into(),
+        };
+        assert_eq!(describe(&other), "SlowDown: Please reduce");
+    }
+}
