@@ -620,3 +620,130 @@ pub fn sequences(targets: &[Vec<u8>]) -> BTreeSet<(String, u64)> {
         })
         .collect()
 }
+
+/// An executable on PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// moto in server mode on a free port of 127.0.0.1: a real S3 (and IAM, CloudFormation) API,
+/// killed when dropped. Its request log (one line per request) is kept for the tests to read.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+    python: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// `None` (the test is skipped) when moto is not installed, unless components are
+    /// required. `env` is moto's own (INITIAL_NO_AUTH_ACTION_COUNT, say).
+    pub async fn start(env: &[(&str, &str)]) -> Option<Self> {
+        let Some(server) = on_path("moto_server") else {
+            assert!(
+                !components_required(),
+                "DRIFTER_RSYSLOG_E2E=1 but moto_server is not on PATH"
+            );
+            eprintln!("skipped: moto_server is not installed");
+            return None;
+        };
+        // The venv that holds moto_server holds boto3 for the fixtures too.
+        let python = server
+            .parent()
+            .map(|bin| bin.join("python3"))
+            .filter(|python| python.is_file())
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        let port = unused_port().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("moto log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto_server");
+        let listening = eventually(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(listening, "moto_server did not listen on {port}");
+        Some(Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            python,
+            dir,
+        })
+    }
+
+    /// The environment `decode` needs to reach it with moto's test credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+        ]
+    }
+
+    /// Runs `tests/it/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
+    pub fn fixture(&self, command: &str, args: &[&str]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/s3_fixture.py");
+        let output = std::process::Command::new(&self.python)
+            .arg(script)
+            .arg(command)
+            .arg(&self.endpoint)
+            .args(args)
+            .output()
+            .expect("run s3_fixture.py");
+        assert!(
+            output.status.success(),
+            "s3_fixture.py {command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Uploads every file under `dir` to `s3://bucket/prefix/…`.
+    pub fn upload(&self, bucket: &str, prefix: &str, dir: &Path) {
+        let dir = dir.display().to_string();
+        self.fixture("upload", &[bucket, prefix, &dir]);
+    }
+
+    /// The request lines moto has logged (`GET /bucket/key?… HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let start = line.find('"')? + 1;
+                let end = start + line[start..].find('"')?;
+                Some(without_colours(&line[start..end]))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// moto colours error answers in its log: the text without the escape codes.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('\u{1b}') {
+        plain.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find('m')
+            .map_or("", |end| &rest[start + end + 1..]);
+    }
+    plain.push_str(rest);
+    plain
+}
