@@ -388,7 +388,9 @@ async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() 
     moto.upload("logs", "present", local.path());
     let closed = support::unused_port().await;
     let nowhere = format!("http://127.0.0.1:{closed}");
-    let cases: [(&str, &str, Vec<(&str, &str)>); 4] = [
+    // (case, what its error line says, the environment that makes it)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let cases: [Case; 4] = [
         ("no bucket", "no such bucket", vec![]),
         (
             "no credentials",
