@@ -12,10 +12,9 @@ mod support;
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::Context;
 use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
 use time::OffsetDateTime;
 
@@ -33,13 +32,14 @@ fn main() -> anyhow::Result<()> {
     let mb = bytes as f64 / 1e6;
     println!("{entries} entries, {mb:.0} MB uncompressed per file");
 
-    let baseline = time_command(Command::new("wc").arg("-l").arg(&plain))?.0;
-    let (decode, rss) = time_command(Command::new(&binary).arg("decode").arg(&plain))?;
+    let baseline = support::time_command(Command::new("wc").arg("-l").arg(&plain))?.0;
+    let (decode, rss) = support::time_command(Command::new(&binary).arg("decode").arg(&plain))?;
     report("Classic .log", mb, baseline, "wc -l", decode, rss);
 
     let shell = format!("gzip -dc '{}' > /dev/null", compressed.display());
-    let baseline = time_command(Command::new("sh").arg("-c").arg(&shell))?.0;
-    let (decode, rss) = time_command(Command::new(&binary).arg("decode").arg(&compressed))?;
+    let baseline = support::time_command(Command::new("sh").arg("-c").arg(&shell))?.0;
+    let (decode, rss) =
+        support::time_command(Command::new(&binary).arg("decode").arg(&compressed))?;
     report("ALB .log.gz", mb, baseline, "gzip -dc", decode, rss);
     Ok(())
 }
@@ -53,27 +53,6 @@ fn report(what: &str, mb: f64, baseline: Duration, name: &str, decode: Duration,
         rate(decode) / rate(baseline) * 100.0,
         rss
     );
-}
-
-/// Runs `command` with stdout to /dev/null; returns its wall time and peak RSS in KiB.
-fn time_command(command: &mut Command) -> anyhow::Result<(Duration, u64)> {
-    let started = Instant::now();
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the command")?;
-    let mut peak = 0;
-    loop {
-        if let Some(kib) = support::peak_rss_kib(child.id()) {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait()? {
-            anyhow::ensure!(status.success(), "the command failed: {status}");
-            return Ok((started.elapsed(), peak));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Writes the same requests as Classic (plain) and ALB (gzip) entries until `target` bytes.

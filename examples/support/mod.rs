@@ -328,3 +328,24 @@ pub async fn wrk(url: &str, connections: usize, seconds: u64) -> anyhow::Result<
         .context("no rate in wrk's output")?;
     Ok((rate, cpu / requests.max(1) as u32))
 }
+
+/// Runs `command` with stdout to /dev/null; returns its wall time and peak RSS in KiB.
+pub fn time_command(command: &mut std::process::Command) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the command")?;
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "the command failed: {status}");
+            return Ok((started.elapsed(), peak));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -9,6 +9,7 @@
 mod rsyslogd;
 mod support;
 
+mod decode_duckdb;
 mod decode_s3;
 mod metrics;
 mod omprog_protocol;

@@ -681,6 +681,29 @@ impl Moto {
         })
     }
 
+    /// The Python of moto's venv, if it can import `module` (None, the test skipped, when it
+    /// cannot, unless components are required).
+    pub fn python_with(module: &str) -> Option<PathBuf> {
+        let python = on_path("moto_server")
+            .and_then(|server| server.parent().map(|bin| bin.join("python3")))
+            .filter(|python| python.is_file())
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        let imports = std::process::Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !imports {
+            assert!(
+                !components_required(),
+                "DRIFTER_RSYSLOG_E2E=1 but {} cannot import {module}",
+                python.display()
+            );
+            eprintln!("skipped: Python module {module} is not installed");
+            return None;
+        }
+        Some(python)
+    }
+
     /// The environment `decode` needs to reach it with moto's test credentials.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -1,0 +1,115 @@
+//! The read side at scale: the DuckDB text of README's "Querying at scale with Athena" section
+//! (`examples/aws/duckdb.sql`, the embedded stand-in for the Athena text beside it) gives the
+//! same messages as `decode`, byte for byte and in the same order, over `mock-elb` output
+//! with fragments, duplicates, bytes that are not UTF-8, `+ % & = " \`, a forged request,
+//! another client's and a scanner's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
+
+use crate::decode_s3::corpus_tree;
+use crate::support::{self, Moto};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const DUCKDB_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws/duckdb.sql");
+const ATHENA_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws/athena.sql");
+
+/// Requests decode must not print, or (the forged one, without --verify-key) must print, in a
+/// file of their own beside the stand-in's.
+fn add_strangers(tree: &Path, format: Format) {
+    let files = support::log_files(tree);
+    let dir = files[0].parent().expect("a day directory");
+    let balancer = Balancer {
+        name: "drifter-mock".into(),
+        id: "0123456789abcdef".into(),
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        node_ip: "127.0.0.1".into(),
+    };
+    let mut lines = Vec::new();
+    for (agent, target) in [
+        ("curl/8.5.0", "/?another%20client"),
+        ("Mozilla/5.0", "/wp-login.php?action=register"),
+        (
+            "drifter-rsyslog/0.1.0",
+            "/?forged%20line&m=00000000000000000000000000000000",
+        ),
+        ("drifter-rsyslog/0.1.0", "/?bad%escape"),
+        ("drifter-rsyslog/0.1.0", "/"),
+    ] {
+        let request = Request {
+            time: time::OffsetDateTime::now_utc(),
+            client: ([10, 9, 8, 7], 5555).into(),
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:80{target}").into_bytes(),
+            version: "HTTP/1.1".into(),
+            user_agent: Some(agent.as_bytes().to_vec()),
+            status: 204,
+            received_bytes: 0,
+            sent_bytes: 0,
+            tls: None,
+            unreadable: false,
+        };
+        access_log::write_entry(format, &balancer, &request, &mut lines);
+    }
+    std::fs::write(dir.join("zz_strangers.log"), lines).expect("write");
+}
+
+fn duckdb(python: &Path, glob: &str) -> Vec<u8> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/duckdb_decode.py");
+    let output = std::process::Command::new(python)
+        .args([script, DUCKDB_SQL, glob])
+        .output()
+        .expect("run duckdb_decode.py");
+    assert!(
+        output.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[tokio::test]
+async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
+    // moto's venv holds duckdb too; Moto is only used to find it.
+    let Some(python) = Moto::python_with("duckdb") else {
+        return;
+    };
+    for (name, format) in [("classic", Format::Classic), ("alb", Format::Alb)] {
+        let tree = corpus_tree(name).await;
+        add_strangers(tree.path(), format);
+        let dir = tree.path().display().to_string();
+        let decoded = support::run_with_input(&["decode", &dir], b"", LIMIT).await;
+        assert_eq!(decoded.code(), Some(0), "{name}: {}", decoded.stderr);
+        decoded.assert_logged("skipped 2 from other clients, 1 without a message, 1 malformed");
+        assert!(
+            decoded
+                .stdout
+                .windows(14)
+                .any(|w| w == b"not utf-8: \xff\xfe "),
+            "{name}: the corpus is in it"
+        );
+        let queried = duckdb(&python, &format!("{dir}/AWSLogs/**/*.log*"));
+        assert_eq!(
+            String::from_utf8_lossy(&queried),
+            String::from_utf8_lossy(&decoded.stdout),
+            "{name}"
+        );
+        assert_eq!(queried, decoded.stdout, "{name}: byte for byte");
+    }
+}
+
+#[test]
+fn the_readme_shows_both_query_texts_as_they_are_in_the_repository() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for path in [DUCKDB_SQL, ATHENA_SQL] {
+        let text = std::fs::read_to_string(path).expect("query text");
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md must hold {path} verbatim"
+        );
+    }
+}
