@@ -16,8 +16,10 @@
 //!                    omprog: OK / DEFER_COMMIT      settle: delivered, handed back,
 //!                    replies to rsyslog             dead_letter, or lost (stats)
 //!
-//! decode    files, dirs, stdin ─► walk ─► decoder ─► reassembly ─► output ─► stdout
-//!           (plain or gzip)               (access_log, wire)  (fragments, ids, gaps)
+//! decode    files, dirs, stdin ─► walk ─┐
+//!           s3://bucket/prefix ─► s3 ───┴► decoder ─► reassembly ─► output ─► stdout
+//!           (window: --since/--until    (access_log, wire)  (fragments, ids, gaps)
+//!            prune by layout; follow: poll again, seen names)
 //!
 //! mock-elb  requests ─► server ─► log_files (access_log entries, S3 key layout)
 //! ```
@@ -31,7 +33,7 @@
 //! | [`spool`] | the durable spool (`record`, `state`, `store`) and the `spool` command (`status`) |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
 //! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |
-//! | [`decode`] | the `decode` command: `walk`, `decoder`, `reassembly`, `output` |
+//! | [`decode`] | the `decode` command: `walk` (local), `s3`, `window` (`--since`/`--until`), `follow`, `decoder`, `reassembly`, `output` |
 //! | [`mock_elb`] | the `mock-elb` command: `server`, `log_files` |
 //! | [`key_file`] | reading and checking keys (send and decode) |
 //! | `metrics` | the `--metrics-listen` server (`/metrics`, `/healthz`, `/readyz`) of `send` and `mock-elb` |

@@ -6,9 +6,10 @@
 //! load balancer gets scanners and bots), lines that do not parse (reported with file and line
 //! number), and requests that carry no message (the `--probe` request).
 //!
-//! Data path: `walk` finds and opens the inputs, the `decoder` takes each line apart (with
+//! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
+//! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids and
-//! sequence numbers, and `output` writes the messages.
+//! sequence numbers, and `output` writes the messages. `follow` looks again for new inputs.
 
 mod decoder;
 mod follow;

@@ -85,6 +85,10 @@ async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
         assert_eq!(decoded.code(), Some(0), "{name}: {}", decoded.stderr);
         decoded.assert_logged("skipped 2 from other clients, 1 without a message, 1 malformed");
         assert!(
+            support::logged_count(&decoded, "duplicates") > Some(0),
+            "{name}"
+        );
+        assert!(
             decoded
                 .stdout
                 .windows(14)

@@ -770,3 +770,14 @@ fn without_colours(text: &str) -> String {
     plain.push_str(rest);
     plain
 }
+
+/// The number before `what` in the run's stderr (`12 duplicates` of decode's summary).
+pub fn logged_count(run: &Run, what: &str) -> Option<u64> {
+    let at = run.stderr.find(&format!(" {what}"))?;
+    let digits: String = run.stderr[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
