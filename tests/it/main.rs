@@ -9,6 +9,7 @@
 mod rsyslogd;
 mod support;
 
+mod aws_stack;
 mod decode_duckdb;
 mod decode_s3;
 mod metrics;
