@@ -196,6 +196,9 @@ impl Objects {
     /// Waits for the listing to end and gives back the keys it has seen.
     pub(super) fn finish(mut self) -> Option<Seen> {
         self.receiver.close();
+        // Bodies left unread (a stop): dropping them ends their fetches, which frees the
+        // permits the listing may be waiting for.
+        while self.receiver.try_recv().is_ok() {}
         let producer = self.producer.take()?;
         self.handle.block_on(producer).ok().flatten()
     }
