@@ -15,8 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
-use time::OffsetDateTime;
+use drifter_rsyslog::access_log::{self, Format};
 
 fn main() -> anyhow::Result<()> {
     let megabytes: u64 = std::env::args()
@@ -57,13 +56,7 @@ fn report(what: &str, mb: f64, baseline: Duration, name: &str, decode: Duration,
 
 /// Writes the same requests as Classic (plain) and ALB (gzip) entries until `target` bytes.
 fn generate(plain: &Path, compressed: &Path, target: u64) -> anyhow::Result<(u64, u64)> {
-    let balancer = Balancer {
-        name: "bench".into(),
-        id: "50dc6c495c0c9188".into(),
-        account: "123456789012".into(),
-        region: "us-east-1".into(),
-        node_ip: "10.0.0.1".into(),
-    };
+    let balancer = support::bench_balancer();
     let mut classic = BufWriter::new(std::fs::File::create(plain)?);
     let mut alb = flate2::write::GzEncoder::new(
         BufWriter::new(std::fs::File::create(compressed)?),
@@ -72,27 +65,7 @@ fn generate(plain: &Path, compressed: &Path, target: u64) -> anyhow::Result<(u64
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut line = Vec::new();
     while bytes < target {
-        let message = format!(
-            "<13>Nov 23 11:00:00 web-{} app[{entries}]: request id={entries:016x} path=/api/v1/items status=200 took=12ms user=\"alice\" é",
-            entries % 7
-        );
-        let request = Request {
-            time: OffsetDateTime::now_utc(),
-            client: "10.1.2.3:40000".parse()?,
-            method: "GET".into(),
-            url: drifter_rsyslog::wire::encode_target(
-                "http://elb.example.com:80/",
-                message.as_bytes(),
-            )
-            .into_bytes(),
-            version: "HTTP/1.1".into(),
-            user_agent: Some(b"drifter-rsyslog/0.1.0".to_vec()),
-            status: 503,
-            received_bytes: 300,
-            sent_bytes: 90,
-            tls: None,
-            unreadable: false,
-        };
+        let request = support::bench_request(entries)?;
         line.clear();
         access_log::write_entry(Format::Classic, &balancer, &request, &mut line);
         classic.write_all(&line)?;

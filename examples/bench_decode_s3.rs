@@ -17,8 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
-use time::OffsetDateTime;
+use drifter_rsyslog::access_log::{self, Format};
 
 const FILE_BYTES: u64 = 8 << 20;
 
@@ -130,13 +129,7 @@ impl Drop for Moto {
 
 /// ALB files of [`FILE_BYTES`] each, in the layout the load balancer writes, until `target`.
 fn generate(root: &Path, target: u64) -> anyhow::Result<(u64, u64)> {
-    let balancer = Balancer {
-        name: "bench".into(),
-        id: "50dc6c495c0c9188".into(),
-        account: "123456789012".into(),
-        region: "us-east-1".into(),
-        node_ip: "10.0.0.1".into(),
-    };
+    let balancer = support::bench_balancer();
     let day = root.join("AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/12/01");
     std::fs::create_dir_all(&day)?;
     let (mut files, mut bytes, mut entries) = (0u64, 0u64, 0u64);
@@ -153,27 +146,7 @@ fn generate(root: &Path, target: u64) -> anyhow::Result<(u64, u64)> {
         );
         let mut in_file = 0;
         while in_file < FILE_BYTES {
-            let message = format!(
-                "<13>Dec  1 11:00:00 web-{} app[{entries}]: request id={entries:016x} path=/api/v1/items status=200 took=12ms user=\"alice\" é",
-                entries % 7
-            );
-            let request = Request {
-                time: OffsetDateTime::now_utc(),
-                client: "10.1.2.3:40000".parse()?,
-                method: "GET".into(),
-                url: drifter_rsyslog::wire::encode_target(
-                    "http://elb.example.com:80/",
-                    message.as_bytes(),
-                )
-                .into_bytes(),
-                version: "HTTP/1.1".into(),
-                user_agent: Some(b"drifter-rsyslog/0.1.0".to_vec()),
-                status: 204,
-                received_bytes: 300,
-                sent_bytes: 90,
-                tls: None,
-                unreadable: false,
-            };
+            let request = support::bench_request(entries)?;
             line.clear();
             access_log::write_entry(Format::Alb, &balancer, &request, &mut line);
             gz.write_all(&line)?;

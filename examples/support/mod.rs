@@ -349,3 +349,36 @@ pub fn time_command(command: &mut std::process::Command) -> anyhow::Result<(Dura
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The load balancer the decode benchmarks' generated logs come from.
+pub fn bench_balancer() -> drifter_rsyslog::access_log::Balancer {
+    drifter_rsyslog::access_log::Balancer {
+        name: "bench".into(),
+        id: "50dc6c495c0c9188".into(),
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        node_ip: "10.0.0.1".into(),
+    }
+}
+
+/// Request `number` of the decode benchmarks: a ~200-byte syslog line, as `send` encodes it.
+pub fn bench_request(number: u64) -> anyhow::Result<Request> {
+    let message = format!(
+        "<13>Nov 23 11:00:00 web-{} app[{number}]: request id={number:016x} path=/api/v1/items status=200 took=12ms user=\"alice\" é",
+        number % 7
+    );
+    Ok(Request {
+        time: time::OffsetDateTime::now_utc(),
+        client: "10.1.2.3:40000".parse()?,
+        method: "GET".into(),
+        url: drifter_rsyslog::wire::encode_target("http://elb.example.com:80/", message.as_bytes())
+            .into_bytes(),
+        version: "HTTP/1.1".into(),
+        user_agent: Some(b"drifter-rsyslog/0.1.0".to_vec()),
+        status: 503,
+        received_bytes: 300,
+        sent_bytes: 90,
+        tls: None,
+        unreadable: false,
+    })
+}
