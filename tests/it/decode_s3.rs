@@ -451,3 +451,34 @@ async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() 
         "{errors:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_stop_during_the_first_read_ends_the_follow_with_its_summary() {
+    let Some(moto) = Moto::start(&[]).await else {
+        return;
+    };
+    // Several files of 20,000 entries: some are still queued or being fetched at the stop.
+    let tree = tempfile::tempdir().expect("temp dir");
+    let start = utc("2026-11-30T00:00:00Z");
+    for file in 1..=4 {
+        let end = start + time::Duration::hours(file);
+        let times: Vec<OffsetDateTime> = (0..20_000)
+            .map(|n| end - time::Duration::milliseconds(n))
+            .collect();
+        alb_file(tree.path(), end, &times);
+    }
+    moto.upload("busy", "", tree.path());
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child =
+        support::spawn_with_env(&["decode", "--follow", "--jobs", "1", "s3://busy/"], &env);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    assert!(next_line(&mut lines).await.is_some(), "reading has begun");
+    // Objects may still be queued, fetched or half-read: the stop must not wait on them.
+    support::signal(&child, "TERM");
+    while next_line(&mut lines).await.is_some() {}
+    let run = support::wait(child, LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("decoded ");
+}
