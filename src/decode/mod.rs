@@ -58,21 +58,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .map(key_file::load)
         .transpose()
         .map_err(Fatal::usage)?;
-    let paths: Vec<PathBuf> = if args.paths.is_empty() {
-        vec![PathBuf::from("-")]
-    } else {
-        args.paths.clone()
-    };
-    let inputs = paths
-        .iter()
-        .map(|path| Input::parse(path))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
-    if args.follow && inputs.iter().any(|input| matches!(input, Input::Stdin)) {
-        return Err(Fatal::usage(anyhow::anyhow!(
-            "--follow watches directories and s3:// prefixes, not stdin: name them"
-        )));
-    }
+    let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     let range = Range {
         since: args.since,
         until: args.until,
@@ -84,17 +70,16 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             "--since must be before --until"
         )));
     }
-    let needs_runtime = args.follow || inputs.iter().any(|input| matches!(input, Input::S3(_)));
-    let mut s3 = if needs_runtime {
-        let jobs = usize::from(args.jobs);
-        let s3 = S3::new(args.s3_endpoint.clone(), jobs).map_err(|e| {
+    let reads_s3 = inputs.iter().any(|input| matches!(input, Input::S3(_)));
+    let mut s3 = if args.follow || reads_s3 {
+        let s3 = S3::new(args.s3_endpoint.clone(), usize::from(args.jobs)).map_err(|e| {
             Fatal::usage(anyhow::Error::new(e).context("cannot start the S3 client"))
         })?;
         Some(s3)
     } else {
         None
     };
-    if inputs.iter().any(|input| matches!(input, Input::S3(_)))
+    if reads_s3
         && std::env::var_os("AWS_PROFILE").is_some()
         && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
     {
@@ -102,7 +87,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
-    let mut stopped =
+    let stopped =
         match (&s3, args.follow) {
             (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
                 Fatal::usage(anyhow::Error::new(e).context("cannot handle signals"))
@@ -116,33 +101,15 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         verifier,
         io::BufWriter::with_capacity(256 * 1024, stdout),
     );
-    let mut seen = args.follow.then(follow::Seen::default);
-    let result = {
-        let mut reading = Reading {
-            decoder: &mut decoder,
-            s3: s3.as_mut(),
-            follow: args.follow,
-            stopped: stopped.clone(),
-        };
-        let mut result = reading.read_all(&inputs, range, &mut seen, true);
-        if let Some(stopped) = &mut stopped {
-            while result.is_ok() && !*stopped.borrow() {
-                let Some(runtime) = reading.s3.as_deref().map(S3::runtime) else {
-                    break;
-                };
-                if follow::wait(runtime, stopped, args.poll_interval) {
-                    break;
-                }
-                let listing = follow::later_listing(&range, Timestamp::now());
-                if let Some(seen) = &mut seen {
-                    seen.forget_outside(&listing);
-                }
-                result = reading.read_all(&inputs, listing, &mut seen, false);
-            }
-        }
-        result
+    let mut reading = Reading {
+        decoder: &mut decoder,
+        s3: s3.as_mut(),
+        follow: args.follow,
+        stopped,
     };
-    let result = result.and_then(|()| decoder.finish());
+    let result = reading
+        .run(&inputs, range, args.poll_interval)
+        .and_then(|()| decoder.finish());
     match result {
         Ok(()) => {}
         Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
@@ -151,7 +118,27 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             return Err(Fatal::usage(error));
         }
     }
-    let counts = &decoder.counts;
+    Ok(summarize(&decoder.counts, &range))
+}
+
+/// The inputs named (stdin if none), checked before anything is read.
+fn inputs(args: &DecodeArgs) -> Result<Vec<Input>, String> {
+    let inputs = if args.paths.is_empty() {
+        vec![Input::Stdin]
+    } else {
+        args.paths
+            .iter()
+            .map(|path| Input::parse(path))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if args.follow && inputs.iter().any(|input| matches!(input, Input::Stdin)) {
+        return Err("--follow watches directories and s3:// prefixes, not stdin: name them".into());
+    }
+    Ok(inputs)
+}
+
+/// The summary line, and the exit status it means.
+fn summarize(counts: &Counts, range: &Range) -> Status {
     let outside = if range.is_unbounded() {
         String::new()
     } else {
@@ -171,15 +158,15 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         counts.missing
     );
     if counts.unreadable > 0 {
-        Ok(Status::Usage)
+        Status::Usage
     } else if counts.incomplete > 0 || counts.missing > 0 {
-        Ok(Status::Lost)
+        Status::Lost
     } else {
-        Ok(Status::Success)
+        Status::Success
     }
 }
 
-/// One read of every input: the first, or a later look of `--follow`.
+/// Reading the inputs: once, or again and again with `--follow`.
 struct Reading<'a, W: Write> {
     decoder: &'a mut Decoder<W>,
     s3: Option<&'a mut S3>,
@@ -188,12 +175,37 @@ struct Reading<'a, W: Write> {
 }
 
 impl<W: Write> Reading<'_, W> {
+    /// The first read of every input; with `--follow`, a look for new ones every `poll`,
+    /// until a stop signal.
+    fn run(&mut self, inputs: &[Input], range: Range, poll: std::time::Duration) -> io::Result<()> {
+        let mut seen = self.follow.then(follow::Seen::default);
+        self.read_all(inputs, range, &mut seen, true)?;
+        let Some(mut stopped) = self.stopped.clone() else {
+            return Ok(());
+        };
+        while !*stopped.borrow() {
+            let Some(runtime) = self.s3.as_deref().map(S3::runtime) else {
+                break;
+            };
+            if follow::wait(runtime, &mut stopped, poll) {
+                break;
+            }
+            let listing = follow::later_listing(&range, Timestamp::now());
+            if let Some(seen) = &mut seen {
+                seen.forget_outside(&listing);
+            }
+            self.read_all(inputs, listing, &mut seen, false)?;
+        }
+        Ok(())
+    }
+
     fn stop_requested(&self) -> bool {
         self.stopped
             .as_ref()
             .is_some_and(|stopped| *stopped.borrow())
     }
 
+    /// One read of every input: the first, or a later look of `--follow`.
     fn read_all(
         &mut self,
         inputs: &[Input],
