@@ -54,11 +54,12 @@ pub enum Command {
 
     /// Turn load-balancer access logs back into the messages that were sent.
     ///
-    /// Reads files, directories (recursively; gzip by content) or stdin, and prints the
-    /// messages one per line on stdout: fragments joined, copies sent again dropped by id.
-    /// Counts and reports everything else on stderr. Exit status: 0 when the input was read,
-    /// 1 when messages are known to be missing (fragments that never arrived, sequence gaps),
-    /// 2 when a path or the key could not be read.
+    /// Reads files, directories (recursively; gzip by content), s3://bucket/prefix URLs (AWS
+    /// credentials from the environment, web identity, the container or instance metadata)
+    /// or stdin, and prints the messages one per line on stdout: fragments joined, copies sent
+    /// again dropped by id. Counts and reports everything else on stderr. Exit status: 0 when
+    /// the input was read, 1 when messages are known to be missing (fragments that never
+    /// arrived, sequence gaps), 2 when a path, an object or the key could not be read.
     Decode(DecodeArgs),
 
     /// Show what each spool under DIR holds (`send --spool DIR`): entries not yet delivered,
