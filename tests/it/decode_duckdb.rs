@@ -37,6 +37,9 @@ fn add_strangers(tree: &Path, format: Format) {
             "/?forged%20line&m=00000000000000000000000000000000",
         ),
         ("drifter-rsyslog/0.1.0", "/?bad%escape"),
+        // Raw quotes and a backslash, which no sender of drifter's writes: ALB logs them as
+        // \x22 and \x5c, Classic as they are. Both readers must agree on them too.
+        ("drifter-rsyslog/0.1.0", "/?raw%20\"quotes\"%20and%20\\back"),
         ("drifter-rsyslog/0.1.0", "/"),
     ] {
         let request = Request {
