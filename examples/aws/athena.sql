@@ -22,7 +22,7 @@ TBLPROPERTIES (
 
 CREATE OR REPLACE VIEW drifter_messages AS
 WITH entries AS (
-    -- Classic: time elb client ... "request" "user agent" ...; ALB: the type word first.
+    -- Classic: time elb client ... "request" "user agent" ..., and ALB the same after its type word.
     SELECT day, "$path" AS file, regexp_like(line, '^(http|https|h2|grpcs|ws|wss) ') AS is_alb,
            regexp_extract(line, '^(?:(?:http|https|h2|grpcs|ws|wss) )?(\S+) [^"]*"(\S+) (\S+) [^"]*" "([^"]*)"', 1) AS time,
            regexp_extract(line, '^(?:(?:http|https|h2|grpcs|ws|wss) )?(\S+) [^"]*"(\S+) (\S+) [^"]*" "([^"]*)"', 2) AS method,
@@ -41,7 +41,7 @@ queries AS (
     WHERE method = 'GET' AND starts_with(agent, 'drifter-rsyslog/') AND strpos(url, '?') > 0
 ),
 requests AS (
-    -- The message is the part before the first &; the extensions follow in a fixed order.
+    -- The message is the part before the first &, the extensions follow in a fixed order.
     SELECT day, file, time,
            regexp_extract(query, '^([^&]*)', 1) AS message,
            regexp_extract(query, '&i=([^&]*)', 1) AS id,
@@ -55,8 +55,8 @@ requests AS (
     WHERE regexp_like(query, '^[^&=]*(&i=[A-Za-z0-9._-]{1,64})?(&q=[A-Za-z0-9_-]{1,64}\.(0|[1-9][0-9]*))?(&f=[1-9][0-9]*\.[1-9][0-9]*)?(&m=[0-9a-fA-F]{32})?$')
       AND regexp_like(regexp_extract(query, '^([^&]*)', 1), '^([^%]|%[0-9A-Fa-f]{2})*$')
       AND query <> ''
-      -- With send --sign-key: keep only what the key signed (the key stays in the query
-      -- history; drop this line to skip the check).
+      -- With send --sign-key, keep only what the key signed (uncomment the next line: the key
+      -- then stays in the query history).
       -- AND mac = lower(to_hex(substr(hmac_sha256(to_utf8(signed), to_utf8('THE KEY')), 1, 16)))
 ),
 whole AS (
@@ -81,8 +81,9 @@ joined AS (
     GROUP BY id
     HAVING count(*) = max(fragments) AND min(fragments) = max(fragments)
 )
--- url_decode turns + into a space (drifter sends %2B; + is kept as itself here, as decode
--- does), fails the query on a bad escape (try), and turns bytes that are not UTF-8 into U+FFFD.
+-- url_decode turns + into a space (drifter sends %2B, and a raw + is kept as itself here, as
+-- decode does), fails the query on a bad escape (try), and turns bytes that are not UTF-8 into
+-- U+FFFD.
 SELECT day, time, try(url_decode(replace(message, '+', '%2B'))) AS message
 FROM (SELECT * FROM whole UNION ALL SELECT * FROM joined)
 WHERE NOT regexp_like(message, '%0[Aa]');
@@ -91,4 +92,4 @@ WHERE NOT regexp_like(message, '%0[Aa]');
 -- SELECT message FROM drifter_messages
 -- WHERE day BETWEEN '2026/11/30' AND '2026/12/02'
 --   AND time >= '2026-11-30T05:00:00' AND time < '2026-11-30T13:00:00'
--- ORDER BY time;
+-- ORDER BY time

@@ -1,6 +1,6 @@
 -- What `drifter-rsyslog decode` prints, as one DuckDB query over access-log files: the
 -- embedded stand-in for the Athena query (athena.sql beside it), and what the tests run.
--- Before running it: SET VARIABLE logs = 'logs/AWSLogs/**/*.log*';
+-- Before running it, name the files: SET VARIABLE logs = 'logs/AWSLogs/**/*.log*'.
 -- DuckDB has no HMAC function, so this variant cannot check --sign-key MACs.
 
 -- Percent-decoding to bytes: DuckDB's url_decode fails on bytes that are not UTF-8.
@@ -18,7 +18,7 @@ WITH lines AS (
                   delim = chr(1), quote = '', escape = '', auto_detect = false)
 ),
 entries AS (
-    -- Classic: time elb client ... "request" "user agent" ...; ALB: the type word first.
+    -- Classic: time elb client ... "request" "user agent" ..., and ALB the same after its type word.
     SELECT arrival,
            regexp_matches(line, '^(http|https|h2|grpcs|ws|wss) ') AS is_alb,
            regexp_extract(line,
@@ -37,7 +37,7 @@ queries AS (
     WHERE e.method = 'GET' AND starts_with(e.agent, 'drifter-rsyslog/') AND strpos(url, '?') > 0
 ),
 requests AS (
-    -- The message is the part before the first &; the extensions follow in a fixed order.
+    -- The message is the part before the first &, the extensions follow in a fixed order.
     SELECT arrival, time,
            regexp_extract(query, '^([^&]*)', 1) AS message,
            nullif(regexp_extract(query, '&i=([^&]*)', 1), '') AS id,

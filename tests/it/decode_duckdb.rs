@@ -111,6 +111,24 @@ async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
     }
 }
 
+/// Athena cannot be reached from here: the text is parsed as Athena SQL (sqlglot) instead.
+#[test]
+fn the_athena_text_parses_as_athena_sql() {
+    let Some(python) = Moto::python_with("sqlglot") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/athena_parse.py");
+    let output = std::process::Command::new(python)
+        .args([script, ATHENA_SQL])
+        .output()
+        .expect("run athena_parse.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn the_readme_shows_both_query_texts_as_they_are_in_the_repository() {
     let readme =
