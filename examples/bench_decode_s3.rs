@@ -22,12 +22,10 @@ use drifter_rsyslog::access_log::{self, Format};
 const FILE_BYTES: u64 = 8 << 20;
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let megabytes: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(256);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let (megabytes, rounds) = support::count_and_rounds(256, 3)?;
     let binary = support::binary()?;
     let dir = tempfile::tempdir()?;
-    let (files, bytes) = generate(dir.path(), megabytes << 20)?;
+    let (files, bytes) = generate(dir.path(), (megabytes as u64) << 20)?;
     let mb = bytes as f64 / 1e6;
     println!("{files} ALB .log.gz files, {mb:.0} MB uncompressed");
 

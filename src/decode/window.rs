@@ -103,43 +103,40 @@ impl Range {
 
 /// The `[start, end)` of the year, month or day named by the last components of a path.
 fn calendar_span<'a>(path: impl DoubleEndedIterator<Item = &'a str>) -> Option<(i64, i64)> {
-    let last: Vec<&str> = path.rev().take(3).collect();
-    let number = |text: &str, digits: usize| {
-        (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse::<i32>().ok())
+    // The name first: [name, parent, grandparent], each a number of the width given or None.
+    let last: Vec<Option<&str>> = {
+        let mut names = path.rev();
+        (0..3).map(|_| names.next()).collect()
+    };
+    let number = |index: usize, width: usize| -> Option<u16> {
+        let text = last[index]?;
+        (text.len() == width && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().ok())
             .flatten()
     };
-    let day_micros = |year: i32, month: u8, day: u8| -> Option<i64> {
-        let date = Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
+    let day_start = |year: u16, month: u16, day: u16| -> Option<i64> {
+        let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
+        let date =
+            Date::from_calendar_date(i32::from(year), month, u8::try_from(day).ok()?).ok()?;
         Some(days_since_epoch(date) * DAY)
     };
-    let next_month = |year: i32, month: u8| {
-        if month == 12 {
+    // A name shaped like a date that is not one (2026/02/31, 2026/13) is not a span: None.
+    if let (Some(year), Some(month), Some(day)) = (number(2, 4), number(1, 2), number(0, 2)) {
+        let start = day_start(year, month, day)?;
+        Some((start, start + DAY))
+    } else if let (Some(year), Some(month)) = (number(1, 4), number(0, 2)) {
+        let (next_year, next_month) = if month == 12 {
             (year + 1, 1)
         } else {
             (year, month + 1)
-        }
-    };
-    let year_of = |text: &str| number(text, 4);
-    let month_of = |text: &str| number(text, 2).and_then(|m| u8::try_from(m).ok());
-    match last.as_slice() {
-        [day, month, year, ..]
-            if year_of(year).is_some() && month_of(month).is_some() && number(day, 2).is_some() =>
-        {
-            let (year, month) = (year_of(year)?, month_of(month)?);
-            let start = day_micros(year, month, u8::try_from(number(day, 2)?).ok()?)?;
-            Some((start, start + DAY))
-        }
-        [month, year, ..] if year_of(year).is_some() && month_of(month).is_some() => {
-            let (year, month) = (year_of(year)?, month_of(month)?);
-            let (next_year, next) = next_month(year, month);
-            Some((day_micros(year, month, 1)?, day_micros(next_year, next, 1)?))
-        }
-        [year, ..] if year_of(year).is_some() => {
-            let year = year_of(year)?;
-            Some((day_micros(year, 1, 1)?, day_micros(year + 1, 1, 1)?))
-        }
-        _ => None,
+        };
+        Some((
+            day_start(year, month, 1)?,
+            day_start(next_year, next_month, 1)?,
+        ))
+    } else {
+        let year = number(0, 4)?;
+        Some((day_start(year, 1, 1)?, day_start(year + 1, 1, 1)?))
     }
 }
 
@@ -321,6 +318,10 @@ mod tests {
             "files ending Dec 1 may be delivered Dec 2"
         );
         assert!(!dir("logs/2026/12/03") && !dir("logs/2026/11/30"));
+        assert!(
+            dir("logs/2026/02/31") && dir("logs/2026/13"),
+            "not dates: always read"
+        );
         let from_dec_2 = Range {
             since: Some(at("2026-12-02T00:00:00Z")),
             until: None,

@@ -106,7 +106,6 @@ async fn the_stack_deploys_a_fixed_response_load_balancer_logging_to_its_bucket(
     let tree = corpus_tree("alb").await;
     moto.upload(bucket, "drifter", tree.path());
     let env = moto.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run =
         support::run_with_env(&["decode", &decode_url], &env, b"", support::STAND_LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);

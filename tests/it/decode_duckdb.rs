@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
+use drifter_rsyslog::access_log::Format;
 
-use crate::decode_s3::corpus_tree;
+use crate::decode_s3::{DRIFTER_AGENT, corpus_tree, entry};
 use crate::support::{self, Moto};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -21,57 +21,29 @@ const ATHENA_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws/athe
 fn add_strangers(tree: &Path, format: Format) {
     let files = support::log_files(tree);
     let dir = files[0].parent().expect("a day directory");
-    let balancer = Balancer {
-        name: "drifter-mock".into(),
-        id: "0123456789abcdef".into(),
-        account: "123456789012".into(),
-        region: "us-east-1".into(),
-        node_ip: "127.0.0.1".into(),
-    };
     let mut lines = Vec::new();
     for (agent, target) in [
         ("curl/8.5.0", "/?another%20client"),
         ("Mozilla/5.0", "/wp-login.php?action=register"),
         (
-            "drifter-rsyslog/0.1.0",
+            DRIFTER_AGENT,
             "/?forged%20line&m=00000000000000000000000000000000",
         ),
-        ("drifter-rsyslog/0.1.0", "/?bad%escape"),
+        (DRIFTER_AGENT, "/?bad%escape"),
         // Raw quotes and a backslash, which no sender of drifter's writes: ALB logs them as
         // \x22 and \x5c, Classic as they are. Both readers must agree on them too.
-        ("drifter-rsyslog/0.1.0", "/?raw%20\"quotes\"%20and%20\\back"),
-        ("drifter-rsyslog/0.1.0", "/"),
+        (DRIFTER_AGENT, "/?raw%20\"quotes\"%20and%20\\back"),
+        (DRIFTER_AGENT, "/"),
     ] {
-        let request = Request {
-            time: time::OffsetDateTime::now_utc(),
-            client: ([10, 9, 8, 7], 5555).into(),
-            method: "GET".into(),
-            url: format!("http://127.0.0.1:80{target}").into_bytes(),
-            version: "HTTP/1.1".into(),
-            user_agent: Some(agent.as_bytes().to_vec()),
-            status: 204,
-            received_bytes: 0,
-            sent_bytes: 0,
-            tls: None,
-            unreadable: false,
-        };
-        access_log::write_entry(format, &balancer, &request, &mut lines);
+        entry(
+            format,
+            time::OffsetDateTime::now_utc(),
+            agent,
+            target,
+            &mut lines,
+        );
     }
     std::fs::write(dir.join("zz_strangers.log"), lines).expect("write");
-}
-
-fn duckdb(python: &Path, glob: &str) -> Vec<u8> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/duckdb_decode.py");
-    let output = std::process::Command::new(python)
-        .args([script, DUCKDB_SQL, glob])
-        .output()
-        .expect("run duckdb_decode.py");
-    assert!(
-        output.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
 }
 
 #[tokio::test]
@@ -101,7 +73,8 @@ async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
                 String::from_utf8_lossy(expected)
             );
         }
-        let queried = duckdb(&python, &format!("{dir}/AWSLogs/**/*.log*"));
+        let glob = format!("{dir}/AWSLogs/**/*.log*");
+        let queried = support::python_script(&python, "duckdb_decode.py", &[DUCKDB_SQL, &glob]);
         assert_eq!(
             String::from_utf8_lossy(&queried),
             String::from_utf8_lossy(&decoded.stdout),
@@ -117,16 +90,7 @@ fn the_athena_text_parses_as_athena_sql() {
     let Some(python) = Moto::python_with("sqlglot") else {
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/athena_parse.py");
-    let output = std::process::Command::new(python)
-        .args([script, ATHENA_SQL])
-        .output()
-        .expect("run athena_parse.py");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::python_script(&python, "athena_parse.py", &[ATHENA_SQL]);
 }
 
 #[test]

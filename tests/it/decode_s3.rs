@@ -76,12 +76,8 @@ async fn decode_with(moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> 
     let mut full = vec!["decode"];
     full.extend_from_slice(args);
     // `extra_env` overrides moto's; an empty value leaves the variable out.
-    let base = moto.env();
-    let mut env: Vec<(&str, &str)> = base
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .filter(|(k, _)| !extra_env.iter().any(|(name, _)| name == k))
-        .collect();
+    let mut env = moto.env();
+    env.retain(|(k, _)| !extra_env.iter().any(|(name, _)| name == k));
     env.extend(extra_env.iter().filter(|(_, v)| !v.is_empty()));
     support::run_with_env(&full, &env, b"", LIMIT).await
 }
@@ -154,16 +150,15 @@ fn alb_file(root: &Path, end: OffsetDateTime, times: &[OffsetDateTime]) -> PathB
         "AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/{day}"
     ));
     std::fs::create_dir_all(&dir).expect("create dirs");
-    let balancer = Balancer {
-        name: "lb".into(),
-        id: "0123456789abcdef".into(),
-        account: ACCOUNT.into(),
-        region: REGION.into(),
-        node_ip: "10.0.0.1".into(),
-    };
     let mut lines = Vec::new();
     for &at in times {
-        entry(&balancer, at, &message_target(&minute(at)), &mut lines);
+        entry(
+            Format::Alb,
+            at,
+            DRIFTER_AGENT,
+            &message_target(&minute(at)),
+            &mut lines,
+        );
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&lines).expect("compress");
@@ -184,21 +179,35 @@ fn message_target(message: &str) -> String {
     format!("/?{}", message.replace(' ', "%20"))
 }
 
-fn entry(balancer: &Balancer, at: OffsetDateTime, target: &str, out: &mut Vec<u8>) {
+pub const DRIFTER_AGENT: &str = "drifter-rsyslog/0.1.0";
+
+/// The load balancer the tests' hand-made entries come from.
+fn balancer() -> Balancer {
+    Balancer {
+        name: "lb".into(),
+        id: "0123456789abcdef".into(),
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+        node_ip: "10.0.0.1".into(),
+    }
+}
+
+/// One access-log entry in `format`: a GET of `target` from `agent` at `at`, answered 204.
+pub fn entry(format: Format, at: OffsetDateTime, agent: &str, target: &str, out: &mut Vec<u8>) {
     let request = Request {
         time: at,
         client: ([10, 1, 2, 3], 40000).into(),
         method: "GET".into(),
         url: format!("http://lb.example:80{target}").into_bytes(),
         version: "HTTP/1.1".into(),
-        user_agent: Some(b"drifter-rsyslog/0.1.0".to_vec()),
+        user_agent: Some(agent.as_bytes().to_vec()),
         status: 204,
         received_bytes: 0,
         sent_bytes: 0,
         tls: None,
         unreadable: false,
     };
-    access_log::write_entry(Format::Alb, balancer, &request, out);
+    access_log::write_entry(format, &balancer(), &request, out);
 }
 
 fn utc(text: &str) -> OffsetDateTime {
@@ -299,25 +308,17 @@ async fn follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_ac
         .collect();
     assert_eq!(targets.len(), 3, "one whole and two fragments: {targets:?}");
     let now = OffsetDateTime::now_utc();
-    let balancer = Balancer {
-        name: "lb".into(),
-        id: "0123456789abcdef".into(),
-        account: ACCOUNT.into(),
-        region: REGION.into(),
-        node_ip: "10.0.0.1".into(),
-    };
     let upload = |name: &str, targets: &[String]| {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut lines = Vec::new();
         for target in targets {
-            entry(&balancer, now, target, &mut lines);
+            entry(Format::Alb, now, DRIFTER_AGENT, target, &mut lines);
         }
         std::fs::write(dir.path().join(name), lines).expect("write");
         moto.upload("followed", "", dir.path());
     };
     upload("1.log", &targets[..2]);
     let env = moto.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut child = support::spawn_with_env(
         &[
             "decode",
@@ -469,7 +470,6 @@ async fn a_stop_during_the_first_read_ends_the_follow_with_its_summary() {
     }
     moto.upload("busy", "", tree.path());
     let env = moto.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut child =
         support::spawn_with_env(&["decode", "--follow", "--jobs", "1", "s3://busy/"], &env);
     let stdout = child.stdout.take().expect("stdout is piped");

@@ -650,12 +650,7 @@ impl Moto {
             eprintln!("skipped: moto_server is not installed");
             return None;
         };
-        // The venv that holds moto_server holds boto3 for the fixtures too.
-        let python = server
-            .parent()
-            .map(|bin| bin.join("python3"))
-            .filter(|python| python.is_file())
-            .unwrap_or_else(|| PathBuf::from("python3"));
+        let python = venv_python();
         let port = unused_port().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
@@ -684,10 +679,7 @@ impl Moto {
     /// The Python of moto's venv, if it can import `module` (None, the test skipped, when it
     /// cannot, unless components are required).
     pub fn python_with(module: &str) -> Option<PathBuf> {
-        let python = on_path("moto_server")
-            .and_then(|server| server.parent().map(|bin| bin.join("python3")))
-            .filter(|python| python.is_file())
-            .unwrap_or_else(|| PathBuf::from("python3"));
+        let python = venv_python();
         let imports = std::process::Command::new(&python)
             .args(["-c", &format!("import {module}")])
             .output()
@@ -705,31 +697,21 @@ impl Moto {
     }
 
     /// The environment `decode` needs to reach it with moto's test credentials.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
         vec![
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", &self.endpoint),
         ]
     }
 
     /// Runs `tests/it/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
     pub fn fixture(&self, command: &str, args: &[&str]) -> String {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/s3_fixture.py");
-        let output = std::process::Command::new(&self.python)
-            .arg(script)
-            .arg(command)
-            .arg(&self.endpoint)
-            .args(args)
-            .output()
-            .expect("run s3_fixture.py");
-        assert!(
-            output.status.success(),
-            "s3_fixture.py {command}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let mut full = vec![command, &self.endpoint];
+        full.extend_from_slice(args);
+        let stdout = python_script(&self.python, "s3_fixture.py", &full);
+        String::from_utf8_lossy(&stdout).into_owned()
     }
 
     /// Uploads every file under `dir` to `s3://bucket/prefix/…`.
@@ -749,6 +731,34 @@ impl Moto {
             })
             .collect()
     }
+}
+
+/// The Python of the venv that holds moto_server (and boto3, DuckDB, sqlglot beside it), or
+/// the one on PATH.
+fn venv_python() -> PathBuf {
+    on_path("moto_server")
+        .and_then(|server| server.parent().map(|bin| bin.join("python3")))
+        .filter(|python| python.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Runs `tests/it/SCRIPT ARGS` with `python` and checks it succeeded; its stdout.
+pub fn python_script(python: &Path, script: &str, args: &[&str]) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it")
+        .join(script);
+    let output = std::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        output.status.success(),
+        "{script} {}: {}",
+        args.first().copied().unwrap_or_default(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
 impl Drop for Moto {
