@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let upload = Command::new(&moto.python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/it/s3_fixture.py"
+            "/tests/components/s3_fixture.py"
         ))
         .args(["upload", &moto.endpoint, "bench", "elb"])
         .arg(dir.path())

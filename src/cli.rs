@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::decode::{Timestamp, parse_time};
+use crate::decode::{TimeSpec, Timestamp, parse_time_spec};
 use crate::send::StatusSet;
 
 /// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
@@ -160,12 +160,17 @@ pub struct DecodeArgs {
     /// Only entries logged at or after TIME: RFC 3339 (2026-12-01T12:00:00Z), a UTC date
     /// (2026-12-01) or a time ago (30m, 2h, 1d). Only files whose date and name can hold such
     /// entries are listed and read.
-    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
-    pub since: Option<Timestamp>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub since: Option<TimeSpec>,
 
     /// Only entries logged before TIME (same forms as --since).
-    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
-    pub until: Option<Timestamp>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub until: Option<TimeSpec>,
+
+    /// Take this RFC 3339 time as "now" at start, for --since/--until's times ago and
+    /// --follow's listings (tests pin the clock with it).
+    #[arg(long, value_name = "TIME", hide = true, value_parser = parse_now)]
+    pub now: Option<Timestamp>,
 
     /// After reading everything, look for new files every --poll-interval and decode them as
     /// they land, until SIGINT or SIGTERM.
@@ -185,8 +190,11 @@ pub struct DecodeArgs {
     pub s3_endpoint: Option<String>,
 }
 
-fn parse_time_arg(text: &str) -> Result<Timestamp, String> {
-    parse_time(text, Timestamp::now())
+fn parse_now(text: &str) -> Result<Timestamp, String> {
+    match parse_time_spec(text)? {
+        TimeSpec::At(at) => Ok(at),
+        TimeSpec::Ago { .. } => Err(format!("`{text}` is not an RFC 3339 time")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -156,8 +156,13 @@ pub(crate) fn serve(
 /// Binds `--metrics-listen` before anything else happens, so a bad address is a
 /// configuration error.
 pub(crate) fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(address)
-        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-listen {address}: {e}"))
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-listen {address}: {e}"))?;
+    // With port 0 this is the only place the port is told (tests, ad-hoc runs).
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+    Ok(listener)
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

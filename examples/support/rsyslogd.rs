@@ -1,6 +1,6 @@
 //! A private foreground rsyslogd with a TCP input on 127.0.0.1, for the end-to-end tests and
 //! the rsyslog benchmark alike (the test binary includes this file by path). It uses only std,
-//! tokio, tempfile and anyhow, so it builds in both.
+//! tokio, tempfile, anyhow and libc, so it builds in both.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -32,21 +32,40 @@ pub struct Rsyslogd {
 }
 
 impl Rsyslogd {
-    /// Starts rsyslogd with its work directory in `dir`, an imtcp input on a free port and
-    /// `action_config` (modules, templates, actions) after it; returns once the input listens.
+    /// Starts rsyslogd with its work directory in `dir`, an imtcp input on a port of its
+    /// choosing (port 0, told through `listenPortFileName`) and `action_config` (modules,
+    /// templates, actions) after it; returns once the input listens. rsyslogd and the
+    /// programs it starts get a clean environment: only PATH, HOME, TMPDIR and faketime's.
     pub async fn start(action_config: &str, dir: tempfile::TempDir) -> anyhow::Result<Self> {
-        let input_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work)?;
+        let port_file = dir.path().join("input.port");
         let config = format!(
-            "global(workDirectory=\"{}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{input_port}\")\n{action_config}\n",
-            work.display()
+            "global(workDirectory=\"{}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{}\")\n{action_config}\n",
+            work.display(),
+            port_file.display()
         );
         let config_path = dir.path().join("rsyslog.conf");
         std::fs::write(&config_path, config)?;
-        let child = Command::new(binary()?)
+        let mut command = Command::new(binary()?);
+        command.env_clear();
+        for (name, value) in std::env::vars_os() {
+            let keep = name.to_str().is_some_and(|name| {
+                [
+                    "PATH",
+                    "HOME",
+                    "TMPDIR",
+                    "LD_PRELOAD",
+                    "DONT_FAKE_MONOTONIC",
+                ]
+                .contains(&name)
+                    || name.starts_with("FAKETIME")
+            });
+            if keep {
+                command.env(name, value);
+            }
+        }
+        let mut child = command
             .arg("-n")
             .arg("-f")
             .arg(&config_path)
@@ -57,6 +76,20 @@ impl Rsyslogd {
             .kill_on_drop(true)
             .spawn()
             .context("start rsyslogd")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let input_port = loop {
+            let written = std::fs::read_to_string(&port_file).unwrap_or_default();
+            if let Ok(port) = written.trim().parse::<u16>() {
+                break port;
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("rsyslogd exited at start: {status}");
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("rsyslogd did not write its input's port within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let rsyslogd = Rsyslogd {
             child,
             input_port,
@@ -92,11 +125,11 @@ impl Rsyslogd {
     /// SIGTERM, and waits up to 30 s for rsyslogd (and so its actions) to stop.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
-            std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .context("run kill")?;
+            let pid = libc::pid_t::try_from(pid).context("pid fits pid_t")?;
+            // SAFETY: kill(2) takes any pid and signal number and touches no memory of ours.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("kill -TERM rsyslogd");
+            }
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

@@ -59,12 +59,10 @@ pub struct Decoder<W: Write> {
 }
 
 impl<W: Write> Decoder<W> {
-    pub fn new(args: &DecodeArgs, verifier: Option<Signer>, out: W) -> Self {
+    /// `range` is `args`' --since/--until, resolved against the run's clock.
+    pub fn new(args: &DecodeArgs, range: Range, verifier: Option<Signer>, out: W) -> Self {
         Decoder {
-            range: Range {
-                since: args.since,
-                until: args.until,
-            },
+            range,
             selection: match &args.path {
                 Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
                 None => Selection::UserAgent,

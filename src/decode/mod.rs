@@ -27,7 +27,7 @@ use crate::exit::{self, Fatal, Status};
 use crate::key_file;
 
 pub use decoder::{Counts, Decoder};
-pub use window::{Range, Timestamp, parse_time};
+pub use window::{Clock, Range, TimeSpec, Timestamp, parse_time, parse_time_spec};
 
 use s3::{Listed, S3, S3Url};
 use walk::Pass;
@@ -59,9 +59,11 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .transpose()
         .map_err(Fatal::usage)?;
     let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    let clock = args.now.map_or_else(Clock::default, Clock::starting_at);
+    let now = clock.now();
     let range = Range {
-        since: args.since,
-        until: args.until,
+        since: args.since.map(|since| since.resolve(now)),
+        until: args.until.map(|until| until.resolve(now)),
     };
     if let (Some(since), Some(until)) = (range.since, range.until)
         && since >= until
@@ -98,6 +100,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
     let stdout = io::stdout().lock();
     let mut decoder = Decoder::new(
         args,
+        range,
         verifier,
         io::BufWriter::with_capacity(256 * 1024, stdout),
     );
@@ -108,7 +111,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         stopped,
     };
     let result = reading
-        .run(&inputs, range, args.poll_interval)
+        .run(&inputs, range, args.poll_interval, clock)
         .and_then(|()| decoder.finish());
     match result {
         Ok(()) => {}
@@ -177,7 +180,13 @@ struct Reading<'a, W: Write> {
 impl<W: Write> Reading<'_, W> {
     /// The first read of every input; with `--follow`, a look for new ones every `poll`,
     /// until a stop signal.
-    fn run(&mut self, inputs: &[Input], range: Range, poll: std::time::Duration) -> io::Result<()> {
+    fn run(
+        &mut self,
+        inputs: &[Input],
+        range: Range,
+        poll: std::time::Duration,
+        clock: Clock,
+    ) -> io::Result<()> {
         let mut seen = self.follow.then(follow::Seen::default);
         self.read_all(inputs, range, &mut seen, true)?;
         let Some(mut stopped) = self.stopped.clone() else {
@@ -190,7 +199,7 @@ impl<W: Write> Reading<'_, W> {
             if follow::wait(runtime, &mut stopped, poll) {
                 break;
             }
-            let listing = follow::later_listing(&range, Timestamp::now());
+            let listing = follow::later_listing(&range, clock.now());
             if let Some(seen) = &mut seen {
                 seen.forget_outside(&listing);
             }
@@ -302,6 +311,7 @@ mod tests {
             max_pending_bytes: 1 << 20,
             since: None,
             until: None,
+            now: None,
             follow: false,
             poll_interval: std::time::Duration::from_secs(60),
             jobs: 4,
@@ -310,7 +320,7 @@ mod tests {
     }
 
     fn decode(args: &DecodeArgs, input: &[u8]) -> (Vec<u8>, Counts) {
-        let mut decoder = Decoder::new(args, None, Vec::new());
+        let mut decoder = Decoder::new(args, Range::default(), None, Vec::new());
         decoder.decode_stream("test", input).expect("decodes");
         decoder.finish().expect("flushes");
         (decoder.output.out, decoder.counts)
@@ -402,7 +412,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
         std::os::unix::fs::symlink(dir.path().join("a.log"), dir.path().join("b.log"))
             .expect("symlink");
-        let mut decoder = Decoder::new(&args(), None, Vec::new());
+        let mut decoder = Decoder::new(&args(), Range::default(), None, Vec::new());
         let mut pass = Pass {
             listing: Range::default(),
             seen: None,

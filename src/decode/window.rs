@@ -23,11 +23,46 @@ const NAME_SLACK: i64 = MINUTE;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(pub i64);
 
-impl Timestamp {
-    pub fn now() -> Self {
-        Self::from_datetime(OffsetDateTime::now_utc())
+/// "Now", for relative times and `--follow`'s listings: the system clock, or a start that a
+/// test pins (decode's hidden `--now`), running on from there at the system clock's pace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    offset_micros: i64,
+}
+
+impl Clock {
+    pub fn starting_at(start: Timestamp) -> Self {
+        Clock {
+            offset_micros: start.0.saturating_sub(Self::system_now().0),
+        }
     }
 
+    pub fn now(&self) -> Timestamp {
+        Timestamp(Self::system_now().0.saturating_add(self.offset_micros))
+    }
+
+    fn system_now() -> Timestamp {
+        Timestamp::from_datetime(OffsetDateTime::now_utc())
+    }
+}
+
+/// A time as given on the command line: a point, or a span before "now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    At(Timestamp),
+    Ago { micros: i64 },
+}
+
+impl TimeSpec {
+    pub fn resolve(self, now: Timestamp) -> Timestamp {
+        match self {
+            TimeSpec::At(at) => at,
+            TimeSpec::Ago { micros } => now.minus_micros(micros),
+        }
+    }
+}
+
+impl Timestamp {
     pub fn from_datetime(at: OffsetDateTime) -> Self {
         let micros = at.unix_timestamp_nanos() / 1000;
         Timestamp(i64::try_from(micros).unwrap_or(i64::MAX))
@@ -220,14 +255,19 @@ fn entry_time(text: &[u8]) -> Option<Timestamp> {
 /// Parses `--since` and `--until`: RFC 3339 (`2026-12-01T12:00:00Z`, any offset), a UTC date
 /// (`2026-12-01`), or a time ago (`90s`, `30m`, `2h`, `1d`, `1w`).
 pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    parse_time_spec(text).map(|spec| spec.resolve(now))
+}
+
+/// `--since`/`--until`'s forms, with a time ago left relative to a "now" given later.
+pub fn parse_time_spec(text: &str) -> Result<TimeSpec, String> {
     use time::format_description::well_known::Rfc3339;
     let trimmed = text.trim();
     if let Ok(at) = OffsetDateTime::parse(trimmed, &Rfc3339) {
-        return Ok(Timestamp::from_datetime(at));
+        return Ok(TimeSpec::At(Timestamp::from_datetime(at)));
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(date) = Date::parse(trimmed, &format) {
-        return Ok(Timestamp(days_since_epoch(date) * DAY));
+        return Ok(TimeSpec::At(Timestamp(days_since_epoch(date) * DAY)));
     }
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -242,7 +282,9 @@ pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
         _ => 0,
     };
     match number.parse::<i64>() {
-        Ok(count) if unit_micros > 0 => Ok(now.minus_micros(count.saturating_mul(unit_micros))),
+        Ok(count) if unit_micros > 0 => Ok(TimeSpec::Ago {
+            micros: count.saturating_mul(unit_micros),
+        }),
         _ => Err(format!(
             "`{trimmed}` is not a time such as 2026-12-01T12:00:00Z, 2026-12-01, 30m, 2h or 1d"
         )),

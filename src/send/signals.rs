@@ -51,11 +51,12 @@ impl StopSignals {
             };
             received += 1;
             if received == 1 {
-                tracing::info!("{name}: reading stopped, delivering what was already read");
+                // Stopped first, then told: a line written after the log line is never read.
                 stop.send_replace(true);
+                tracing::info!("{name}: reading stopped, delivering what was already read");
             } else {
-                tracing::warn!("{name} again: giving up on undelivered messages");
                 aborter.abort();
+                tracing::warn!("{name} again: giving up on undelivered messages");
             }
         }
     }

@@ -1,26 +1,24 @@
-//! The integration tests: one binary (as ripgrep has), one module per area, shared helpers in
-//! `support` (servers on 127.0.0.1, running the real binary) and `rsyslogd` (a private
-//! rsyslogd, shared with the rsyslog benchmark).
+//! The integration tests that need nothing but the binary: one test binary (as ripgrep has),
+//! one module per area, and the helpers shared with the `components` binary in `support`
+//! (servers on 127.0.0.1, reserved ports, running the real binary with a clean environment and
+//! watching what it logs).
 //!
-//! Tests that need a component run when `.ci/run` provides it; with `DRIFTER_RSYSLOG_E2E=1`
-//! a missing rsyslogd is a failure, never a silent skip.
+//! The tests that need a third-party component (rsyslogd, tinyproxy, moto, DuckDB, promtool, a
+//! mount namespace) are in `tests/components`.
+//!
+//! No test sleeps to synchronise: outages, restarts and stops follow what the test observed (a
+//! request that arrived, a line on stderr, a file that appeared, messages in the spool).
 
-#[path = "../../examples/support/rsyslogd.rs"]
-mod rsyslogd;
+#[path = "../support/mod.rs"]
 mod support;
 
-mod aws_stack;
-mod decode_duckdb;
-mod decode_s3;
-mod metrics;
+mod observe;
 mod omprog_protocol;
 mod round_trip;
-mod rsyslog_e2e;
 mod send_config;
 mod send_delivery;
 mod send_faults;
 mod send_outages;
-mod send_proxy;
 mod send_resources;
 mod send_spool;
 mod send_tls;

@@ -3,13 +3,17 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::observe;
 use crate::support;
-use crate::support::{Reply, TestServer};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use crate::support::{Reply, ReservedPort, TestServer, Watched};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout};
+
+/// How long a test waits for something it expects to happen.
+const LIMIT: Duration = Duration::from_secs(30);
 
 struct Omprog {
-    child: Child,
+    watched: Watched,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
@@ -27,7 +31,7 @@ impl Omprog {
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         Omprog {
-            child,
+            watched: Watched::new(child),
             stdin,
             stdout,
         }
@@ -39,16 +43,36 @@ impl Omprog {
         stdin.flush().await.expect("flush stdin");
     }
 
+    /// Writes `bytes` and waits until the program has read them all out of the pipe, so that
+    /// whatever is written next reaches it in another read, as rsyslog's separate writes do.
+    async fn write_and_see_it_read(&mut self, bytes: &[u8]) {
+        self.write(bytes).await;
+        let stdin = self.stdin.as_ref().expect("stdin open");
+        let read = support::eventually(LIMIT, || observe::unread_in_pipe(stdin) == 0).await;
+        assert!(
+            read,
+            "the program did not read {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    /// The next `count` bytes of stdout (the start of a reply: keep-alive dots).
+    async fn read_exactly(&mut self, count: usize) -> String {
+        let mut bytes = vec![0; count];
+        tokio::time::timeout(LIMIT, self.stdout.read_exact(&mut bytes))
+            .await
+            .expect("no output within the limit")
+            .expect("read stdout");
+        String::from_utf8(bytes).expect("replies are UTF-8")
+    }
+
     /// The next reply line, dots included, without its LF.
     async fn reply(&mut self) -> String {
         let mut line = Vec::new();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            self.stdout.read_until(b'\n', &mut line),
-        )
-        .await
-        .expect("no reply within 30 s")
-        .expect("read stdout");
+        tokio::time::timeout(LIMIT, self.stdout.read_until(b'\n', &mut line))
+            .await
+            .expect("no reply within the limit")
+            .expect("read stdout");
         assert_eq!(
             line.pop(),
             Some(b'\n'),
@@ -61,10 +85,11 @@ impl Omprog {
     async fn finish(mut self) -> support::Run {
         drop(self.stdin.take());
         let mut rest = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut self.stdout, &mut rest)
+        self.stdout
+            .read_to_end(&mut rest)
             .await
             .expect("read stdout");
-        let run = support::wait(self.child, Duration::from_secs(30)).await;
+        let run = self.watched.wait(LIMIT).await;
         assert!(
             rest.is_empty(),
             "unexpected output after the last reply: {:?}",
@@ -142,9 +167,8 @@ async fn transactions_defer_then_commit_the_whole_batch() {
     let url = server.url();
     let mut omprog = Omprog::send(&url, "--transactions");
     assert_eq!(omprog.reply().await, "OK");
-    // rsyslog writes a mark and its LF separately.
-    omprog.write(b"BEGIN TRANSACTION").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // rsyslog writes a mark and its LF separately: the program reads them in two reads.
+    omprog.write_and_see_it_read(b"BEGIN TRANSACTION").await;
     omprog.write(b"\n").await;
     assert_eq!(omprog.reply().await, "OK");
     let messages: Vec<String> = (0..50).map(|i| format!("batch message {i}")).collect();
@@ -152,8 +176,7 @@ async fn transactions_defer_then_commit_the_whole_batch() {
         omprog.write(format!("{message}\n").as_bytes()).await;
         assert_eq!(omprog.reply().await, "DEFER_COMMIT");
     }
-    omprog.write(b"COMMIT TRANSACTION").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    omprog.write_and_see_it_read(b"COMMIT TRANSACTION").await;
     omprog.write(b"\n").await;
     assert_eq!(omprog.reply().await, "OK");
     let expected: BTreeSet<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
@@ -194,7 +217,7 @@ async fn a_repeated_begin_mark_keeps_the_open_batch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_during_an_outage_keeps_retrying_with_dots() {
-    let server = TestServer::failing_for(Duration::from_millis(2000), 502).await;
+    let (server, outage) = TestServer::down(502).await;
     let url = server.url();
     let mut omprog = Omprog::send(
         &url,
@@ -206,11 +229,15 @@ async fn a_commit_during_an_outage_keeps_retrying_with_dots() {
         omprog.reply().await;
     }
     omprog.write(b"COMMIT TRANSACTION\n").await;
-    let reply = omprog.reply().await;
-    assert!(
-        reply.starts_with("..") && reply.ends_with("OK") && reply.trim_start_matches('.') == "OK",
-        "{reply:?}"
-    );
+    // The outage lasts until the commit has been kept alive with two dots and the messages
+    // have been retried (more 502s than their first attempts).
+    let dots = omprog.read_exactly(2).await;
+    assert_eq!(dots, "..", "keep-alive dots while the commit waits");
+    let retried = support::eventually(LIMIT, || server.answered(502).len() > 3).await;
+    assert!(retried, "retried during the outage: {:?}", server.seen());
+    outage.end();
+    let rest = omprog.reply().await;
+    assert_eq!(rest.trim_start_matches('.'), "OK", "{dots}{rest:?}");
     assert_eq!(decoded(&server, 503), set(&["a", "b", "c"]));
     let run = omprog.finish().await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
@@ -218,8 +245,9 @@ async fn a_commit_during_an_outage_keeps_retrying_with_dots() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_past_its_deadline_is_answered_with_an_error() {
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    // Refused for the whole test.
+    let nowhere = ReservedPort::new();
+    let url = nowhere.url();
     let mut omprog = Omprog::send(
         &url,
         "--transactions --commit-timeout 1500ms --keepalive-interval 400ms",
@@ -232,6 +260,8 @@ async fn a_commit_past_its_deadline_is_answered_with_an_error() {
     let asked = Instant::now();
     omprog.write(b"COMMIT TRANSACTION\n").await;
     let reply = omprog.reply().await;
+    // The program's own deadline is the subject: the error comes no sooner than it (a lower
+    // bound, which a slow machine cannot break).
     assert!(
         asked.elapsed() >= Duration::from_millis(1400),
         "the error is paced by the commit deadline"
@@ -278,8 +308,8 @@ async fn eof_inside_a_transaction_delivers_or_dead_letters_its_messages() {
     );
 
     // Unreachable: they end in the dead-letter file, since rsyslog 8.2302 would not resend them.
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let nowhere = ReservedPort::new();
+    let url = nowhere.url();
     let dir = tempfile::tempdir().expect("temp dir");
     let dead = dir.path().join("dead.log");
     let args = [
@@ -314,35 +344,41 @@ async fn sighup_and_sigint_do_not_stop_the_program_under_rsyslog() {
     let url = server.url();
     let mut omprog = Omprog::send(&url, "--confirm");
     assert_eq!(omprog.reply().await, "OK");
-    support::signal(&omprog.child, "HUP");
-    support::signal(&omprog.child, "INT");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each signal was handled (logged) before the next step, so the message below is read by
+    // a program that has already had both.
+    support::signal(&omprog.watched.child, "HUP");
+    omprog.watched.line_with("SIGHUP ignored", LIMIT).await;
+    support::signal(&omprog.watched.child, "INT");
+    omprog.watched.line_with("SIGINT ignored", LIMIT).await;
     omprog.write(b"still here\n").await;
     assert_eq!(omprog.reply().await, "OK");
     let run = omprog.finish().await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
-    assert!(
-        run.stderr.contains("SIGHUP ignored") && run.stderr.contains("SIGINT ignored"),
-        "stderr: {}",
-        run.stderr
-    );
+    assert_eq!(decoded(&server, 503), set(&["still here"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probe_holds_the_first_ok_until_the_load_balancer_accepts() {
-    let server = TestServer::failing_for(Duration::from_millis(1500), 502).await;
+    let (server, outage) = TestServer::down(502).await;
     let url = server.url();
     let mut omprog = Omprog::send(
         &url,
         "--confirm --probe --retry-initial 50ms --retry-max 200ms --keepalive-interval 200ms",
     );
+    // The outage lasts until the probe was retried and rsyslog was kept waiting with dots.
+    let dots = omprog.read_exactly(2).await;
+    assert_eq!(dots, "..", "dots while probing");
+    let retried = support::eventually(LIMIT, || server.answered(502).len() >= 2).await;
+    assert!(retried, "the probe was retried: {:?}", server.seen());
+    outage.end();
     let ready = omprog.reply().await;
-    assert!(
-        ready.starts_with("..") && ready.trim_start_matches('.') == "OK",
-        "dots while probing, then OK: {ready:?}"
+    assert_eq!(
+        ready.trim_start_matches('.'),
+        "OK",
+        "dots while probing, then OK: {dots}{ready:?}"
     );
     let seen = server.seen();
-    assert!(seen.len() >= 2, "the probe was retried: {seen:?}");
+    assert!(seen.len() >= 3, "the probe was retried: {seen:?}");
     assert!(
         seen.iter().all(|s| s.target == b"/"),
         "the probe is the bare path, never a message: {seen:?}"
@@ -378,16 +414,23 @@ async fn a_probe_answered_404_is_a_configuration_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_of_input_during_a_probe_ends_quietly() {
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
-    let omprog = Omprog::send(&url, "--confirm --probe");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Refused for the whole test; the probe's next try is a minute away once it has failed.
+    let nowhere = ReservedPort::new();
+    let url = nowhere.url();
+    let omprog = Omprog::send(
+        &url,
+        "--confirm --probe --retry-initial 60s --retry-max 60s",
+    );
+    omprog.watched.line_with("probe failed", LIMIT).await;
     let begun = Instant::now();
     let run = omprog.finish().await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    run.assert_logged("stopped before the probe succeeded; nothing was read");
+    // The subject: end of input cuts the minute-long wait for the next probe short, well
+    // within rsyslog's closeTimeout of 5 s (after which rsyslog would kill the program).
     assert!(
         begun.elapsed() < Duration::from_secs(5),
-        "rsyslog's closeTimeout is 5 s"
+        "ended {:?} after end of input; rsyslog's closeTimeout is 5 s",
+        begun.elapsed()
     );
-    run.assert_logged("probe failed");
 }

@@ -129,8 +129,32 @@ fn arbitrary_bytes_survive_the_round_trip_in_both_formats() {
     }
 }
 
+/// The complete files the stand-in has moved into place so far (none before the first).
+fn completed_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    if dir.join("AWSLogs").exists() {
+        log_files(dir)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Asserts that every file is a complete gzip file; their decoded messages, sorted.
+async fn complete_and_decoded(dir: &Path, files: &[std::path::PathBuf]) -> Vec<Vec<u8>> {
+    for file in files {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open"))
+            .read_to_end(&mut text)
+            .unwrap_or_else(|e| panic!("{} is not a complete gzip file: {e}", file.display()));
+    }
+    let (decoded, run) = decode(&[&dir.display().to_string()]).await;
+    assert_eq!(run.code(), Some(0), "decode: {}", run.stderr);
+    decoded
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn files_rotate_and_sigint_completes_the_last_one() {
+    // Rotation: a file per second of traffic. Each batch goes out once the stand-in has
+    // completed the file the one before went into.
     let stand = Stand::start(&["--format", "alb", "--rotate-secs", "1"]).await;
     let mut send = support::spawn(&["send", &stand.url]);
     let mut stdin = send.stdin.take().expect("stdin is piped");
@@ -145,7 +169,9 @@ async fn files_rotate_and_sigint_completes_the_last_one() {
             expected.push(line.into_bytes());
         }
         stdin.flush().await.expect("flush");
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let rotated =
+            support::eventually(LIMIT, || completed_files(stand.dir.path()).len() > batch).await;
+        assert!(rotated, "no file completed for batch {batch}");
     }
     drop(stdin);
     let sent = support::wait(send, LIMIT).await;
@@ -153,16 +179,30 @@ async fn files_rotate_and_sigint_completes_the_last_one() {
     let dir = stand.stop("INT").await;
     let files = log_files(dir.path());
     assert!(files.len() >= 3, "a file per interval: {files:?}");
-    for file in &files {
-        let mut text = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open"))
-            .read_to_end(&mut text)
-            .unwrap_or_else(|e| panic!("{} is not a complete gzip file: {e}", file.display()));
-    }
-    let (decoded, run) = decode(&[&dir.path().display().to_string()]).await;
-    assert_eq!(run.code(), Some(0), "decode: {}", run.stderr);
+    let decoded = complete_and_decoded(dir.path(), &files).await;
     expected.sort();
     assert_eq!(decoded, expected, "nothing lost across rotations");
+
+    // SIGINT: with the next rotation an hour away, the open file is completed by the signal
+    // (Stand::stop also checks that nothing is left under .incoming).
+    let stand = Stand::start(&["--format", "alb", "--rotate-secs", "3600"]).await;
+    let (input, expected) = support::numbered(50, "open at SIGINT");
+    let sent = support::run_with_input(&["send", &stand.url], &input, LIMIT).await;
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+    assert_eq!(
+        completed_files(stand.dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "the file is still open"
+    );
+    let dir = stand.stop("INT").await;
+    let files = log_files(dir.path());
+    assert_eq!(files.len(), 1, "the open file, completed: {files:?}");
+    let decoded = complete_and_decoded(dir.path(), &files).await;
+    assert_eq!(
+        decoded,
+        expected.into_iter().collect::<Vec<_>>(),
+        "every message in it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

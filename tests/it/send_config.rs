@@ -56,8 +56,9 @@ async fn bad_configuration_exits_2_before_reading() {
         "not a valid proxy URL",
     )
     .await;
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let taken = taken.local_addr().expect("address").to_string();
+    // Listened on by the test until it ends, so the program cannot bind it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("address").to_string();
     rejected(
         &["send", &url, "--metrics-listen", &taken],
         "cannot listen on --metrics-listen",

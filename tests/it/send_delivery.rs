@@ -145,12 +145,15 @@ async fn accepted_statuses_are_configurable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn environment_variables_configure_the_sidecar() {
     let server = TestServer::start(|_, _| Reply::Status(202)).await;
-    let mut child = tokio::process::Command::new(support::BIN)
+    // Only these two variables (and what any child inherits) configure it.
+    let mut child = tokio::process::Command::from(support::clean_command(support::BIN))
         .arg("send")
         .env("DRIFTER_URL", server.url())
         .env("DRIFTER_ACCEPT", "202")
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("start");
     {

@@ -4,8 +4,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{Reply, TestServer, decoded_set, numbered, run_with_input};
+use crate::support::{
+    Reply, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
+};
 use tokio::io::AsyncWriteExt;
+
+/// How long a test waits for something it expects to happen.
+const LIMIT: Duration = Duration::from_secs(60);
 
 const FAST_RETRIES: [&str; 4] = ["--retry-initial", "10ms", "--retry-max", "100ms"];
 
@@ -17,17 +22,20 @@ fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_down_at_start_gets_everything_once_it_comes_up() {
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let port = ReservedPort::new();
+    let url = port.url();
     let (input, expected) = numbered(100, "early");
     let mut extra = FAST_RETRIES.to_vec();
     extra.extend(["--drain-timeout", "60s"]);
-    let run = tokio::spawn(async move {
-        let args = args(&url, &extra);
-        run_with_input(&args, &input, Duration::from_secs(90)).await
-    });
-    let server = TestServer::start_late(port, Duration::from_millis(1500)).await;
-    let run = run.await.expect("join");
+    let mut child = support::spawn(&args(&url, &extra));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
+    stdin.write_all(&input).await.expect("write");
+    drop(stdin);
+    // The load balancer comes up once the program has found it down.
+    sender.line_with("delivery failing", LIMIT).await;
+    let server = TestServer::start_at(port);
+    let run = sender.wait(Duration::from_secs(90)).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     let answered = server.answered(503);
     assert_eq!(answered.len(), 100, "each line exactly once");
@@ -139,8 +147,9 @@ async fn a_server_that_never_answers_hits_the_request_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_deadline_with_an_unreachable_server() {
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    // Refused for the whole test.
+    let nowhere = ReservedPort::new();
+    let url = nowhere.url();
     let dir = tempfile::tempdir().expect("temp dir");
     let dead = dir.path().join("dead.log");
     let (input, _) = numbered(5, "nowhere");
@@ -192,18 +201,26 @@ async fn sigterm_stops_reading_and_drains_what_was_read() {
         &["--retry-initial", "300ms", "--retry-max", "600ms"],
     ));
     let mut stdin = child.stdin.take().expect("stdin");
+    let sender = Watched::new(child);
     let (input, expected) = numbered(20, "before");
     stdin.write_all(&input).await.expect("write");
-    assert!(support::eventually(Duration::from_secs(20), || server.seen().len() >= 3).await);
-    support::signal(&child, "TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Written after SIGTERM: must not be read or sent (the pipe may already be closed).
+    assert!(support::eventually(LIMIT, || server.seen().len() >= 3).await);
+    support::signal(&sender.child, "TERM");
+    // The program says when it has stopped reading.
+    sender
+        .line_with(
+            "SIGTERM: reading stopped, delivering what was already read",
+            LIMIT,
+        )
+        .await;
+    // Written after SIGTERM was handled: must not be read or sent (the pipe may already be
+    // closed).
     let _ = stdin.write_all(b"after the signal\n").await;
-    let run = support::wait(child, Duration::from_secs(30)).await;
+    let _ = stdin.flush().await;
+    let run = sender.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     assert_eq!(decoded_set(&server.answered(503)), expected);
     assert!(!decoded_set(&server.answered(503)).contains(b"after the signal".as_slice()));
-    run.assert_logged("SIGTERM");
     drop(stdin);
 }
 

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::observe::Metrics;
 use crate::support;
-use crate::support::{Reply, TestServer, decoded_set, numbered, run_with_input};
+use crate::support::{
+    Reply, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -24,12 +27,32 @@ fn assert_each_once(server: &TestServer, expected: &BTreeSet<Vec<u8>>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_starts_late_gets_every_line_with_the_default_drain() {
     for round in 0..3 {
-        let port = support::unused_port().await;
-        let url = format!("http://127.0.0.1:{port}/");
+        let port = ReservedPort::new();
+        let url = port.url();
         let (input, expected) = numbered(20_000, &format!("late{round}"));
-        let run = tokio::spawn(async move { run_with_input(&["send", &url], &input, LIMIT).await });
-        let server = TestServer::start_late(port, Duration::from_secs(2)).await;
-        let run = run.await.expect("join");
+        let mut child = support::spawn(&["send", &url, "--metrics-listen", "127.0.0.1:0"]);
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let sender = Watched::new(child);
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await.expect("write");
+        });
+        // The load balancer comes up once the program has been refused four times (a first
+        // try and three retries) and its queue is full of lines read while it was down.
+        let metrics = Metrics::of(&sender).await;
+        metrics
+            .reaches(
+                r#"drifter_request_errors_total{kind="connect"}"#,
+                4.0,
+                LIMIT,
+            )
+            .await;
+        let capacity = metrics.value("drifter_queue_messages_capacity").await;
+        metrics
+            .reaches("drifter_queue_messages", capacity, LIMIT)
+            .await;
+        let server = TestServer::start_at(port);
+        writer.await.expect("join writer");
+        let run = sender.wait(LIMIT).await;
         assert_eq!(run.code(), Some(0), "round {round}: {}", run.stderr);
         assert_each_once(&server, &expected);
         run.assert_logged("delivery failing");
@@ -52,58 +75,114 @@ async fn switchable_server() -> (TestServer, Arc<AtomicBool>) {
     (server, down)
 }
 
+/// Whether some request target was reset at least `times` times since the server's request
+/// number `since`: the program tried it again while the server was down.
+fn a_target_reset(server: &TestServer, since: usize, times: usize) -> bool {
+    let mut counts: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    for seen in server.seen().into_iter().skip(since) {
+        if seen.reply == Reply::Reset {
+            *counts.entry(seen.target).or_default() += 1;
+        }
+    }
+    counts.values().any(|&n| n >= times)
+}
+
+/// Writes the next chunk of input; how many lines it held.
+async fn write_next(
+    stdin: &mut tokio::process::ChildStdin,
+    chunks: &mut impl Iterator<Item = Vec<u8>>,
+) -> usize {
+    let chunk = chunks.next().expect("input left");
+    stdin.write_all(&chunk).await.expect("write");
+    chunk.iter().filter(|&&b| b == b'\n').count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_short_outages_while_lines_flow_lose_nothing() {
     let (server, down) = switchable_server().await;
     let url = server.url();
     let mut child = support::spawn(&["send", &url]);
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let switching = tokio::spawn(async move {
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            down.store(true, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            down.store(false, Ordering::SeqCst);
-        }
-    });
-    // 60 lines every 50 ms, for the 4.5 s the outages take and a little more.
     let (input, expected) = numbered(6_000, "flowing");
     let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
-    for chunk in lines.chunks(60) {
-        stdin.write_all(&chunk.concat()).await.expect("write");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut chunks = lines.chunks(60).map(<[&[u8]]>::concat);
+    let mut written = 0;
+    for outage in 0..3 {
+        // Lines flow: a chunk is written and delivered.
+        written += write_next(&mut stdin, &mut chunks).await;
+        let delivered = support::eventually(LIMIT, || server.answered(503).len() >= written).await;
+        assert!(
+            delivered,
+            "before outage {outage}: {written} lines delivered"
+        );
+        // Down while more lines come. It ends once the program has felt it (a request reset,
+        // then tried again and reset again) and a further chunk was written into it.
+        let since = server.seen().len();
+        down.store(true, Ordering::SeqCst);
+        written += write_next(&mut stdin, &mut chunks).await;
+        let retried = support::eventually(LIMIT, || a_target_reset(&server, since, 2)).await;
+        assert!(
+            retried,
+            "outage {outage}: no request was tried again during it"
+        );
+        written += write_next(&mut stdin, &mut chunks).await;
+        down.store(false, Ordering::SeqCst);
+        // What was written during the outage goes out once it is over.
+        let recovered = support::eventually(LIMIT, || server.answered(503).len() >= written).await;
+        assert!(
+            recovered,
+            "after outage {outage}: {written} lines delivered"
+        );
     }
-    switching.await.expect("join");
+    // And the rest flows on.
+    for chunk in chunks {
+        stdin.write_all(&chunk).await.expect("write");
+    }
     drop(stdin);
     let run = support::wait(child, LIMIT).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     assert_each_once(&server, &expected);
-    let resets = server
-        .seen()
-        .iter()
-        .filter(|s| s.reply == Reply::Reset)
-        .count();
-    assert!(resets > 0, "the outages happened while lines were sent");
+    run.assert_logged("delivery failing");
+    run.assert_logged("delivery recovered");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_after_end_of_input_is_waited_out_within_the_drain() {
     let (server, down) = switchable_server().await;
     let url = server.url();
-    let mut child = support::spawn(&["send", &url, "--drain-timeout", "20s"]);
+    let mut child = support::spawn(&[
+        "send",
+        &url,
+        "--drain-timeout",
+        "20s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
+    let metrics = Metrics::of(&sender).await;
     let (first, mut expected) = numbered(100, "before");
     stdin.write_all(&first).await.expect("write");
     assert!(support::eventually(LIMIT, || server.answered(503).len() == 100).await);
-    // Down for 10 s from just before the last lines and end of input.
+    // Down from just before the last lines and end of input, until the program has read them
+    // all and tried the probe five times during the drain (its backoff grown to seconds).
+    let since = server.seen().len();
     down.store(true, Ordering::SeqCst);
     let (last, last_expected) = numbered(500, "after");
     expected.extend(last_expected);
     stdin.write_all(&last).await.expect("write");
     drop(stdin);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    metrics
+        .reaches("drifter_messages_read_total", 600.0, LIMIT)
+        .await;
+    let retried = support::eventually(LIMIT, || a_target_reset(&server, since, 5)).await;
+    assert!(
+        retried,
+        "the probe was not tried five times: {:?}",
+        server.seen().len()
+    );
     down.store(false, Ordering::SeqCst);
-    let run = support::wait(child, LIMIT).await;
+    let run = sender.wait(LIMIT).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     assert_each_once(&server, &expected);
     run.assert_logged("delivery recovered");
@@ -126,14 +205,32 @@ async fn while_the_server_fails_only_a_few_probes_go_out() {
         "1s",
         "--dead-letter",
         dead.to_str().expect("utf-8"),
+        "--metrics-listen",
+        "127.0.0.1:0",
     ]);
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
+    let metrics = Metrics::of(&sender).await;
     let (input, _) = numbered(1_000, "held");
     stdin.write_all(&input).await.expect("write");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let in_three_seconds = server.seen().len();
+    // All 1000 are read and waiting, and the first request has failed.
+    metrics
+        .reaches("drifter_messages_read_total", 1000.0, LIMIT)
+        .await;
+    assert!(support::eventually(LIMIT, || !server.seen().is_empty()).await);
+    // The subject is the program's own backoff: how many requests it lets out in the 3 s from
+    // the first one. This wait is that window, not a synchronisation; a slow machine can only
+    // make the count smaller, and the first request is in it.
+    let first = server.seen()[0].at;
+    let window = Duration::from_secs(3);
+    tokio::time::sleep_until((first + window).into()).await;
+    let in_three_seconds = server
+        .seen()
+        .iter()
+        .filter(|s| s.at.duration_since(first) <= window)
+        .count();
     drop(stdin);
-    let run = support::wait(child, LIMIT).await;
+    let run = sender.wait(LIMIT).await;
     assert_eq!(
         run.code(),
         Some(0),

@@ -1,13 +1,20 @@
 //! Bounded memory under a stalled load balancer, and no work while idle. These read the
-//! process's own counters from /proc; they bound quantities, not speed.
+//! process's own counters from /proc and its metrics; they bound quantities, not speed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::observe::Metrics;
 use crate::support;
-use crate::support::{Reply, TestServer};
+use crate::support::{Reply, TestServer, Watched};
 use tokio::io::AsyncWriteExt;
+
+/// How long a test waits for something it expects to happen.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `--concurrency`'s default: the delivery workers, each holding one message.
+const CONCURRENCY: f64 = 64.0;
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
@@ -33,9 +40,18 @@ fn cpu_ticks(pid: u32) -> u64 {
 async fn a_stalled_load_balancer_stops_the_reader_and_bounds_memory() {
     let server = TestServer::start(|_, _| Reply::Hang).await;
     let url = server.url();
-    let mut child = support::spawn(&["send", &url, "--request-timeout", "60s"]);
+    let mut child = support::spawn(&[
+        "send",
+        &url,
+        "--request-timeout",
+        "600s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
     let pid = child.id().expect("pid");
     let mut stdin = child.stdin.take().expect("stdin");
+    let sender = Watched::new(child);
+    let metrics = Metrics::of(&sender).await;
 
     // A million lines of ~100 bytes: 100 MB that must not end up in memory.
     let line = format!("{}\n", "m".repeat(99));
@@ -52,23 +68,19 @@ async fn a_stalled_load_balancer_stops_the_reader_and_bounds_memory() {
         }
     });
 
-    // Wait until the writer is stuck: no progress for a whole second.
-    let mut last = u64::MAX;
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = written.load(Ordering::SeqCst);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    let stuck_at = written.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        written.load(Ordering::SeqCst),
-        stuck_at,
-        "the reader kept reading"
+    // Stalled: the queue is full, and nothing leaves it while every request hangs. From here
+    // on the reader may not read a line more: what it has read is what the queue and the
+    // requests in flight hold (and the one line waiting for room), and stays so.
+    let capacity = metrics.value("drifter_queue_messages_capacity").await;
+    metrics
+        .reaches("drifter_queue_messages", capacity, LIMIT)
+        .await;
+    let read = metrics.value("drifter_messages_read_total").await;
+    assert!(
+        read <= capacity + CONCURRENCY + 1.0,
+        "read {read} messages into a queue of {capacity} and {CONCURRENCY} workers"
     );
+    let stuck_at = written.load(Ordering::SeqCst);
     assert!(
         stuck_at < total / 10,
         "read {stuck_at} of {total} bytes before pushing back"
@@ -81,6 +93,13 @@ async fn a_stalled_load_balancer_stops_the_reader_and_bounds_memory() {
         "no more requests in flight than --concurrency"
     );
 
+    assert_eq!(
+        metrics.value("drifter_messages_read_total").await,
+        read,
+        "the reader kept reading"
+    );
+
+    let mut child = sender.child;
     child.start_kill().expect("kill");
     let _ = child.wait().await;
     writer.abort();
@@ -90,11 +109,16 @@ async fn a_stalled_load_balancer_stops_the_reader_and_bounds_memory() {
 async fn an_idle_program_uses_no_cpu_and_sends_nothing() {
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     let url = server.url();
-    let mut child = support::spawn(&["send", &url]);
+    let mut child = support::spawn(&["send", &url, "--metrics-listen", "127.0.0.1:0"]);
     let pid = child.id().expect("pid");
     let stdin = child.stdin.take().expect("stdin");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sender = Watched::new(child);
+    // Started up (ready, waiting for input), so start-up's own work is not counted.
+    Metrics::of(&sender).await.ready(LIMIT).await;
     let before = cpu_ticks(pid);
+    // The subject: three seconds of idling, in which the program must do nothing. This wait
+    // is the measured interval, not a synchronisation; a slow machine can only make the
+    // program use less of it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let used = cpu_ticks(pid) - before;
     // A busy loop would use ~300 ticks in 3 s; allow a couple for the scheduler's rounding.
@@ -105,6 +129,6 @@ async fn an_idle_program_uses_no_cpu_and_sends_nothing() {
         server.seen().len()
     );
     drop(stdin);
-    let run = support::wait(child, Duration::from_secs(30)).await;
+    let run = sender.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
 }

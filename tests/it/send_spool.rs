@@ -1,5 +1,6 @@
-//! `send --spool`: what was read survives kills, restarts, a full spool and a full disk, and
-//! comes out later with its first id and sequence number; damaged files never stop a start.
+//! `send --spool`: what was read survives kills, restarts and a full spool, and comes out later
+//! with its first id and sequence number; damaged files never stop a start. (A full disk needs
+//! a mount namespace: `tests/components/spool_full_disk.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::support::{self, TestServer, decoded_set, numbered, run_with_input};
+use crate::support::{
+    self, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -26,8 +29,8 @@ fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
     found
 }
 
-/// Starts `send --spool DIR` against a port where nothing listens, writes `input`, waits until
-/// the spool holds `expect` messages, and SIGKILLs it.
+/// Starts `send --spool DIR` against a port that refuses connections, writes `input`, waits
+/// until the spool holds `expect` messages, and SIGKILLs it.
 async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra: &[&str]) {
     let spool = dir.display().to_string();
     let mut args = vec!["send", "--spool", &spool, "--sequence", "--ids", "content"];
@@ -37,15 +40,13 @@ async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra:
     let mut stdin = child.stdin.take().expect("stdin is piped");
     stdin.write_all(input).await.expect("write input");
     // stdin stays open: the process is killed, it never sees the end of input.
-    let mut held = 0;
-    for _ in 0..500 {
-        held = support::spooled(dir).await;
-        if held >= expect {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(held >= expect, "the spool holds {held} of {expect}");
+    let held =
+        support::eventually_async(LIMIT, || async { support::spooled(dir).await >= expect }).await;
+    assert!(
+        held,
+        "the spool holds {} of {expect}",
+        support::spooled(dir).await
+    );
     child.start_kill().expect("SIGKILL");
     let _ = child.wait().await;
     drop(stdin);
@@ -54,8 +55,8 @@ async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra:
 #[tokio::test(flavor = "multi_thread")]
 async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numbers() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let port = ReservedPort::new();
+    let url = port.url();
     let mut expected = BTreeSet::new();
     let mut total = 0;
     for round in 0..3 {
@@ -70,7 +71,7 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
             "each restart takes the dead owner's spool: {rows:?}"
         );
     }
-    let server = TestServer::start_at(port).await;
+    let server = TestServer::start_at(port);
     let spool = dir.path().display().to_string();
     let args = [
         "send",
@@ -113,8 +114,8 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
 async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().display().to_string();
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let port = ReservedPort::new();
+    let url = port.url();
     let (input, expected) = numbered(300, "left");
     let args = [
         "send",
@@ -139,7 +140,7 @@ async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
 
     // Anything in between that delivered one and was killed before recording it would make a
     // duplicate; here the server counts exactly what the leftover run sends.
-    let server = TestServer::start_at(port).await;
+    let server = TestServer::start_at(port);
     let args = ["send", "--spool", &spool, "--ids", "content", &url];
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
@@ -162,8 +163,8 @@ fn segments(spool: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let port = ReservedPort::new();
+    let url = port.url();
     let (input, expected) = numbered(1000, "damaged");
     // Segments of 32 KiB: several for 1000 lines.
     spool_and_kill(
@@ -197,7 +198,7 @@ async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
     bytes.extend_from_slice(&tail);
     std::fs::write(last, &bytes).expect("write");
 
-    let server = TestServer::start_at(port).await;
+    let server = TestServer::start_at(port);
     let spool = dir.path().display().to_string();
     let args = ["send", "--spool", &spool, "--ids", "content", &url];
     let run = run_with_input(&args, b"", LIMIT).await;
@@ -223,77 +224,40 @@ async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
 async fn a_full_spool_holds_input_back_until_delivery_makes_room() {
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().display().to_string();
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
-    // About 600 KB of messages through a 64 KiB spool.
-    let (input, expected) = numbered(5000, &format!("full {}", "x".repeat(100)));
-    let run = tokio::spawn(async move {
-        let args = ["send", "--spool", &spool, "--spool-max-bytes", "64K", &url];
-        run_with_input(&args, &input, LIMIT).await
-    });
-    let server = TestServer::start_late(port, Duration::from_secs(2)).await;
-    let run = run.await.expect("join");
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    run.assert_logged("the spool is full");
-    let answered = server.answered(503);
-    assert!(decoded_set(&answered) == expected);
-    assert_eq!(answered.len(), 5000);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_is_waited_out_and_nothing_is_dropped() {
-    // A 256 KiB tmpfs of our own, in a private mount namespace.
-    let probe = std::process::Command::new("unshare")
-        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=256k tmpfs /mnt"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            !support::components_required(),
-            "cannot mount a small tmpfs with unshare -rm"
-        );
-        eprintln!("skipped: unshare -rm cannot mount a tmpfs here");
-        return;
-    }
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
-    let (input, expected) = numbered(5000, &format!("disk {}", "y".repeat(100)));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mount = dir.path().display().to_string();
-    let script = format!(
-        "mount -t tmpfs -o size=256k tmpfs {mount} && exec {} send --spool {mount}/spool {url}",
-        support::BIN
-    );
-    let mut child = tokio::process::Command::new("unshare")
-        .args(["-rm", "sh", "-c", &script])
-        .env("DRIFTER_LOG_LEVEL", "info")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start unshare");
-    let mut stdin = child.stdin.take().expect("stdin");
+    let port = ReservedPort::new();
+    let url = port.url();
+    // About 900 KB of messages through a 64 KiB spool: more than the spool, the pipe and the
+    // program's read buffer (256 KiB) hold together.
+    let (input, expected) = numbered(8000, &format!("full {}", "x".repeat(100)));
+    let args = ["send", "--spool", &spool, "--spool-max-bytes", "64K", &url];
+    let mut child = support::spawn(&args);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
     let writer = tokio::spawn(async move {
         stdin.write_all(&input).await.expect("write input");
     });
-    let server = TestServer::start_late(port, Duration::from_secs(3)).await;
-    writer.await.expect("join writer");
-    let run = support::wait(child, LIMIT).await;
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    run.assert_logged("the spool is full");
-    let answered = server.answered(503);
+    // The load balancer comes up once the spool is full and input is held back.
+    sender.line_with("the spool is full", LIMIT).await;
     assert!(
-        decoded_set(&answered) == expected,
-        "every line once the disk had room"
+        !writer.is_finished(),
+        "input held back: {} messages spooled",
+        support::spooled(dir.path()).await
     );
+    let server = TestServer::start_at(port);
+    writer.await.expect("join writer");
+    let run = sender.wait(LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let answered = server.answered(503);
+    assert!(decoded_set(&answered) == expected);
+    assert_eq!(answered.len(), 8000);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().display().to_string();
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    let port = ReservedPort::new();
+    let url = port.url();
     let args = ["send", "--spool", &spool, "--ids", "content", &url];
     let mut first = support::spawn(&args);
     let mut second = support::spawn(&args);
@@ -304,19 +268,17 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
     let mut second_in = second.stdin.take().expect("stdin");
     first_in.write_all(&one).await.expect("write");
     second_in.write_all(&two).await.expect("write");
-    let both = support::eventually(Duration::from_secs(20), || {
+    let both = support::eventually(LIMIT, || {
         std::fs::read_dir(dir.path()).map_or(0, |d| d.count()) == 2
     })
     .await;
     assert!(both, "two spools");
-    let mut rows = support::spool_rows(dir.path()).await;
-    for _ in 0..200 {
-        if rows.values().map(|(_, n)| n).sum::<u64>() == 1200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        rows = support::spool_rows(dir.path()).await;
-    }
+    let all_spooled = support::eventually_async(LIMIT, || async {
+        support::spooled(dir.path()).await == 1200
+    })
+    .await;
+    assert!(all_spooled, "{:?}", support::spool_rows(dir.path()).await);
+    let rows = support::spool_rows(dir.path()).await;
     let mut held: Vec<(String, u64)> = rows.values().cloned().collect();
     held.sort();
     assert_eq!(
@@ -334,7 +296,7 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
         .collect();
     assert_eq!(owners, BTreeSet::from(["gone".to_string()]));
 
-    let server = TestServer::start_at(port).await;
+    let server = TestServer::start_at(port);
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     let answered = server.answered(503);
@@ -349,8 +311,9 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn confirm_mode_answers_once_a_message_is_spooled_not_once_it_is_delivered() {
-    let port = support::unused_port().await;
-    let url = format!("http://127.0.0.1:{port}/");
+    // Refused for the whole test.
+    let nowhere = ReservedPort::new();
+    let url = nowhere.url();
     for mode in ["--confirm", "--transactions"] {
         let dir = tempfile::tempdir().expect("temp dir");
         let spool = dir.path().display().to_string();

@@ -103,6 +103,7 @@ fn decode_args() -> DecodeArgs {
         max_pending_bytes: 64 << 20,
         since: None,
         until: None,
+        now: None,
         follow: false,
         poll_interval: std::time::Duration::from_secs(60),
         jobs: 4,
@@ -164,7 +165,7 @@ fn run(case: &Case) -> (Vec<Vec<u8>>, Counts, Vec<Vec<u8>>) {
         entry(format, target, files.entry(*file).or_default());
     }
     let mut out = Vec::new();
-    let mut decoder = Decoder::new(&decode_args(), signer, &mut out);
+    let mut decoder = Decoder::new(&decode_args(), Default::default(), signer, &mut out);
     for (file, lines) in &files {
         decoder
             .decode_stream(&format!("file-{file}"), &lines[..])

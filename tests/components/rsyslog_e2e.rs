@@ -1,29 +1,20 @@
-//! A real rsyslogd feeding the binary through the shipped rsyslog.d configs.
-//!
-//! Runs only with DRIFTER_RSYSLOG_E2E=1 (`.ci/run` installs rsyslog and sets it); then a
-//! missing rsyslogd is a failure, not a skip.
+//! A real rsyslogd feeding the binary through the shipped rsyslog.d configs. Ignored, with
+//! the reason, where rsyslogd is not installed (a failure with DRIFTER_RSYSLOG_E2E set).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::rsyslogd::{self, Rsyslogd};
 use crate::support;
-use crate::support::{Reply, TestServer};
+use crate::support::{Missing, Outage, Reply, TestServer};
 
-fn enabled() -> bool {
-    std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| v == "1")
-}
-
-fn skipped() -> bool {
-    if !enabled() {
-        eprintln!("skipped: set DRIFTER_RSYSLOG_E2E=1 to run against a real rsyslogd");
-    }
-    !enabled()
-}
-
-fn rsyslogd() -> PathBuf {
-    rsyslogd::binary().expect("DRIFTER_RSYSLOG_E2E=1 but rsyslogd is not installed")
+/// The installed rsyslogd.
+fn rsyslogd() -> Result<PathBuf, Missing> {
+    rsyslogd::binary()
+        .map_err(|_| Missing::because("rsyslogd is not installed", "apt-get install rsyslog"))
 }
 
 fn shipped_configs() -> Vec<PathBuf> {
@@ -37,15 +28,12 @@ fn shipped_configs() -> Vec<PathBuf> {
     configs
 }
 
-#[test]
-fn every_shipped_config_passes_rsyslogd_check() {
-    if skipped() {
-        return;
-    }
+async fn every_shipped_config_passes_rsyslogd_check() -> Result<(), Missing> {
+    rsyslogd()?;
     let configs = shipped_configs();
     assert!(!configs.is_empty());
     for config in configs {
-        let output = std::process::Command::new(rsyslogd())
+        let output = support::clean_command(rsyslogd()?)
             .arg("-N1")
             .arg("-f")
             .arg(&config)
@@ -55,6 +43,7 @@ fn every_shipped_config_passes_rsyslogd_check() {
         assert!(output.status.success(), "{}: {stderr}", config.display());
         assert!(!stderr.contains("error"), "{}: {stderr}", config.display());
     }
+    Ok(())
 }
 
 /// Syslog frames for rsyslogd's TCP input, one line each.
@@ -158,11 +147,15 @@ fn programs_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Fault {
     None,
-    /// SIGKILL the program once this many messages have arrived.
-    KillProgramAfter(usize),
+    /// SIGKILL the program once this many messages have arrived, then open `killed` (which
+    /// the server holds requests on until then).
+    KillProgramAfter(usize, Arc<AtomicBool>),
+    /// The load balancer is down until this many requests were refused (probes, spaced by
+    /// the program's backoff), then `Outage` ends it.
+    DownUntilRefused(usize, Outage),
 }
 
 /// Feeds `count` numbered messages through a real rsyslogd and the shipped `config` into the
@@ -191,7 +184,7 @@ async fn deliver_with_fault(
         .collect();
     let frames = syslog_frames(&messages);
     let sending = async { rsyslogd.send(&frames).await.expect("send to rsyslogd") };
-    if let Fault::KillProgramAfter(arrived) = fault {
+    if let Fault::KillProgramAfter(arrived, killed_flag) = fault {
         let rsyslogd_pid = rsyslogd.child.id().expect("rsyslogd is running");
         let killing = async {
             let reached = support::eventually(Duration::from_secs(60), || {
@@ -201,13 +194,10 @@ async fn deliver_with_fault(
             assert!(reached, "{config}: {arrived} messages never arrived");
             let programs = programs_of(rsyslogd_pid);
             assert_eq!(programs.len(), 1, "{config}: one program under rsyslogd");
-            for pid in &programs {
-                let status = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status()
-                    .expect("run kill");
-                assert!(status.success(), "kill -KILL {pid}");
+            for &pid in &programs {
+                support::signal_pid(pid, "KILL");
             }
+            killed_flag.store(true, Ordering::SeqCst);
             let before = ids_received(server).len();
             eprintln!("{config}: killed program {programs:?} after {before} messages arrived");
             programs
@@ -219,6 +209,14 @@ async fn deliver_with_fault(
         })
         .await;
         assert!(restarted, "{config}: rsyslogd did not restart the program");
+    } else if let Fault::DownUntilRefused(refusals, outage) = fault {
+        sending.await;
+        let refused = support::eventually(Duration::from_secs(60), || {
+            server.answered(502).len() >= refusals
+        })
+        .await;
+        assert!(refused, "{config}: {refusals} requests were refused");
+        outage.end();
     } else {
         sending.await;
     }
@@ -250,11 +248,8 @@ async fn deliver_with_fault(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn plain_config_delivers_every_message_through_rsyslogd() {
-    if skipped() {
-        return;
-    }
+async fn plain_config_delivers_every_message_through_rsyslogd() -> Result<(), Missing> {
+    rsyslogd()?;
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     deliver_through("drifter-plain.conf", &server, 500, false).await;
     // RSYSLOG_FileFormat: the message is the tail of the line, byte for byte.
@@ -268,47 +263,53 @@ async fn plain_config_delivers_every_message_through_rsyslogd() {
         sample.contains(" e2ehost e2etag: drifter-e2e ") && sample.ends_with(" & é \"quoted\""),
         "{sample}"
     );
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reliable_config_delivers_every_message_through_rsyslogd() {
-    if skipped() {
-        return;
-    }
+async fn reliable_config_delivers_every_message_through_rsyslogd() -> Result<(), Missing> {
+    rsyslogd()?;
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     deliver_through("drifter-reliable.conf", &server, 300, false).await;
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn transactions_config_delivers_every_message_through_rsyslogd() {
-    if skipped() {
-        return;
-    }
+async fn transactions_config_delivers_every_message_through_rsyslogd() -> Result<(), Missing> {
+    rsyslogd()?;
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     deliver_through("drifter-transactions.conf", &server, 2000, false).await;
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while() {
-    if skipped() {
-        return;
-    }
+async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while()
+-> Result<(), Missing> {
+    rsyslogd()?;
     for config in ["drifter-reliable.conf", "drifter-transactions.conf"] {
-        let server = TestServer::failing_for(Duration::from_secs(3), 502).await;
-        deliver_through(config, &server, 300, true).await;
-        assert!(server.seen().len() > 300, "{config}: the outage was hit");
+        // Down, with every message sent to rsyslogd, until three probes were refused: the
+        // program's backoff, not a clock of the test's, makes it last a while.
+        let (server, outage) = TestServer::down(502).await;
+        let fault = Fault::DownUntilRefused(3, outage);
+        deliver_with_fault(config, &server, 300, true, fault).await;
+        assert!(
+            server.answered(502).len() >= 3,
+            "{config}: the outage was hit"
+        );
     }
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() {
-    if skipped() {
-        return;
-    }
-    // Slow enough that the kill lands while most messages are still queued in rsyslog.
-    let server = TestServer::start(|_, _| {
-        std::thread::sleep(Duration::from_millis(2));
-        Reply::Status(503)
+async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() -> Result<(), Missing>
+{
+    rsyslogd()?;
+    // The first 100 are answered; later requests are held until the program is killed, so
+    // the kill always lands with most messages still in flight or queued in rsyslog.
+    let killed = Arc::new(AtomicBool::new(false));
+    let answering = killed.clone();
+    let server = TestServer::start(move |n, _| {
+        if n < 100 || answering.load(Ordering::SeqCst) {
+            Reply::Status(503)
+        } else {
+            Reply::Hang
+        }
     })
     .await;
     deliver_with_fault(
@@ -316,29 +317,27 @@ async fn reliable_config_loses_nothing_when_the_program_is_killed_mid_stream() {
         &server,
         1000,
         true,
-        Fault::KillProgramAfter(100),
+        Fault::KillProgramAfter(100, killed),
     )
     .await;
+    Ok(())
 }
 
 /// Per shipped config, with `--sequence` added: the load balancer is down while messages
 /// arrive in bursts, and after each burst is in the spool the program is SIGKILLed (rsyslogd
 /// starts a new one for the next burst). Once the load balancer is back, every message
 /// arrives, and each sender's sequence numbers run from 1 with no gap: the replays kept theirs.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() {
-    if skipped() {
-        return;
-    }
+async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Result<(), Missing> {
+    rsyslogd()?;
     for config in [
         "drifter-plain.conf",
         "drifter-reliable.conf",
         "drifter-transactions.conf",
     ] {
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let down = Arc::new(AtomicBool::new(true));
         let is_down = down.clone();
         let server = TestServer::start(move |_, _| {
-            if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+            if is_down.load(Ordering::SeqCst) {
                 Reply::Status(502)
             } else {
                 Reply::Status(503)
@@ -374,10 +373,8 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() {
             assert!(held, "{config}: burst {burst} never reached the spool");
             let programs = programs_of(rsyslogd_pid);
             assert!(!programs.is_empty(), "{config}: a program under rsyslogd");
-            for pid in &programs {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+            for &pid in &programs {
+                support::signal_pid(pid, "KILL");
             }
             let gone = support::eventually(Duration::from_secs(10), || {
                 programs_of(rsyslogd_pid)
@@ -387,7 +384,7 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() {
             .await;
             assert!(gone, "{config}: killed programs exit");
         }
-        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        down.store(false, Ordering::SeqCst);
         // One more burst: rsyslogd starts a program for it, which delivers the spool too.
         let last: Vec<String> = (sent..sent + 100)
             .map(|i| format!("drifter-e2e {i:05} & é \"quoted\""))
@@ -438,4 +435,17 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() {
             "{config}: the outage was hit"
         );
     }
+    Ok(())
+}
+
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    crate::trials![
+        every_shipped_config_passes_rsyslogd_check,
+        plain_config_delivers_every_message_through_rsyslogd,
+        reliable_config_delivers_every_message_through_rsyslogd,
+        transactions_config_delivers_every_message_through_rsyslogd,
+        confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_while,
+        reliable_config_loses_nothing_when_the_program_is_killed_mid_stream,
+        every_shipped_config_loses_nothing_to_kills_during_an_outage,
+    ]
 }

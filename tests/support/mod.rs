@@ -1,5 +1,10 @@
-//! Shared test support: a purpose-built hyper server on 127.0.0.1 that can answer, hang or
-//! reset per request and records what it saw, and helpers to run the real binary.
+//! Shared test support for both integration binaries: a purpose-built hyper server on
+//! 127.0.0.1 that can answer, hang or reset per request and records what it saw; ports reserved
+//! until a test listens on them; children started with a clean environment and signalled with
+//! kill(2); and the third-party components (tinyproxy, moto), which report themselves
+//! [`Missing`] instead of passing silently.
+
+#![allow(dead_code)] // Each test binary uses its own part of this module.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -75,31 +80,25 @@ impl TestServer {
         .await
     }
 
-    /// Answers `status` until `outage` has passed from now, then 503 (accepted).
-    pub async fn failing_for(outage: Duration, status: u16) -> Self {
-        let started = std::time::Instant::now();
-        Self::start(move |_, _| {
-            if started.elapsed() < outage {
+    /// Answers `status` until the test ends the [`Outage`] (having seen what it waited for),
+    /// then 503 (accepted).
+    pub async fn down(status: u16) -> (Self, Outage) {
+        let outage = Outage(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let down = outage.0.clone();
+        let server = Self::start(move |_, _| {
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
                 Reply::Status(status)
             } else {
                 Reply::Status(503)
             }
         })
-        .await
+        .await;
+        (server, outage)
     }
 
-    /// After `delay`, starts answering 503 on `port` (which had nothing listening on it).
-    pub async fn start_late(port: u16, delay: Duration) -> Self {
-        tokio::time::sleep(delay).await;
-        Self::start_at(port).await
-    }
-
-    /// Starts answering 503 on `port`, which a test used while nothing listened on it.
-    pub async fn start_at(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("rebind the port");
-        Self::start_on(listener, |_, _| Reply::Status(503), None)
+    /// Starts answering 503 on `port`, which refused connections until now.
+    pub fn start_at(port: ReservedPort) -> Self {
+        Self::start_on(port.listen(), |_, _| Reply::Status(503), None)
     }
 
     pub fn start_on(
@@ -137,6 +136,16 @@ impl TestServer {
             .filter(|s| s.reply == Reply::Status(status))
             .map(|s| s.target)
             .collect()
+    }
+}
+
+/// The switch of [`TestServer::down`].
+#[derive(Clone)]
+pub struct Outage(Arc<std::sync::atomic::AtomicBool>);
+
+impl Outage {
+    pub fn end(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -264,18 +273,17 @@ impl Run {
     }
 }
 
-/// Starts `drifter-rsyslog ARGS` with piped stdio and a quiet, predictable environment.
+/// Starts `drifter-rsyslog ARGS` with piped stdio and a clean environment.
 pub fn spawn(args: &[&str]) -> Child {
     spawn_with_env(args, &[])
 }
 
 /// [`spawn`], with these environment variables set.
 pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::new(BIN)
+    Command::from(clean_command(BIN))
         .args(args)
-        .envs(env.iter().copied())
-        .env_remove("RUST_LOG")
         .env("DRIFTER_LOG_LEVEL", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -320,21 +328,182 @@ pub async fn wait(child: Child, limit: Duration) -> Run {
     }
 }
 
-/// Sends a signal with kill(1), which every test machine has.
-pub fn signal(child: &Child, name: &str) {
-    let pid = child.id().expect("child is running");
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
+/// A child's stderr, read as it comes, so that a test can wait for a line (an address it
+/// bound, a state it reached) instead of sleeping.
+pub struct StderrLog {
+    text: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
 }
 
-/// A port on 127.0.0.1 with nothing listening (bound, then released).
-pub async fn unused_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("address").port()
+impl StderrLog {
+    /// Starts reading `child`'s piped stderr.
+    pub fn take(child: &mut Child) -> Self {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut text = sink.lock().expect("lock");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        StderrLog { text, reader }
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn text(&self) -> String {
+        self.text.lock().expect("lock").clone()
+    }
+
+    /// Waits up to `limit` for a stderr line containing `needle`; that line.
+    pub async fn line_with(&self, needle: &str, limit: Duration) -> String {
+        let mut found = None;
+        let seen = eventually(limit, || {
+            found = self
+                .text()
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_string);
+            found.is_some()
+        })
+        .await;
+        assert!(seen, "no stderr line with {needle:?}: {}", self.text());
+        found.unwrap_or_default()
+    }
+
+    /// The address in the `metrics on http://ADDR/metrics` line (`--metrics-listen` port 0).
+    pub async fn metrics_address(&self) -> SocketAddr {
+        let line = self
+            .line_with("metrics on http://", Duration::from_secs(30))
+            .await;
+        line.split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
+    /// All of stderr, once the child closed it (or `limit` passed).
+    pub async fn finish(self, limit: Duration) -> String {
+        let _ = tokio::time::timeout(limit, self.reader).await;
+        self.text.lock().expect("lock").clone()
+    }
+}
+
+/// A running child with its [`StderrLog`].
+pub struct Watched {
+    pub child: Child,
+    pub log: StderrLog,
+}
+
+impl Watched {
+    pub fn new(mut child: Child) -> Self {
+        let log = StderrLog::take(&mut child);
+        Watched { child, log }
+    }
+
+    pub async fn line_with(&self, needle: &str, limit: Duration) -> String {
+        self.log.line_with(needle, limit).await
+    }
+
+    pub async fn metrics_address(&self) -> SocketAddr {
+        self.log.metrics_address().await
+    }
+
+    /// Waits, at most `limit`, for the child to exit: its outcome, stderr included.
+    pub async fn wait(self, limit: Duration) -> Run {
+        let mut run = wait(self.child, limit).await;
+        run.stderr = self.log.finish(limit).await;
+        run
+    }
+}
+
+/// What a child may inherit: where programs are, a home and a temporary directory, and what
+/// `faketime` needs to move the clock of the whole tree. Anything else (proxies, AWS
+/// credentials, `DRIFTER_*`, `RUST_LOG`, `SSL_CERT_*`) would change what is tested, so each test
+/// sets what it needs explicitly.
+const INHERITED: [&str; 6] = [
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LD_PRELOAD",
+    "DONT_FAKE_MONOTONIC",
+    "LLVM_PROFILE_FILE",
+];
+
+/// `program` with the environment cleared but for [`INHERITED`] and `FAKETIME*`.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let keep = name
+            .to_str()
+            .is_some_and(|name| INHERITED.contains(&name) || name.starts_with("FAKETIME"));
+        if keep {
+            command.env(name, value);
+        }
+    }
+    command
+}
+
+/// Sends `name` (TERM, INT, HUP, KILL) to the child with kill(2).
+#[track_caller]
+pub fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("child is running");
+    signal_pid(pid, name);
+}
+
+/// Sends `name` to `pid` with kill(2).
+#[track_caller]
+pub fn signal_pid(pid: u32, name: &str) {
+    let number = match name {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "KILL" => libc::SIGKILL,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        other => panic!("no such signal in the tests: {other}"),
+    };
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes any pid and signal number and touches no memory of ours.
+    let result = unsafe { libc::kill(pid, number) };
+    assert_eq!(
+        result,
+        0,
+        "kill -{name} {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A port of 127.0.0.1 held by a socket that is bound but not listening: connections to it
+/// are refused, no one else can take it, and [`ReservedPort::listen`] starts accepting on it.
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("local address").port();
+        ReservedPort { socket, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn listen(self) -> TcpListener {
+        self.socket
+            .listen(1024)
+            .expect("listen on the reserved port")
+    }
 }
 
 /// The message each target carries, decoded as the compatible format defines it.
@@ -397,6 +566,7 @@ pub struct Stand {
     pub child: Child,
     pub url: String,
     pub dir: tempfile::TempDir,
+    pub log: StderrLog,
 }
 
 impl Stand {
@@ -406,6 +576,7 @@ impl Stand {
         let mut args = vec!["mock-elb", "--listen", "127.0.0.1:0", "--log-dir", &log_dir];
         args.extend_from_slice(extra);
         let mut child = spawn(&args);
+        let log = StderrLog::take(&mut child);
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
@@ -417,13 +588,24 @@ impl Stand {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
             .to_string();
-        Stand { child, url, dir }
+        Stand {
+            child,
+            url,
+            dir,
+            log,
+        }
+    }
+
+    /// Its `--metrics-listen 127.0.0.1:0` address.
+    pub async fn metrics_address(&self) -> SocketAddr {
+        self.log.metrics_address().await
     }
 
     /// Stops it with `signal` and checks it exits 0 having completed its files.
     pub async fn stop(self, name: &str) -> tempfile::TempDir {
         signal(&self.child, name);
-        let run = wait(self.child, STAND_LIMIT).await;
+        let mut run = wait(self.child, STAND_LIMIT).await;
+        run.stderr = self.log.finish(STAND_LIMIT).await;
         assert_eq!(run.code(), Some(0), "mock-elb: {}", run.stderr);
         let incoming: Vec<_> = std::fs::read_dir(self.dir.path().join(".incoming"))
             .expect("incoming dir")
@@ -486,9 +668,29 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Whether tests that need an installed component must run (`.ci/run` sets this).
+/// Whether tests that need an installed component must run: `DRIFTER_RSYSLOG_E2E` set to
+/// anything but empty or `0` (`.ci/run` sets it).
 pub fn components_required() -> bool {
-    std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| v == "1")
+    std::env::var("DRIFTER_RSYSLOG_E2E").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// How the Python components are installed (the README's Development section has the rest).
+pub const REQUIREMENTS: &str = "python3 -m venv VENV && VENV/bin/pip install --require-hashes -r .ci/requirements.txt, with VENV/bin first on PATH";
+
+/// A component a test needs is not installed: the test is reported as ignored, with this reason.
+#[derive(Debug)]
+pub struct Missing(pub String);
+
+impl Missing {
+    /// `what` is missing: a failure when components are required, else the reason to ignore.
+    #[track_caller]
+    pub fn because(what: &str, install: &str) -> Self {
+        assert!(
+            !components_required(),
+            "DRIFTER_RSYSLOG_E2E is set but {what} ({install})"
+        );
+        Missing(format!("{what}; install: {install}"))
+    }
 }
 
 /// A CA and a certificate for localhost signed by it, as PEM files: (ca, cert, key).
@@ -524,52 +726,77 @@ pub struct Tinyproxy {
 }
 
 impl Tinyproxy {
-    pub async fn start(extra: &str) -> Option<Self> {
+    /// tinyproxy can neither bind port 0 nor take a socket from its parent, so its port is
+    /// picked free, then proven to be this tinyproxy's by its statistics page; another is
+    /// picked if something else took it first.
+    pub async fn start(extra: &str) -> Result<Self, Missing> {
         let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
             .iter()
             .map(PathBuf::from)
-            .find(|p| p.exists());
-        let Some(binary) = binary else {
-            assert!(
-                !components_required(),
-                "DRIFTER_RSYSLOG_E2E=1 but tinyproxy is not installed"
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                Missing::because("tinyproxy is not installed", "apt-get install tinyproxy")
+            })?;
+        for _ in 0..5 {
+            let port = ReservedPort::new().port; // Released at once: tinyproxy binds it.
+            let dir = tempfile::tempdir().expect("temp dir");
+            // No ConnectPort line: CONNECT to every port, as the test servers use random ones.
+            let config = format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 200\nAllow 127.0.0.1\nDisableViaHeader Yes\nLogLevel Warning\nStatHost \"{STAT_HOST}\"\n{extra}\n"
             );
-            eprintln!("skipped: tinyproxy is not installed");
-            return None;
-        };
-        let port = unused_port().await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        // No ConnectPort line: CONNECT to every port, as the test servers use random ones.
-        let config = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 200\nAllow 127.0.0.1\nDisableViaHeader Yes\nLogLevel Warning\n{extra}\n"
-        );
-        let config_path = dir.path().join("tinyproxy.conf");
-        std::fs::write(&config_path, config).expect("write tinyproxy.conf");
-        let child = Command::new(binary)
-            .arg("-d")
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tinyproxy");
-        let listening = eventually(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        assert!(listening, "tinyproxy did not listen on {port}");
-        Some(Tinyproxy {
-            port,
-            child,
-            _dir: dir,
-        })
+            let config_path = dir.path().join("tinyproxy.conf");
+            std::fs::write(&config_path, config).expect("write tinyproxy.conf");
+            let mut child = Command::from(clean_command(&binary))
+                .arg("-d")
+                .arg("-c")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start tinyproxy");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::time::Instant::now() < deadline {
+                if child.try_wait().expect("tinyproxy's status").is_some() {
+                    break; // It could not bind: try another port.
+                }
+                if answers_as_tinyproxy(port).await {
+                    return Ok(Tinyproxy {
+                        port,
+                        child,
+                        _dir: dir,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.start_kill();
+        }
+        panic!("tinyproxy did not start on any of 5 ports");
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+const STAT_HOST: &str = "tinyproxy.stats.test";
+
+/// Whether the proxy on `port` serves tinyproxy's statistics page for [`STAT_HOST`].
+async fn answers_as_tinyproxy(port: u16) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = format!("GET http://{STAT_HOST}/ HTTP/1.0\r\nHost: {STAT_HOST}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut page = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut page);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), read).await,
+        Ok(Ok(_))
+    ) && String::from_utf8_lossy(&page).contains("tinyproxy")
 }
 
 impl Drop for Tinyproxy {
@@ -639,23 +866,17 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// `None` (the test is skipped) when moto is not installed, unless components are
-    /// required. `env` is moto's own (INITIAL_NO_AUTH_ACTION_COUNT, say).
-    pub async fn start(env: &[(&str, &str)]) -> Option<Self> {
-        let Some(server) = on_path("moto_server") else {
-            assert!(
-                !components_required(),
-                "DRIFTER_RSYSLOG_E2E=1 but moto_server is not on PATH"
-            );
-            eprintln!("skipped: moto_server is not installed");
-            return None;
-        };
+    /// moto binds port 0 and logs the port it got. `env` is moto's own
+    /// (INITIAL_NO_AUTH_ACTION_COUNT, say).
+    pub async fn start(env: &[(&str, &str)]) -> Result<Self, Missing> {
+        let server = on_path("moto_server")
+            .ok_or_else(|| Missing::because("moto_server is not on PATH", REQUIREMENTS))?;
         let python = venv_python();
-        let port = unused_port().await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let log_path = dir.path().join("moto.log");
+        let log = std::fs::File::create(&log_path).expect("moto log");
+        let mut child = Command::from(clean_command(server))
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("moto log"))
@@ -663,37 +884,40 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .expect("start moto_server");
-        let listening = eventually(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        let mut endpoint = None;
+        let started = eventually(Duration::from_secs(30), || {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            endpoint = log
+                .lines()
+                .find_map(|line| line.split("Running on ").nth(1))
+                .map(|url| url.trim().to_string());
+            endpoint.is_some() || child.try_wait().is_ok_and(|status| status.is_some())
         })
         .await;
-        assert!(listening, "moto_server did not listen on {port}");
-        Some(Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let endpoint = endpoint
+            .filter(|_| started)
+            .unwrap_or_else(|| panic!("moto_server did not say where it listens: {log}"));
+        Ok(Moto {
+            endpoint,
             child,
             python,
             dir,
         })
     }
 
-    /// The Python of moto's venv, if it can import `module` (None, the test skipped, when it
-    /// cannot, unless components are required).
-    pub fn python_with(module: &str) -> Option<PathBuf> {
+    /// The Python of moto's venv, if it can import `module`.
+    pub fn python_with(module: &str) -> Result<PathBuf, Missing> {
         let python = venv_python();
-        let imports = std::process::Command::new(&python)
+        let imports = clean_command(&python)
             .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|output| output.status.success());
         if !imports {
-            assert!(
-                !components_required(),
-                "DRIFTER_RSYSLOG_E2E=1 but {} cannot import {module}",
-                python.display()
-            );
-            eprintln!("skipped: Python module {module} is not installed");
-            return None;
+            let what = format!("{} cannot import {module}", python.display());
+            return Err(Missing::because(&what, REQUIREMENTS));
         }
-        Some(python)
+        Ok(python)
     }
 
     /// The environment `decode` needs to reach it with moto's test credentials.
@@ -706,7 +930,7 @@ impl Moto {
         ]
     }
 
-    /// Runs `tests/it/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
+    /// Runs `tests/components/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
     pub fn fixture(&self, command: &str, args: &[&str]) -> String {
         let mut full = vec![command, &self.endpoint];
         full.extend_from_slice(args);
@@ -742,12 +966,12 @@ fn venv_python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
-/// Runs `tests/it/SCRIPT ARGS` with `python` and checks it succeeded; its stdout.
+/// Runs `tests/components/SCRIPT ARGS` with `python` and checks it succeeded; its stdout.
 pub fn python_script(python: &Path, script: &str, args: &[&str]) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it")
+        .join("tests/components")
         .join(script);
-    let output = std::process::Command::new(python)
+    let output = clean_command(python)
         .arg(path)
         .args(args)
         .output()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{Reply, Stand, TestServer, Tinyproxy};
+use crate::support::{Missing, Reply, Stand, TestServer, Tinyproxy};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -19,7 +19,8 @@ const LINES: [&str; 3] = [
 
 /// Runs `send` with a proxy nobody listens on: it must fail, so the proxy is in the path.
 async fn fails_through_a_dead_proxy(args: &[&str], env_key: Option<&str>) {
-    let dead = format!("http://127.0.0.1:{}", support::unused_port().await);
+    let closed = support::ReservedPort::new();
+    let dead = format!("http://127.0.0.1:{}", closed.port);
     let mut args = args.to_vec();
     args.extend(["--drain-timeout", "1s"]);
     let mut env = Vec::new();
@@ -38,11 +39,8 @@ fn input() -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_goes_through_the_proxy_in_forward_mode_byte_for_byte() {
-    let Some(proxy) = Tinyproxy::start("").await else {
-        return;
-    };
+async fn http_goes_through_the_proxy_in_forward_mode_byte_for_byte() -> Result<(), Missing> {
+    let proxy = Tinyproxy::start("").await?;
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     let url = format!("http://127.0.0.1:{}/app1", server.addr.port());
     let env = [("HTTP_PROXY", proxy.url())];
@@ -59,13 +57,11 @@ async fn http_goes_through_the_proxy_in_forward_mode_byte_for_byte() {
     seen.sort();
     assert_eq!(seen, expected, "the request targets the server got");
     fails_through_a_dead_proxy(&["send", &url], Some("HTTP_PROXY")).await;
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn https_goes_through_a_connect_tunnel_to_the_stand_in() {
-    let Some(proxy) = Tinyproxy::start("").await else {
-        return;
-    };
+async fn https_goes_through_a_connect_tunnel_to_the_stand_in() -> Result<(), Missing> {
+    let proxy = Tinyproxy::start("").await?;
     let scratch = tempfile::tempdir().expect("temp dir");
     let (ca, cert, key) = support::certificates(scratch.path());
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
@@ -100,14 +96,15 @@ async fn https_goes_through_a_connect_tunnel_to_the_stand_in() {
         log.contains(&format!("\"GET https://localhost:{port}{first} HTTP/1.1\"")),
         "the logged request line: {log}"
     );
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn no_proxy_and_proxy_none_go_direct() {
+async fn no_proxy_and_proxy_none_go_direct() -> Result<(), Missing> {
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     let url = server.url();
     // Nothing listens on the proxy's port: a request through it would fail.
-    let dead_proxy = format!("http://127.0.0.1:{}", support::unused_port().await);
+    let closed = support::ReservedPort::new();
+    let dead_proxy = format!("http://127.0.0.1:{}", closed.port);
     let env = [
         ("HTTP_PROXY", dead_proxy.as_str()),
         ("NO_PROXY", "localhost,127.0.0.0/8"),
@@ -122,13 +119,12 @@ async fn no_proxy_and_proxy_none_go_direct() {
         support::decoded_set(&server.answered(503)),
         [b"bypassed".to_vec(), b"ignored".to_vec()].into()
     );
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_proxy_that_wants_credentials_is_a_clear_error_and_gets_them_from_the_url() {
-    let Some(proxy) = Tinyproxy::start("BasicAuth drifter s3cret").await else {
-        return;
-    };
+async fn a_proxy_that_wants_credentials_is_a_clear_error_and_gets_them_from_the_url()
+-> Result<(), Missing> {
+    let proxy = Tinyproxy::start("BasicAuth drifter s3cret").await?;
     let server = TestServer::start(|_, _| Reply::Status(503)).await;
     let url = server.url();
     let without = proxy.url();
@@ -158,4 +154,14 @@ async fn a_proxy_that_wants_credentials_is_a_clear_error_and_gets_them_from_the_
         support::decoded_set(&answered[1..]),
         [b"sent with credentials".to_vec()].into()
     );
+    Ok(())
+}
+
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    crate::trials![
+        http_goes_through_the_proxy_in_forward_mode_byte_for_byte,
+        https_goes_through_a_connect_tunnel_to_the_stand_in,
+        no_proxy_and_proxy_none_go_direct,
+        a_proxy_that_wants_credentials_is_a_clear_error_and_gets_them_from_the_url,
+    ]
 }

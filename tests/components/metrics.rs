@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::support;
-use crate::support::{Reply, TestServer};
+use crate::support::{Missing, Reply, TestServer, Watched};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -25,10 +25,6 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn metrics_address() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], support::unused_port().await))
-}
-
 async fn scrape(addr: SocketAddr) -> (String, BTreeMap<String, f64>) {
     let (status, text) = support::http_get(addr, "/metrics").await;
     assert_eq!(status, 200, "{text}");
@@ -36,22 +32,21 @@ async fn scrape(addr: SocketAddr) -> (String, BTreeMap<String, f64>) {
     (text, parsed)
 }
 
-/// `promtool check metrics` on a scrape, where promtool is installed (`.ci/run` installs it).
-fn promtool_accepts(text: &str) {
-    let promtool = std::process::Command::new("promtool")
+/// `promtool check metrics` on a scrape.
+fn promtool_accepts(text: &str) -> Result<(), Missing> {
+    let Some(promtool) = support::on_path("promtool") else {
+        return Err(Missing::because(
+            "promtool is not on PATH",
+            "apt-get install prometheus",
+        ));
+    };
+    let mut child = support::clean_command(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match promtool {
-        Ok(child) => child,
-        Err(e) if !support::components_required() => {
-            eprintln!("skipped promtool: {e}");
-            return;
-        }
-        Err(e) => panic!("promtool is required with DRIFTER_RSYSLOG_E2E=1: {e}"),
-    };
+        .spawn()
+        .expect("start promtool");
     use std::io::Write as _;
     child
         .stdin
@@ -66,6 +61,7 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
 }
 
 /// Whether `path` answers `status` before `limit` passes, asked every 50 ms.
@@ -80,16 +76,7 @@ async fn answers_within(addr: SocketAddr, path: &str, status: u16, limit: Durati
     false
 }
 
-async fn wait_until_listening(addr: SocketAddr) {
-    let up = support::eventually(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    })
-    .await;
-    assert!(up, "metrics listener on {addr}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn counters_match_what_happened_and_the_summary() {
+async fn counters_match_what_happened_and_the_summary() -> Result<(), Missing> {
     let server = TestServer::start(|_, target| {
         if target.windows(3).any(|w| w == b"bad") {
             Reply::Status(404)
@@ -99,19 +86,17 @@ async fn counters_match_what_happened_and_the_summary() {
     })
     .await;
     let url = server.url();
-    let addr = metrics_address().await;
-    let listen = addr.to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let dead = dir.path().join("dead.log");
-    let mut child = support::spawn(&[
+    let mut child = Watched::new(support::spawn(&[
         "send",
         &url,
         "--metrics-listen",
-        &listen,
+        "127.0.0.1:0",
         "--dead-letter",
         dead.to_str().expect("utf-8"),
-    ]);
-    wait_until_listening(addr).await;
+    ]));
+    let addr = child.metrics_address().await;
     let (text, before) = scrape(addr).await;
     assert_eq!(before["drifter_messages_read_total"], 0.0);
     assert_eq!(before["drifter_requests_total{code=\"error\"}"], 0.0);
@@ -119,9 +104,9 @@ async fn counters_match_what_happened_and_the_summary() {
         before["drifter_messages_lost_total{reason=\"drain_deadline\"}"],
         0.0
     );
-    promtool_accepts(&text);
+    promtool_accepts(&text)?;
 
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdin = child.child.stdin.take().expect("stdin is piped");
     let (mut input, _) = support::numbered(100, "counted");
     input.extend_from_slice(b"bad one\nbad two\nbad three\n\n");
     stdin.write_all(&input).await.expect("write");
@@ -138,7 +123,7 @@ async fn counters_match_what_happened_and_the_summary() {
         scraped = scrape(addr).await;
     }
     let (text, during) = scraped;
-    promtool_accepts(&text);
+    promtool_accepts(&text)?;
     for (series, expected) in [
         ("drifter_messages_read_total", 103.0),
         ("drifter_lines_skipped_total{reason=\"empty\"}", 1.0),
@@ -167,21 +152,19 @@ async fn counters_match_what_happened_and_the_summary() {
     );
     assert!(during["drifter_last_delivery_timestamp_seconds"] > 1e9);
     drop(stdin);
-    let run = support::wait(child, LIMIT).await;
+    let run = child.wait(LIMIT).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
     run.assert_logged(
         "read 103 (+1 empty lines), delivered 100, retried 0, dead-lettered 3, lost 0",
     );
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn health_follows_start_up_and_drain_not_the_load_balancer() {
-    // Down for the first 3 s: --probe holds readiness until it is accepted.
-    let server = TestServer::failing_for(Duration::from_secs(3), 502).await;
+async fn health_follows_start_up_and_drain_not_the_load_balancer() -> Result<(), Missing> {
+    // Down until the probe was seen refused: --probe holds readiness until it is accepted.
+    let (server, outage) = TestServer::down(502).await;
     let url = server.url();
-    let addr = metrics_address().await;
-    let listen = addr.to_string();
-    let mut child = support::spawn(&[
+    let mut child = Watched::new(support::spawn(&[
         "send",
         &url,
         "--probe",
@@ -192,27 +175,30 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() {
         "--drain-timeout",
         "3s",
         "--metrics-listen",
-        &listen,
-    ]);
-    wait_until_listening(addr).await;
+        "127.0.0.1:0",
+    ]));
+    let addr = child.metrics_address().await;
     assert_eq!(support::http_get(addr, "/healthz").await.0, 200);
+    child.line_with("probe failed", LIMIT).await;
+    assert!(support::eventually(LIMIT, || server.answered(502).len() >= 2).await);
     assert_eq!(
         support::http_get(addr, "/readyz").await.0,
         503,
         "not ready while the probe waits"
     );
+    outage.end();
     assert!(
         answers_within(addr, "/readyz", 200, Duration::from_secs(15)).await,
         "ready once the probe was accepted"
     );
 
     // Now the load balancer goes away: health and readiness do not change.
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdin = child.child.stdin.take().expect("stdin is piped");
     stdin.write_all(b"one\n").await.expect("write");
     assert!(support::eventually(LIMIT, || server.answered(503).len() >= 2).await);
     drop(server);
     stdin.write_all(b"two\n").await.expect("write");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.line_with("delivery failing", LIMIT).await;
     assert_eq!(support::http_get(addr, "/healthz").await.0, 200);
     assert_eq!(support::http_get(addr, "/readyz").await.0, 200);
 
@@ -229,15 +215,14 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() {
         Some(&0.0),
         "the outage shows in the metrics"
     );
-    let run = support::wait(child, LIMIT).await;
+    let run = child.wait(LIMIT).await;
     assert_eq!(run.code(), Some(1), "two was lost: {}", run.stderr);
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_stand_in_counts_what_it_answered_and_logged() {
-    let addr = metrics_address().await;
-    let listen = addr.to_string();
-    let stand = support::Stand::start(&["--metrics-listen", &listen]).await;
+async fn the_stand_in_counts_what_it_answered_and_logged() -> Result<(), Missing> {
+    let stand = support::Stand::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let addr = stand.metrics_address().await;
     assert_eq!(support::http_get(addr, "/readyz").await.0, 200);
     let (input, _) = support::numbered(50, "stand");
     let sent = support::run_with_input(&["send", &stand.url], &input, LIMIT).await;
@@ -247,7 +232,7 @@ async fn the_stand_in_counts_what_it_answered_and_logged() {
     let mut scraped = BTreeMap::new();
     for _ in 0..100 {
         let (text, now) = scrape(addr).await;
-        promtool_accepts(&text);
+        promtool_accepts(&text)?;
         scraped = now;
         if scraped.get("mock_elb_logged_entries_total") == Some(&50.0) {
             break;
@@ -260,4 +245,13 @@ async fn the_stand_in_counts_what_it_answered_and_logged() {
     );
     assert_eq!(scraped.get("mock_elb_logged_entries_total"), Some(&50.0));
     stand.stop("TERM").await;
+    Ok(())
+}
+
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    crate::trials![
+        counters_match_what_happened_and_the_summary,
+        health_follows_start_up_and_drain_not_the_load_balancer,
+        the_stand_in_counts_what_it_answered_and_logged,
+    ]
 }

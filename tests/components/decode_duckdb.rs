@@ -10,7 +10,7 @@ use std::time::Duration;
 use drifter_rsyslog::access_log::Format;
 
 use crate::decode_s3::{DRIFTER_AGENT, corpus_tree, entry};
-use crate::support::{self, Moto};
+use crate::support::{self, Missing, Moto};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const DUCKDB_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aws/duckdb.sql");
@@ -46,12 +46,9 @@ fn add_strangers(tree: &Path, format: Format) {
     std::fs::write(dir.join("zz_strangers.log"), lines).expect("write");
 }
 
-#[tokio::test]
-async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
+async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() -> Result<(), Missing> {
     // moto's venv holds duckdb too; Moto is only used to find it.
-    let Some(python) = Moto::python_with("duckdb") else {
-        return;
-    };
+    let python = Moto::python_with("duckdb")?;
     for (name, format) in [("classic", Format::Classic), ("alb", Format::Alb)] {
         let tree = corpus_tree(name).await;
         add_strangers(tree.path(), format);
@@ -82,19 +79,17 @@ async fn the_duckdb_query_gives_decodes_messages_byte_for_byte() {
         );
         assert_eq!(queried, decoded.stdout, "{name}: byte for byte");
     }
+    Ok(())
 }
 
 /// Athena cannot be reached from here: the text is parsed as Athena SQL (sqlglot) instead.
-#[test]
-fn the_athena_text_parses_as_athena_sql() {
-    let Some(python) = Moto::python_with("sqlglot") else {
-        return;
-    };
+async fn the_athena_text_parses_as_athena_sql() -> Result<(), Missing> {
+    let python = Moto::python_with("sqlglot")?;
     support::python_script(&python, "athena_parse.py", &[ATHENA_SQL]);
+    Ok(())
 }
 
-#[test]
-fn the_readme_shows_both_query_texts_as_they_are_in_the_repository() {
+async fn the_readme_shows_both_query_texts_as_they_are_in_the_repository() -> Result<(), Missing> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     for path in [DUCKDB_SQL, ATHENA_SQL] {
@@ -104,4 +99,13 @@ fn the_readme_shows_both_query_texts_as_they_are_in_the_repository() {
             "README.md must hold {path} verbatim"
         );
     }
+    Ok(())
+}
+
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    crate::trials![
+        the_duckdb_query_gives_decodes_messages_byte_for_byte,
+        the_athena_text_parses_as_athena_sql,
+        the_readme_shows_both_query_texts_as_they_are_in_the_repository,
+    ]
 }

@@ -12,9 +12,11 @@ use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::support::{self, Moto, Run, Stand};
+use crate::support::{self, Missing, Moto, Run, Stand};
 
 const LIMIT: Duration = Duration::from_secs(60);
+/// How long a stopped `decode --follow` may take to end.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 
@@ -60,7 +62,11 @@ pub async fn corpus_tree(format: &str) -> tempfile::TempDir {
         ];
         let sent = support::run_with_input(&args, batch, LIMIT).await;
         assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // The next batch goes to a later file once this one's file is complete.
+        let before = completed_files(stand.dir.path());
+        let rotated =
+            support::eventually(LIMIT, || completed_files(stand.dir.path()) > before).await;
+        assert!(rotated, "the stand-in completed a file within {LIMIT:?}");
     }
     let dir = stand.stop("TERM").await;
     let files = support::log_files(dir.path());
@@ -70,6 +76,15 @@ pub async fn corpus_tree(format: &str) -> tempfile::TempDir {
     let copy = first.with_file_name(name.replacen("_127.0.0.1_", "_127.0.0.2_", 1));
     std::fs::copy(first, copy).expect("copy a log file");
     dir
+}
+
+/// How many log files the stand-in under `dir` has completed.
+fn completed_files(dir: &Path) -> usize {
+    if dir.join("AWSLogs").is_dir() {
+        support::log_files(dir).len()
+    } else {
+        0
+    }
 }
 
 async fn decode_with(moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
@@ -86,11 +101,8 @@ fn error_lines(run: &Run) -> Vec<&str> {
     run.stderr.lines().filter(|l| l.contains("ERROR")).collect()
 }
 
-#[tokio::test]
-async fn s3_reads_equal_local_reads_byte_for_byte_in_both_formats() {
-    let Some(moto) = Moto::start(&[]).await else {
-        return;
-    };
+async fn s3_reads_equal_local_reads_byte_for_byte_in_both_formats() -> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
     for format in ["classic", "alb"] {
         let tree = corpus_tree(format).await;
         moto.upload("logs", &format!("{format}/elb"), tree.path());
@@ -132,6 +144,7 @@ async fn s3_reads_equal_local_reads_byte_for_byte_in_both_formats() {
         assert_eq!(one.code(), Some(0), "{format}: {}", one.stderr);
         assert!(one.stderr.contains("in 1 files"), "{}", one.stderr);
     }
+    Ok(())
 }
 
 /// An ALB log file ending at `end`, with one request at each of `times`, whose message is
@@ -230,11 +243,9 @@ fn three_days(root: &Path) -> Vec<OffsetDateTime> {
     times
 }
 
-#[tokio::test]
-async fn since_and_until_fetch_only_the_objects_that_can_hold_entries_in_range() {
-    let Some(moto) = Moto::start(&[]).await else {
-        return;
-    };
+async fn since_and_until_fetch_only_the_objects_that_can_hold_entries_in_range()
+-> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
     let tree = tempfile::tempdir().expect("temp dir");
     let times = three_days(tree.path());
     moto.upload("ranged", "", tree.path());
@@ -279,15 +290,27 @@ async fn since_and_until_fetch_only_the_objects_that_can_hold_entries_in_range()
         "{}",
         from_disk.stderr
     );
-    let relative = decode_with(&moto, &["--until", "3d", &local], &[]).await;
-    assert!(relative.stdout.is_empty() && relative.stderr.contains("in 0 files"));
+    // A time ago counts back from "now", pinned here: 3 days before Dec 1, 23:00 is before
+    // every file of the tree.
+    let now = "2026-12-01T23:00:00Z";
+    let relative = decode_with(&moto, &["--now", now, "--until", "3d", &local], &[]).await;
+    assert!(
+        relative.stdout.is_empty() && relative.stderr.contains("in 0 files"),
+        "{}",
+        relative.stderr
+    );
+    let recent = decode_with(&moto, &["--now", now, "--since", "18h", &local], &[]).await;
+    assert_eq!(
+        recent.stdout, b"at 2026-12-01T05:56\nat 2026-12-01T05:59\nat 2026-12-01T11:56\nat 2026-12-01T11:59\nat 2026-12-01T17:56\nat 2026-12-01T17:59\n",
+        "{}",
+        recent.stderr
+    );
+    Ok(())
 }
 
-#[tokio::test]
-async fn follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_across_them() {
-    let Some(moto) = Moto::start(&[]).await else {
-        return;
-    };
+async fn follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_across_them()
+-> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
     // One message in two fragments, the second uploaded later in a file of its own.
     let long = "x".repeat(150);
     let dry = support::run_with_input(
@@ -339,6 +362,7 @@ async fn follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_ac
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("decoded 2 messages from 3 lines in 2 files");
     run.assert_logged("0 incomplete messages");
+    Ok(())
 }
 
 type StdoutLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
@@ -350,8 +374,7 @@ async fn next_line(lines: &mut StdoutLines) -> Option<String> {
         .expect("read stdout")
 }
 
-#[tokio::test]
-async fn follow_reads_a_rotating_local_stand_in() {
+async fn follow_reads_a_rotating_local_stand_in() -> Result<(), Missing> {
     let stand = Stand::start(&["--rotate-secs", "1"]).await;
     let dir = stand.dir.path().display().to_string();
     let mut child = support::spawn(&["decode", "--follow", "--poll-interval", "200ms", &dir]);
@@ -372,13 +395,12 @@ async fn follow_reads_a_rotating_local_stand_in() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("decoded 2 messages");
     stand.stop("TERM").await;
+    Ok(())
 }
 
-#[tokio::test]
-async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() {
-    let Some(moto) = Moto::start(&[]).await else {
-        return;
-    };
+async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded()
+-> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
     let local = tempfile::tempdir().expect("temp dir");
     alb_file(
         local.path(),
@@ -387,8 +409,8 @@ async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() 
     );
     let local_path = local.path().display().to_string();
     moto.upload("logs", "present", local.path());
-    let closed = support::unused_port().await;
-    let nowhere = format!("http://127.0.0.1:{closed}");
+    let closed = support::ReservedPort::new();
+    let nowhere = format!("http://127.0.0.1:{}", closed.port);
     // (case, what its error line says, the environment that makes it)
     type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
     let cases: [Case; 4] = [
@@ -427,9 +449,7 @@ async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() 
         assert!(errors[0].contains(wording), "{case}: {errors:#?}");
     }
 
-    let Some(locked) = Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "10")]).await else {
-        return;
-    };
+    let locked = Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "10")]).await?;
     let key = locked.fixture("denied-reader", &["locked"]);
     let (id, secret) = key.trim().split_once(' ').expect("key id and secret");
     let keys = [("AWS_ACCESS_KEY_ID", id), ("AWS_SECRET_ACCESS_KEY", secret)];
@@ -451,13 +471,11 @@ async fn each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded() 
         errors.len() == 1 && errors[0].contains("credentials were rejected"),
         "{errors:#?}"
     );
+    Ok(())
 }
 
-#[tokio::test]
-async fn a_stop_during_the_first_read_ends_the_follow_with_its_summary() {
-    let Some(moto) = Moto::start(&[]).await else {
-        return;
-    };
+async fn a_stop_during_the_first_read_ends_the_follow_with_its_summary() -> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
     // Several files of 20,000 entries: some are still queued or being fetched at the stop.
     let tree = tempfile::tempdir().expect("temp dir");
     let start = utc("2026-11-30T00:00:00Z");
@@ -475,10 +493,37 @@ async fn a_stop_during_the_first_read_ends_the_follow_with_its_summary() {
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     assert!(next_line(&mut lines).await.is_some(), "reading has begun");
-    // Objects may still be queued, fetched or half-read: the stop must not wait on them.
+    // Nothing more is read from its stdout until the stop: the pipe fills and the first read
+    // cannot finish, so the stop lands during it. Objects may still be queued, fetched or
+    // half-read: the stop must not wait on them.
     support::signal(&child, "TERM");
-    while next_line(&mut lines).await.is_some() {}
-    let run = support::wait(child, LIMIT).await;
+    let mut printed = 1;
+    while next_line(&mut lines).await.is_some() {
+        printed += 1;
+    }
+    // The stop's own deadline, not a speed: a stop that waited for the rest would still end.
+    let run = support::wait(child, STOP_LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    run.assert_logged("decoded ");
+    let decoded = support::logged_count(&run, "messages from").expect("the summary's count");
+    assert_eq!(
+        decoded, printed,
+        "the summary counts what was printed: {}",
+        run.stderr
+    );
+    assert!(
+        printed < 80_000,
+        "stopped during the first read, not after all 80,000 entries"
+    );
+    Ok(())
+}
+
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    crate::trials![
+        s3_reads_equal_local_reads_byte_for_byte_in_both_formats,
+        since_and_until_fetch_only_the_objects_that_can_hold_entries_in_range,
+        follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_across_them,
+        follow_reads_a_rotating_local_stand_in,
+        each_s3_failure_is_one_line_and_exit_2_while_other_paths_are_decoded,
+        a_stop_during_the_first_read_ends_the_follow_with_its_summary,
+    ]
 }
