@@ -11,17 +11,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-/// Where Debian and a source build put rsyslogd.
+/// The rsyslogd on PATH (Debian puts it in /usr/sbin, which must then be on PATH).
 pub fn binary() -> anyhow::Result<PathBuf> {
-    [
-        "/usr/sbin/rsyslogd",
-        "/sbin/rsyslogd",
-        "/usr/local/sbin/rsyslogd",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .context("rsyslogd is not installed (apt-get install rsyslog)")
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("rsyslogd"))
+        .find(|candidate| candidate.is_file())
+        .context("rsyslogd is not on PATH (apt-get install rsyslog; /usr/sbin on PATH)")
 }
 
 /// A running rsyslogd, killed when dropped.

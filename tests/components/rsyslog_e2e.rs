@@ -13,8 +13,12 @@ use crate::support::{Missing, Outage, Reply, TestServer};
 
 /// The installed rsyslogd.
 fn rsyslogd() -> Result<PathBuf, Missing> {
-    rsyslogd::binary()
-        .map_err(|_| Missing::because("rsyslogd is not installed", "apt-get install rsyslog"))
+    rsyslogd::binary().map_err(|_| {
+        Missing::because(
+            "rsyslogd is not on PATH",
+            "apt-get install rsyslog, with /usr/sbin on PATH",
+        )
+    })
 }
 
 fn shipped_configs() -> Vec<PathBuf> {

@@ -24,7 +24,7 @@ fn can_mount_a_tmpfs() -> bool {
 async fn a_full_disk_is_waited_out_and_nothing_is_dropped() -> Result<(), Missing> {
     if !can_mount_a_tmpfs() {
         return Err(Missing::because(
-            "unshare -rm cannot mount a tmpfs here (user namespaces blocked)",
+            "unshare -rm cannot mount a tmpfs here (no unshare, or user namespaces blocked)",
             "util-linux's unshare, with user namespaces allowed",
         ));
     }

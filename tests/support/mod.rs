@@ -730,13 +730,9 @@ impl Tinyproxy {
     /// picked free, then proven to be this tinyproxy's by its statistics page; another is
     /// picked if something else took it first.
     pub async fn start(extra: &str) -> Result<Self, Missing> {
-        let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                Missing::because("tinyproxy is not installed", "apt-get install tinyproxy")
-            })?;
+        let binary = on_path("tinyproxy").ok_or_else(|| {
+            Missing::because("tinyproxy is not on PATH", "apt-get install tinyproxy")
+        })?;
         for _ in 0..5 {
             let port = ReservedPort::new().port; // Released at once: tinyproxy binds it.
             let dir = tempfile::tempdir().expect("temp dir");
