@@ -141,10 +141,7 @@ fn send_through_stand_in(
         .context("send's stdin")?
         .write_all(input)?;
     anyhow::ensure!(send.wait()?.success(), "send failed");
-    let stopped = Command::new("kill")
-        .args(["-TERM", &stand_in.id().to_string()])
-        .status()?;
-    anyhow::ensure!(stopped.success(), "cannot stop mock-elb");
+    support::terminate(stand_in.id()).context("cannot stop mock-elb")?;
     anyhow::ensure!(stand_in.wait()?.success(), "mock-elb failed");
     Ok(())
 }

@@ -60,9 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let sent_ok = send.wait().await?.success();
 
     let pid = elb.id().context("mock-elb exited early")?;
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()?;
+    support::terminate(pid)?;
     let stopped_ok = elb.wait().await?.success();
     println!("\n3. the stand-in stopped and wrote:");
     for file in files_under(logs.path())? {

@@ -24,6 +24,16 @@ pub const CONCURRENCY: usize = 64;
 /// An example runs itself with this argument to measure the raw client in its own process.
 const RAW_CLIENT_MODE: &str = "--raw-client";
 
+/// Sends SIGTERM to `pid` with kill(2) (minimal images have no `kill` program).
+pub fn terminate(pid: u32) -> anyhow::Result<()> {
+    let pid = libc::pid_t::try_from(pid).context("pid fits pid_t")?;
+    // SAFETY: kill(2) takes any pid and signal number and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("kill -TERM");
+    }
+    Ok(())
+}
+
 /// The `drifter-rsyslog` binary of the same build profile as this example
 /// (`target/<profile>/examples/NAME` → `target/<profile>/drifter-rsyslog`), or the one
 /// `DRIFTER_BENCH_BINARY` names.
