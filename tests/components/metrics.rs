@@ -196,7 +196,7 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() -> Result<(),
     let mut stdin = child.child.stdin.take().expect("stdin is piped");
     stdin.write_all(b"one\n").await.expect("write");
     assert!(support::eventually(LIMIT, || server.answered(503).len() >= 2).await);
-    drop(server);
+    outage.begin();
     stdin.write_all(b"two\n").await.expect("write");
     child.line_with("delivery failing", LIMIT).await;
     assert_eq!(support::http_get(addr, "/healthz").await.0, 200);

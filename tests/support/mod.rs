@@ -147,6 +147,12 @@ impl Outage {
     pub fn end(&self) {
         self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Down again: every request from now on is refused, on connections old and new alike
+    /// (dropping the server would race with requests on connections it was still serving).
+    pub fn begin(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Drop for TestServer {
