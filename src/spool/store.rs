@@ -807,8 +807,15 @@ impl<T> Spool<T> {
 
     /// Deletes the spool's files and directory (an adopted spool with nothing left), under
     /// its lock, so no other process adopts it meanwhile.
+    /// Renames the spool out of the namespace, still locked, then deletes it: a process that
+    /// starts meanwhile never claims a half-deleted spool (issue 21 item 5).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        std::fs::remove_dir_all(&self.dir)
+        let leaving = super::removal_path(&self.dir);
+        std::fs::rename(&self.dir, &leaving)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        std::fs::remove_dir_all(&leaving)
     }
 }
 
