@@ -97,15 +97,17 @@ fn entry_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Takes `dir`'s lock if no live process holds it. `None`: its owner is alive (or the spool
-/// is being removed).
+/// Takes the lock of the spool (or hidden creation) at `dir` if no live process holds it.
+/// `None`: its owner is alive, or it is being created or removed.
+///
+/// The lock file is never created here: only [`create`] makes one, in a directory nobody else
+/// can claim yet. Creating it here would give a spool that its owner is removing a second
+/// owner, which would restart its numbering under the old sender name.
 fn try_claim(dir: &Path) -> io::Result<Option<File>> {
     let path = dir.join("lock");
     let lock = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
         .open(&path)
     {
         Ok(lock) => lock,
@@ -117,11 +119,47 @@ fn try_claim(dir: &Path) -> io::Result<Option<File>> {
         Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
-    // The owner may have removed the spool between our open and our lock.
+    // The owner may have renamed the spool away (to remove it) between our open and our lock.
     let locked = lock.metadata()?;
     match std::fs::metadata(&path) {
         Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => Ok(Some(lock)),
         _ => Ok(None),
+    }
+}
+
+/// Hidden names: a creation (`.new-NAME`) not yet renamed into place, and a spool on its way
+/// out (`.gone-NAME-RANDOM`), renamed out of the namespace before it is deleted.
+const CREATING: &str = ".new-";
+const REMOVING: &str = ".gone-";
+
+/// How old an unfinished creation must be before a starting process removes it: a creation
+/// takes microseconds, and a younger one may be another process's, not yet locked.
+const ABANDONED_AFTER: Duration = Duration::from_secs(600);
+
+/// Whether no live process holds the directory at `path` (it has no lock, or its lock is free).
+fn unowned(path: &Path) -> bool {
+    !path.join("lock").exists() || matches!(try_claim(path), Ok(Some(_)))
+}
+
+/// Removes what crashed processes left half-done: creations never renamed into place (nothing
+/// was ever written there) and spools renamed out to be deleted.
+fn sweep(dir: &Path, names: &[String]) {
+    for name in names {
+        let path = dir.join(name);
+        let leftover = if name.starts_with(CREATING) {
+            let age = std::fs::symlink_metadata(&path)
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok());
+            age.is_some_and(|age| age > ABANDONED_AFTER) && unowned(&path)
+        } else {
+            // Out of the namespace: no one claims it by name any more. Its remover may still
+            // be at it, which a held lock shows.
+            name.starts_with(REMOVING) && unowned(&path)
+        };
+        if leftover {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 
@@ -141,22 +179,23 @@ impl<T> Spools<T> {
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
         let all = entry_names(dir)
             .with_context(|| format!("cannot list spool directory {}", dir.display()))?;
-        for hidden in all.iter().filter(|name| name.starts_with(".new-")) {
-            // A creation that a crash interrupted: never used, so nothing in it.
-            let path = dir.join(hidden);
-            if let Ok(Some(_lock)) = try_claim(&path) {
-                let _ = std::fs::remove_dir_all(&path);
-            }
-        }
+        sweep(dir, &all);
         let names: Vec<String> = all.into_iter().filter(|name| is_spool_name(name)).collect();
         let mut own: Option<Arc<Spool<T>>> = None;
         let mut adopted = Vec::new();
         let mut recovered = Recovery::default();
         for name in names {
             let path = dir.join(&name);
-            let lock = try_claim(&path)
-                .with_context(|| format!("cannot lock spool {}", path.display()))?;
-            let Some(lock) = lock else { continue };
+            let lock = match try_claim(&path) {
+                Ok(Some(lock)) => lock,
+                Ok(None) => continue,
+                Err(e) => {
+                    // Another user's spool, a read-only mount, no locks on this filesystem:
+                    // never a reason not to start (issue 21 item 4).
+                    tracing::warn!("cannot lock spool {}: {e}; skipped", path.display());
+                    continue;
+                }
+            };
             let writable = own.is_none();
             let opened = match Spool::open(&path, name.clone(), lock, limits, writable) {
                 Ok(opened) => opened,
@@ -187,9 +226,9 @@ impl<T> Spools<T> {
                     if writable {
                         own = Some(Arc::from(spool));
                     } else if recovery.pending == 0 {
-                        spool.remove().with_context(|| {
-                            format!("cannot remove empty spool {}", path.display())
-                        })?;
+                        if let Err(e) = spool.remove() {
+                            tracing::warn!("cannot remove empty spool {}: {e}", path.display());
+                        }
                     } else {
                         adopted.push(Arc::from(spool));
                     }
@@ -221,18 +260,24 @@ impl<T> Spools<T> {
     }
 }
 
-/// A new spool: made under a hidden name, locked, then renamed into place, so no other process
-/// ever sees it unlocked.
+/// A new spool: made under a hidden name with its lock file, locked, then renamed into place,
+/// so no other process ever sees it unlocked under a spool name.
 fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
     use anyhow::Context;
     let name = crate::hex::random(NAME_DIGITS);
-    let hidden = dir.join(format!(".new-{name}"));
+    let hidden = dir.join(format!("{CREATING}{name}"));
     let path: PathBuf = dir.join(&name);
     std::fs::create_dir(&hidden)
         .with_context(|| format!("cannot create spool {}", hidden.display()))?;
-    let lock = try_claim(&hidden)
-        .with_context(|| format!("cannot lock spool {}", hidden.display()))?
-        .with_context(|| format!("spool {} is locked by another process", hidden.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(hidden.join("lock"))
+        .with_context(|| format!("cannot create the lock of spool {}", hidden.display()))?;
+    // Nobody else takes a creation this young (see `sweep`): this cannot find it taken.
+    lock.try_lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock spool {}: {e}", hidden.display()))?;
     std::fs::rename(&hidden, &path)
         .and_then(|()| store::sync_dir(dir))
         .with_context(|| format!("cannot create spool {}", path.display()))?;
@@ -240,6 +285,16 @@ fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
         Opened::Spool(spool, _) => Ok(*spool),
         Opened::Future(_) => anyhow::bail!("new spool {} is not empty", path.display()),
     }
+}
+
+/// Where a spool at `path` goes to be deleted: out of the namespace, under a name no one
+/// claims, so that no process can take it over half-deleted.
+pub(crate) fn removal_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(
+        "{REMOVING}{name}-{}",
+        crate::hex::random(NAME_DIGITS)
+    ))
 }
 
 /// A short pause before retrying after the disk filled up.

@@ -118,28 +118,53 @@ pub(crate) fn segment_kind(bytes: &[u8]) -> SegmentKind {
 pub(crate) struct Scan {
     /// Each good record: its meta, and where its frame starts and ends in the file.
     pub records: Vec<(RecordMeta, usize, usize)>,
-    /// Records skipped because they failed their check, with good records after them.
+    /// Damaged stretches skipped, with good records after them.
     pub corrupt: u64,
     /// Where a torn tail starts: bad or incomplete bytes with no good record after them.
     pub torn_at: Option<usize>,
+    /// Bytes checksummed while looking for the next good record past damage: the scan's work
+    /// beyond one pass, bounded by [`RESYNC_BUDGET`] times the file's size.
+    pub resync_hashed: u64,
 }
 
-/// Checks every record after the segment header. A bad record is skipped by searching forward
-/// for the next good one (whose index must be above the last good one); if none follows, the
-/// bad bytes are a torn tail.
-pub(crate) fn scan(bytes: &[u8]) -> Scan {
+/// How many times a file's size the search past damage may checksum, at most: only bytes
+/// crafted to look like frames get that far (random bytes fail the index check first).
+const RESYNC_BUDGET: u64 = 4;
+
+/// Checks every record after the segment header; `first` is the index the segment started at
+/// (its file name). Where a good record ends the next one starts, with a higher index (a gap
+/// is left by records that recovery cut out of a damaged file). A bad record is skipped by
+/// searching forward for the next good one, whose index must then be the next expected one
+/// plus at most the records that fit in the bytes skipped: a frame inside a log line's bytes
+/// is never taken for a record (issue 21 item 7), and random bytes almost never get as far as
+/// a checksum, so the search is one pass. If no good record follows, the bad bytes are a torn
+/// tail.
+pub(crate) fn scan(bytes: &[u8], first: u64) -> Scan {
     let mut scan = Scan::default();
     let mut at = SEGMENT_HEADER_BYTES as usize;
-    let mut last_index = None;
+    let mut expected = first;
+    let budget = RESYNC_BUDGET.saturating_mul(bytes.len() as u64);
     while at < bytes.len() {
-        if let Some((meta, end)) = record_at(bytes, at, last_index) {
+        if let Some((meta, end)) = record_at(bytes, at, expected..=u64::MAX, &mut 0) {
             scan.records.push((meta, at, end));
-            last_index = Some(meta.index);
+            expected = meta.index.saturating_add(1);
             at = end;
             continue;
         }
-        match (at + 1..bytes.len()).find(|&next| record_at(bytes, next, last_index).is_some()) {
-            Some(next) => {
+        let mut found = None;
+        for next in at + 1..bytes.len() {
+            if scan.resync_hashed > budget {
+                break;
+            }
+            let lost_at_most = ((next - at) / RECORD_HEADER_BYTES) as u64;
+            let plausible = expected..=expected.saturating_add(lost_at_most);
+            if let Some(found_here) = record_at(bytes, next, plausible, &mut scan.resync_hashed) {
+                found = Some((next, found_here));
+                break;
+            }
+        }
+        match found {
+            Some((next, _)) => {
                 scan.corrupt += 1;
                 at = next;
             }
@@ -152,16 +177,23 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
     scan
 }
 
-/// The good record starting at `at`, and where it ends.
-fn record_at(bytes: &[u8], at: usize, after: Option<u64>) -> Option<(RecordMeta, usize)> {
+/// The good record starting at `at` whose index is in `indices`, and where it ends. Bytes
+/// checksummed are added to `hashed`.
+fn record_at(
+    bytes: &[u8],
+    at: usize,
+    indices: std::ops::RangeInclusive<u64>,
+    hashed: &mut u64,
+) -> Option<(RecordMeta, usize)> {
     let header_bytes: &[u8; RECORD_HEADER_BYTES] =
         bytes.get(at..at + RECORD_HEADER_BYTES)?.try_into().ok()?;
     let header = parse_header(header_bytes);
-    if header.len > MAX_PAYLOAD_BYTES || after.is_some_and(|last| header.meta.index <= last) {
+    if header.len > MAX_PAYLOAD_BYTES || !indices.contains(&header.meta.index) {
         return None;
     }
     let end = at + RECORD_HEADER_BYTES + header.len as usize;
     let payload = bytes.get(at + RECORD_HEADER_BYTES..end)?;
+    *hashed += (RECORD_HEADER_BYTES + payload.len()) as u64;
     header
         .matches(header_bytes, payload)
         .then_some((header.meta, end))
@@ -206,7 +238,7 @@ mod tests {
     #[test]
     fn good_records_scan_back() {
         let bytes = segment(&[5, 6, 7]);
-        let scan = scan(&bytes);
+        let scan = scan(&bytes, 5);
         assert_eq!(indices(&scan), [5, 6, 7]);
         assert_eq!((scan.corrupt, scan.torn_at), (0, None));
         assert_eq!(scan.records[1].0, meta(6));
@@ -216,9 +248,9 @@ mod tests {
     #[test]
     fn a_torn_tail_is_found_wherever_the_cut_is() {
         let whole = segment(&[1, 2]);
-        let second_starts = scan(&whole).records[1].1;
+        let second_starts = scan(&whole, 1).records[1].1;
         for cut in second_starts..whole.len() {
-            let scan = scan(&whole[..cut]);
+            let scan = scan(&whole[..cut], 1);
             assert_eq!(indices(&scan), [1], "cut at {cut}");
             let expected = (cut > second_starts).then_some(second_starts);
             assert_eq!(scan.torn_at, expected, "cut at {cut}");
@@ -226,17 +258,81 @@ mod tests {
         // Zeros where a crash left the file longer than what was written.
         let mut zeroed = whole.clone();
         zeroed.extend_from_slice(&[0; 100]);
-        assert_eq!(scan(&zeroed).torn_at, Some(whole.len()));
+        assert_eq!(scan(&zeroed, 1).torn_at, Some(whole.len()));
     }
 
     #[test]
     fn a_corrupt_record_in_the_middle_is_skipped() {
         let mut bytes = segment(&[1, 2, 3]);
-        let (_, start, _) = scan(&bytes).records[1];
+        let (_, start, _) = scan(&bytes, 1).records[1];
         bytes[start + RECORD_HEADER_BYTES + 2] ^= 0x40;
-        let scan = scan(&bytes);
+        let scan = scan(&bytes, 1);
         assert_eq!(indices(&scan), [1, 3]);
         assert_eq!((scan.corrupt, scan.torn_at), (1, None));
+    }
+
+    /// Issue 21 item 7: a frame inside a log line is not a record, even where the record that
+    /// holds it is damaged and the search for the next good one passes through it.
+    #[test]
+    fn a_frame_inside_a_damaged_record_is_never_taken_for_a_record() {
+        let mut planted = Vec::new();
+        frame(&mut planted, meta(1_000_000), b"never appended");
+        let mut line = b"user text: ".to_vec();
+        line.extend_from_slice(&planted);
+        let mut bytes = segment_header().to_vec();
+        frame(&mut bytes, meta(1), b"payload 1");
+        let second = bytes.len();
+        frame(&mut bytes, meta(2), &line);
+        frame(&mut bytes, meta(3), b"payload 3");
+        bytes[second + 5] ^= 1; // The second record's checksum.
+        let scan = scan(&bytes, 1);
+        assert_eq!(indices(&scan), [1, 3]);
+        assert_eq!((scan.corrupt, scan.torn_at), (1, None));
+    }
+
+    #[test]
+    fn a_gap_left_by_a_rewrite_is_read_through() {
+        let bytes = segment(&[4, 5, 9, 10]);
+        assert_eq!(indices(&scan(&bytes, 3)), [4, 5, 9, 10]);
+    }
+
+    /// Issue 21 item 7: a torn 4 MiB record costs one pass, not a checksum per byte after it.
+    #[test]
+    fn a_torn_large_record_is_found_in_one_pass() {
+        for filler in [0u8, b'x', 0x01, 0xff] {
+            let mut bytes = segment(&[1]);
+            let big = vec![filler; 4 << 20];
+            let torn_at = bytes.len();
+            frame(&mut bytes, meta(2), &big);
+            bytes.truncate(bytes.len() - 100);
+            let scan = scan(&bytes, 1);
+            assert_eq!(indices(&scan), [1], "filler {filler:#x}");
+            assert_eq!(scan.torn_at, Some(torn_at), "filler {filler:#x}");
+            assert!(
+                scan.resync_hashed <= RESYNC_BUDGET * bytes.len() as u64,
+                "filler {filler:#x}: {} bytes checksummed",
+                scan.resync_hashed
+            );
+        }
+    }
+
+    /// Frames crafted to pass every check but the checksum cost a bounded amount of work.
+    #[test]
+    fn crafted_frames_after_damage_cost_bounded_work() {
+        let mut bytes = segment(&[1]);
+        let damaged = bytes.len();
+        // A long stretch of headers that claim the next index and the rest of the file.
+        let count = 20_000;
+        for n in 0..count {
+            let remaining = (count - n) * RECORD_HEADER_BYTES as u32;
+            let mut header = [0u8; RECORD_HEADER_BYTES];
+            header[..4].copy_from_slice(&remaining.to_le_bytes());
+            header[8..16].copy_from_slice(&2u64.to_le_bytes());
+            bytes.extend_from_slice(&header);
+        }
+        let scan = scan(&bytes, 1);
+        assert_eq!(scan.torn_at, Some(damaged));
+        assert!(scan.resync_hashed <= (RESYNC_BUDGET + 1) * bytes.len() as u64);
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
         }
         summary.bytes += bytes.len() as u64;
         // A live owner may be writing the last record: its torn tail is not counted.
-        let scan = record::scan(&bytes);
+        let scan = record::scan(&bytes, first);
         summary.corrupt += scan.corrupt;
         for (meta, _, _) in scan.records.iter().filter(|(m, _, _)| m.index >= frontier) {
             summary.entries += 1;

@@ -219,7 +219,7 @@ impl<T> Spool<T> {
                 }
                 SegmentKind::Current => {}
             }
-            let scan = record::scan(&bytes);
+            let scan = record::scan(&bytes, first);
             if scan.records.is_empty() && scan.corrupt == 0 {
                 // Only a header (and maybe a torn first record): nothing to keep.
                 std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
@@ -807,8 +807,15 @@ impl<T> Spool<T> {
 
     /// Deletes the spool's files and directory (an adopted spool with nothing left), under
     /// its lock, so no other process adopts it meanwhile.
+    /// Renames the spool out of the namespace, still locked, then deletes it: a process that
+    /// starts meanwhile never claims a half-deleted spool (issue 21 item 5).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        std::fs::remove_dir_all(&self.dir)
+        let leaving = super::removal_path(&self.dir);
+        std::fs::rename(&self.dir, &leaving)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        std::fs::remove_dir_all(&leaving)
     }
 }
 
@@ -993,7 +1000,11 @@ mod tests {
         let segment = segment_files(&spool_dir).pop().expect("one segment");
         let mut bytes = std::fs::read(&segment).expect("read");
         // Record 2 damaged; half a record at the end.
-        let scan = record::scan(&bytes);
+        let first = segment
+            .file_name()
+            .and_then(|name| segment_first(&name.to_string_lossy()))
+            .expect("a segment name");
+        let scan = record::scan(&bytes, first);
         let (_, second, _) = scan.records[1];
         bytes[second + RECORD_HEADER_BYTES + 3] ^= 1;
         let (_, last, end) = scan.records[4];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::{
-    self, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
+    self, Reply, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -364,4 +364,67 @@ async fn confirm_mode_answers_once_a_message_is_spooled_not_once_it_is_delivered
         run.assert_logged("3 left in the spool");
         assert_eq!(support::spooled(dir.path()).await, 3);
     }
+}
+
+/// Issue 21 item 5: eight processes started together on one directory, forty rounds. Every
+/// start succeeds, every message arrives, and no sender.sequence pair is used for two
+/// messages (a spool being removed must never get a second owner).
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_storms_never_fail_a_start_nor_reuse_a_sequence_number() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().display().to_string();
+    let url = server.url();
+    let (processes, rounds) = (8, 40);
+    for round in 0..rounds {
+        let starts = (0..processes).map(|process| {
+            let input =
+                format!("round {round} process {process} a\nround {round} process {process} b\n");
+            let args = ["send", "--spool", &spool, "--sequence", &url];
+            async move { run_with_input(&args, input.as_bytes(), LIMIT).await }
+        });
+        for run in futures_util::future::join_all(starts).await {
+            assert_eq!(run.code(), Some(0), "round {round}: {}", run.stderr);
+        }
+    }
+    let answered = server.answered(503);
+    let mut messages_of: BTreeMap<(String, u64), BTreeSet<Vec<u8>>> = BTreeMap::new();
+    for target in &answered {
+        let sequence = support::sequences(std::slice::from_ref(target));
+        let pair = sequence
+            .into_iter()
+            .next()
+            .expect("a sequence number on every request");
+        messages_of
+            .entry(pair)
+            .or_default()
+            .insert(support::decode(target));
+    }
+    for (pair, messages) in &messages_of {
+        assert_eq!(messages.len(), 1, "{pair:?} was used for {messages:?}");
+    }
+    let delivered: BTreeSet<Vec<u8>> = answered.iter().map(|t| support::decode(t)).collect();
+    assert_eq!(
+        delivered.len(),
+        processes * rounds * 2,
+        "every message arrived"
+    );
+}
+
+/// Issue 21 item 4: a spool under the directory that this process cannot lock (here its lock
+/// is a directory; in the field, root's spool or a read-only mount) is skipped with a
+/// warning, never a reason not to start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spool_that_cannot_be_locked_is_skipped_with_a_warning() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("0123456789ab").join("lock")).expect("a bad lock");
+    let spool = dir.path().display().to_string();
+    let run = run_with_input(&["send", "--spool", &spool, &server.url()], b"one\n", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("cannot lock spool");
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        BTreeSet::from([b"one".to_vec()])
+    );
 }
