@@ -1,7 +1,7 @@
 //! The dead-letter file: messages that could not be delivered, appended raw, one per line, so
 //! that `drifter-rsyslog send URL < FILE` replays them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,7 +15,15 @@ impl DeadLetter {
     /// Opens (creating if needed) for appending; done before any input is read so that a bad
     /// path is a configuration error, not a surprise at the end.
     pub(super) fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Owner-only, as the spool: the lines are what applications logged (issue 27).
+        let file = crate::spool::file_options()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(warning) = crate::spool::shared_dir_warning(parent.unwrap_or(Path::new("."))) {
+            tracing::warn!("dead-letter directory {warning}");
+        }
         Ok(DeadLetter {
             path: path.to_path_buf(),
             file: Mutex::new(file),

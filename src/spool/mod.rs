@@ -16,12 +16,14 @@
 //! - [`record`]: segment files and record framing, and the recovery scan;
 //! - [`state`]: the two-slot file holding the done frontier;
 //! - [`store`]: one spool, append, take, done, reclaim;
+//! - [`trust`]: owner-only files, and adopting only the spools of this process's user;
 //! - [`status`]: the `spool` command.
 
 mod record;
 mod state;
 pub mod status;
 mod store;
+mod trust;
 
 use std::fs::File;
 use std::io;
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use store::Opened;
 pub(crate) use store::{Body, Recovery, Refused, Spool};
+pub(crate) use trust::{file_options, shared_dir_warning};
 
 /// When appended records are made durable against a host crash (a kill never loses them:
 /// `write()` puts them in the kernel's page cache).
@@ -175,8 +178,11 @@ impl<T> Spools<T> {
     /// Claims a spool under `dir` (created if missing), adopting the spools of dead owners.
     pub(crate) fn open(dir: &Path, limits: Limits) -> anyhow::Result<Self> {
         use anyhow::Context;
-        std::fs::create_dir_all(dir)
+        trust::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
+        if let Some(warning) = trust::shared_dir_warning(dir) {
+            tracing::warn!("spool directory {warning}");
+        }
         let all = entry_names(dir)
             .with_context(|| format!("cannot list spool directory {}", dir.display()))?;
         sweep(dir, &all);
@@ -186,6 +192,12 @@ impl<T> Spools<T> {
         let mut recovered = Recovery::default();
         for name in names {
             let path = dir.join(&name);
+            if let Some(reason) = trust::untrusted(&path) {
+                // Planted or tampered with by someone else: delivering it would send (and
+                // sign) their records as ours (issue 27).
+                tracing::warn!("spool {} is not adopted: {reason}", path.display());
+                continue;
+            }
             let lock = match try_claim(&path) {
                 Ok(Some(lock)) => lock,
                 Ok(None) => continue,
@@ -267,9 +279,9 @@ fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
     let name = crate::hex::random(NAME_DIGITS);
     let hidden = dir.join(format!("{CREATING}{name}"));
     let path: PathBuf = dir.join(&name);
-    std::fs::create_dir(&hidden)
+    trust::create_dir(&hidden)
         .with_context(|| format!("cannot create spool {}", hidden.display()))?;
-    let lock = std::fs::OpenOptions::new()
+    let lock = trust::file_options()
         .read(true)
         .write(true)
         .create_new(true)

@@ -38,7 +38,7 @@ pub(crate) struct StateFile {
 impl StateFile {
     /// Opens (creating) the state file and reads its newest good slot.
     pub(crate) fn open(path: &Path) -> io::Result<(Self, Loaded)> {
-        let file = std::fs::OpenOptions::new()
+        let file = super::trust::file_options()
             .read(true)
             .write(true)
             .create(true)

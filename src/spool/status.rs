@@ -22,6 +22,11 @@ struct Summary {
     oldest_ms: Option<u64>,
     corrupt: u64,
     newer_format: Option<u32>,
+    /// The spool directory's user and permission bits.
+    uid: u32,
+    mode: u32,
+    /// Why a `send` of this user would not adopt it, if it would not.
+    untrusted: Option<String>,
 }
 
 pub fn run(args: &SpoolArgs) -> exit::Outcome {
@@ -33,8 +38,8 @@ pub fn run(args: &SpoolArgs) -> exit::Outcome {
     let printed = (|| -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<14}{:<8}{:>10}{:>14}  OLDEST",
-            "SPOOL", "OWNER", "ENTRIES", "BYTES"
+            "{:<14}{:<8}{:>10}{:>14}{:>8}{:>6}  {:<6}OLDEST",
+            "SPOOL", "OWNER", "ENTRIES", "BYTES", "USER", "MODE", "ADOPT"
         )?;
         for summary in &summaries {
             let owner = if summary.owner_alive { "alive" } else { "gone" };
@@ -48,10 +53,14 @@ pub fn run(args: &SpoolArgs) -> exit::Outcome {
             } else {
                 String::new()
             };
+            let (adopt, why) = match &summary.untrusted {
+                None => ("yes", String::new()),
+                Some(reason) => ("no", format!(" (not adopted: {reason})")),
+            };
             writeln!(
                 out,
-                "{:<14}{:<8}{:>10}{:>14}  {oldest}{corrupt}",
-                summary.name, owner, summary.entries, summary.bytes
+                "{:<14}{:<8}{:>10}{:>14}{:>8}{:>6o}  {adopt:<6}{oldest}{corrupt}{why}",
+                summary.name, owner, summary.entries, summary.bytes, summary.uid, summary.mode
             )?;
         }
         out.flush()
@@ -78,9 +87,14 @@ fn summarize(dir: &Path) -> anyhow::Result<Vec<Summary>> {
 }
 
 fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
     let mut summary = Summary {
         name,
         owner_alive: owner_alive(path)?,
+        uid: meta.uid(),
+        mode: meta.mode() & 0o7777,
+        untrusted: super::trust::untrusted(path),
         ..Summary::default()
     };
     let frontier = match StateFile::read(&path.join("state"))? {

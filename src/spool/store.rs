@@ -495,7 +495,7 @@ impl<T> Spool<T> {
         // Buffered records go into the new segment: it starts at the first of them.
         let first = inner.written_end;
         let path = segment_path(&self.dir, first);
-        let created = std::fs::OpenOptions::new()
+        let created = super::trust::file_options()
             .read(true)
             .write(true)
             .create_new(true)
@@ -822,7 +822,7 @@ impl<T> Spool<T> {
 /// Keeps a bad file for inspection under `aside/`, out of the spool's way.
 fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
     let aside = dir.join("aside");
-    std::fs::create_dir_all(&aside)?;
+    super::trust::create_dir_all(&aside)?;
     let name = path.file_name().unwrap_or_default();
     std::fs::rename(path, aside.join(name))?;
     sync_dir(dir)
@@ -836,11 +836,15 @@ fn rewrite(dir: &Path, path: &Path, bytes: &[u8], scan: &record::Scan) -> io::Re
         copy.extend_from_slice(&bytes[start..end]);
     }
     let temporary = path.with_extension("log.tmp");
-    let file = File::create(&temporary)?;
+    let file = super::trust::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)?;
     file.write_all_at(&copy, 0)?;
     file.sync_data()?;
     let aside = dir.join("aside");
-    std::fs::create_dir_all(&aside)?;
+    super::trust::create_dir_all(&aside)?;
     let kept = aside.join(path.file_name().unwrap_or_default());
     let _ = std::fs::remove_file(&kept);
     std::fs::hard_link(path, &kept)?;

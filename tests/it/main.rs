@@ -22,5 +22,6 @@ mod send_outages;
 mod send_resources;
 mod send_spool;
 mod send_tls;
+mod spool_privacy;
 mod wire_format;
 mod wire_properties;

@@ -454,6 +454,12 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Comm
     command
 }
 
+/// The user the tests run as.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Sends `name` (TERM, INT, HUP, KILL) to the child with kill(2).
 #[track_caller]
 pub fn signal(child: &Child, name: &str) {
