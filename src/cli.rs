@@ -65,6 +65,26 @@ pub enum Command {
     /// Show what each spool under DIR holds (`send --spool DIR`): entries not yet delivered,
     /// bytes on disk, the oldest entry's age, and whether its owner process is alive.
     Spool(SpoolArgs),
+
+    /// Print the shell completion script for SHELL on stdout.
+    ///
+    /// For example: `drifter-rsyslog completions bash > /etc/bash_completion.d/drifter-rsyslog`.
+    Completions(CompletionsArgs),
+
+    /// Write the manual pages: the program's on stdout, or every command's into --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write drifter-rsyslog.1 and one drifter-rsyslog-COMMAND.1 per command here instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -29,6 +29,7 @@
 //! | `main.rs` | parsing the command line, running the command, the one error/exit path |
 //! | [`cli`] | every flag and its `DRIFTER_*` variable |
 //! | [`exit`] | exit statuses and the one error printer |
+//! | [`manual`] | the `completions` and `man` commands, generated from [`cli`] |
 //! | [`send`] | the `send` command: `input`, `stdio`, `session`, `omprog`, `outgoing`, `spooling`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `signals` |
 //! | [`spool`] | the durable spool (`record`, `state`, `store`) and the `spool` command (`status`) |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
@@ -49,6 +50,7 @@ pub mod exit;
 mod hex;
 pub mod key_file;
 mod lines;
+pub mod manual;
 mod metrics;
 pub mod mock_elb;
 pub mod send;

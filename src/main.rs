@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use drifter_rsyslog::cli::{Cli, Command, LogFormat};
 use drifter_rsyslog::exit::{self, Fatal};
-use drifter_rsyslog::{decode, mock_elb, send, spool};
+use drifter_rsyslog::{decode, manual, mock_elb, send, spool};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -19,6 +19,8 @@ fn run(cli: &Cli) -> exit::Outcome {
         Command::MockElb(args) => mock_elb::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Spool(args) => spool::status::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::{Reply, TestServer, run_with_input};
+use crate::support::{self, Reply, TestServer, run_with_input};
+
+const LIMIT: Duration = Duration::from_secs(60);
 
 async fn rejected(args: &[&str], expected: &str) {
     let run = run_with_input(
@@ -108,4 +110,83 @@ async fn our_own_errors_are_one_line() {
         "stderr: {}",
         run.stderr
     );
+}
+
+/// The README's `send` flag table and `send --help` cannot disagree: every flag of `send`
+/// (and the global ones) has its row, and every row names a flag that exists.
+#[test]
+fn the_readme_flag_table_lists_exactly_the_flags_of_send() {
+    use clap::CommandFactory;
+    let mut command = drifter_rsyslog::cli::Cli::command();
+    command.build();
+    let send = command.find_subcommand("send").expect("a send command");
+    let flags: std::collections::BTreeSet<String> = send
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .filter(|flag| flag != "--help")
+        .collect();
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("## Flags of `send`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the README's flag table");
+    let documented: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            let first_cell = line.split(" | ").next().unwrap_or_default();
+            first_cell
+                .split('`')
+                .filter(|part| part.starts_with("--"))
+                .map(|part| part.split(' ').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let missing: Vec<_> = flags.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&flags).collect();
+    assert!(
+        missing.is_empty(),
+        "flags of send without a README row: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "README rows for flags send does not have: {stale:?}"
+    );
+}
+
+/// `completions` and `man` come from the same definitions as `--help`.
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_load_in_bash_and_man_pages_name_every_command() {
+    let script = support::run_with_input(&["completions", "bash"], b"", LIMIT).await;
+    assert_eq!(script.code(), Some(0), "{}", script.stderr);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("drifter-rsyslog.bash");
+    std::fs::write(&path, &script.stdout).expect("write");
+    let loaded = support::clean_command("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p drifter-rsyslog",
+            path.display()
+        ))
+        .output()
+        .expect("run bash");
+    assert!(
+        loaded.status.success()
+            && String::from_utf8_lossy(&loaded.stdout).contains("drifter-rsyslog"),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let pages = dir.path().join("man");
+    let pages_arg = pages.display().to_string();
+    let man = support::run_with_input(&["man", "--dir", &pages_arg], b"", LIMIT).await;
+    assert_eq!(man.code(), Some(0), "{}", man.stderr);
+    for command in ["", "-send", "-decode", "-mock-elb", "-spool"] {
+        let page = std::fs::read_to_string(pages.join(format!("drifter-rsyslog{command}.1")))
+            .expect("a page per command");
+        assert!(page.contains(".TH"), "a roff page");
+    }
+    let send_page = std::fs::read_to_string(pages.join("drifter-rsyslog-send.1")).expect("read");
+    assert!(send_page.contains("spool\\-max\\-bytes") && send_page.contains("log\\-level"));
 }
