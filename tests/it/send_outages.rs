@@ -30,7 +30,17 @@ async fn a_server_that_starts_late_gets_every_line_with_the_default_drain() {
         let port = ReservedPort::new();
         let url = port.url();
         let (input, expected) = numbered(20_000, &format!("late{round}"));
-        let mut child = support::spawn(&["send", &url, "--metrics-listen", "127.0.0.1:0"]);
+        // A queue of 1,000 (not the default 10,000): what is queued at end of input must go
+        // out within the default 8 s drain even on a loaded machine running a debug build.
+        let args = [
+            "send",
+            &url,
+            "--queue-messages",
+            "1000",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        let mut child = support::spawn(&args);
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let sender = Watched::new(child);
         let writer = tokio::spawn(async move {
