@@ -135,32 +135,34 @@ fn try_claim(dir: &Path) -> io::Result<Option<File>> {
 const CREATING: &str = ".new-";
 const REMOVING: &str = ".gone-";
 
-/// How old an unfinished creation must be before a starting process removes it: a creation
-/// takes microseconds, and a younger one may be another process's, not yet locked.
-const ABANDONED_AFTER: Duration = Duration::from_secs(600);
-
 /// Whether no live process holds the directory at `path` (it has no lock, or its lock is free).
 fn unowned(path: &Path) -> bool {
     !path.join("lock").exists() || matches!(try_claim(path), Ok(Some(_)))
 }
 
 /// Removes what crashed processes left half-done: creations never renamed into place (nothing
-/// was ever written there) and spools renamed out to be deleted.
+/// was ever written there) and spools renamed out to be deleted. Nothing here depends on the
+/// clock: a creation is taken away only under its own lock, or while still empty, and
+/// [`create`] tries again under a new name when that happens to one of its own.
 fn sweep(dir: &Path, names: &[String]) {
     for name in names {
         let path = dir.join(name);
-        let leftover = if name.starts_with(CREATING) {
-            let age = std::fs::symlink_metadata(&path)
-                .and_then(|meta| meta.modified())
-                .ok()
-                .and_then(|modified| modified.elapsed().ok());
-            age.is_some_and(|age| age > ABANDONED_AFTER) && unowned(&path)
-        } else {
+        if name.starts_with(CREATING) {
+            if !path.join("lock").exists() {
+                // Empty or being filled: removing an empty directory is atomic, and fails on
+                // one whose creator has made its lock meanwhile.
+                let _ = std::fs::remove_dir(&path);
+            } else if let Ok(Some(_lock)) = try_claim(&path) {
+                // Held while it leaves the namespace, so its creator, if alive, cannot lock it
+                // and starts over elsewhere.
+                let leaving = removal_path(&path);
+                if std::fs::rename(&path, &leaving).is_ok() {
+                    let _ = std::fs::remove_dir_all(&leaving);
+                }
+            }
+        } else if name.starts_with(REMOVING) && unowned(&path) {
             // Out of the namespace: no one claims it by name any more. Its remover may still
             // be at it, which a held lock shows.
-            name.starts_with(REMOVING) && unowned(&path)
-        };
-        if leftover {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -273,27 +275,58 @@ impl<T> Spools<T> {
 }
 
 /// A new spool: made under a hidden name with its lock file, locked, then renamed into place,
-/// so no other process ever sees it unlocked under a spool name.
+/// so no other process ever sees it unlocked under a spool name. A starting process may sweep
+/// the hidden directory away before it is locked (see [`sweep`]): then it starts over under
+/// another name.
 fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
     use anyhow::Context;
+    const ATTEMPTS: usize = 8;
+    for _ in 1..ATTEMPTS {
+        match create_locked(dir) {
+            Ok((path, name, lock)) => return open_created(&path, name, lock, limits),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::WouldBlock => {
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create a spool in {}", dir.display()));
+            }
+        }
+    }
+    let (path, name, lock) = create_locked(dir)
+        .with_context(|| format!("cannot create a spool in {}", dir.display()))?;
+    open_created(&path, name, lock, limits)
+}
+
+/// A locked spool directory under a new name: (path, name, lock). `NotFound` or `WouldBlock`:
+/// another process swept the hidden directory away meanwhile.
+fn create_locked(dir: &Path) -> io::Result<(PathBuf, String, File)> {
     let name = crate::hex::random(NAME_DIGITS);
     let hidden = dir.join(format!("{CREATING}{name}"));
     let path: PathBuf = dir.join(&name);
-    trust::create_dir(&hidden)
-        .with_context(|| format!("cannot create spool {}", hidden.display()))?;
+    trust::create_dir(&hidden)?;
     let lock = trust::file_options()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(hidden.join("lock"))
-        .with_context(|| format!("cannot create the lock of spool {}", hidden.display()))?;
-    // Nobody else takes a creation this young (see `sweep`): this cannot find it taken.
-    lock.try_lock()
-        .map_err(|e| anyhow::anyhow!("cannot lock spool {}: {e}", hidden.display()))?;
-    std::fs::rename(&hidden, &path)
-        .and_then(|()| store::sync_dir(dir))
-        .with_context(|| format!("cannot create spool {}", path.display()))?;
-    match Spool::open(&path, name, lock, limits, true)? {
+        .open(hidden.join("lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(io::ErrorKind::WouldBlock.into()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    std::fs::rename(&hidden, &path)?;
+    store::sync_dir(dir)?;
+    Ok((path, name, lock))
+}
+
+fn open_created<T>(
+    path: &Path,
+    name: String,
+    lock: File,
+    limits: Limits,
+) -> anyhow::Result<Spool<T>> {
+    match Spool::open(path, name, lock, limits, true)? {
         Opened::Spool(spool, _) => Ok(*spool),
         Opened::Future(_) => anyhow::bail!("new spool {} is not empty", path.display()),
     }
