@@ -14,8 +14,9 @@
 //! - At the drain's last call the probe goes at once, and if it fails nothing else goes out:
 //!   one attempt at the deadline, not one per waiting message.
 //!
-//! It also keeps the evidence for telling a request's own failure from an outage: how many
-//! answers came, and how many failures since the latest one ([`Circuit::judge`]).
+//! It also keeps the evidence for telling a request's own failure from an outage or a flaky
+//! endpoint: how many answers and failures came, and how many failures since the latest answer
+//! ([`Circuit::judge`]).
 //!
 //! The outage is logged once when it is first seen, and the recovery once.
 
@@ -53,6 +54,8 @@ pub(super) struct Circuit {
     next_token: AtomicU64,
     /// Answers so far (accepted or refused for good): the endpoint works.
     answers: AtomicU64,
+    /// Retriable failures so far, of requests and of probes.
+    failures: AtomicU64,
     /// Failures that say the endpoint is failing, since the latest answer.
     failing: AtomicU64,
     /// For the log lines.
@@ -87,12 +90,24 @@ pub(super) enum ProbeTime {
     Closed,
 }
 
+/// Where the endpoint's counts stood when a request was sent or last failed: what happened
+/// since is the evidence for judging its next failure.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    answers: u64,
+    failures: u64,
+}
+
 /// Whose failure a retriable failure is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
-    /// The endpoint answered others since this request last failed, and nothing else failed
-    /// since its latest answer: the failure is the request's alone.
+    /// The endpoint answered others since the mark, more of them than failed, and nothing
+    /// else failed since its latest answer: the failure is the request's alone, and counts
+    /// towards `--max-attempts`.
     Own,
+    /// As `Own`, but as many others failed: a flaky endpoint. The request's own backoff, not
+    /// counted, so a flaky endpoint never makes a message give up.
+    Shared,
     /// Nothing says the endpoint works: an outage (if the failure says so).
     Endpoint,
 }
@@ -106,6 +121,7 @@ impl Circuit {
             backoff,
             next_token: AtomicU64::new(0),
             answers: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             failing: AtomicU64::new(0),
             endpoint,
         }
@@ -115,27 +131,41 @@ impl Circuit {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Answers so far, to tell later whether the endpoint answered others meanwhile.
-    pub(super) fn answers(&self) -> u64 {
-        self.answers.load(Ordering::Acquire)
+    /// The counts now, to judge a later failure by what happened since.
+    pub(super) fn mark(&self) -> Mark {
+        Mark {
+            answers: self.answers.load(Ordering::Acquire),
+            failures: self.failures.load(Ordering::Acquire),
+        }
     }
 
-    /// Judges a retriable failure of a request that last failed (or was first sent) when
-    /// [`answers`](Self::answers) was `answers_seen`. Own when the endpoint answered others
-    /// since, and, for a failure that says the endpoint is failing (`outage`), it is the first
+    /// Judges a retriable failure of a request by what happened since its `mark` (taken when
+    /// it was sent, or when it last failed). Not the endpoint's when others were answered
+    /// since and, for a failure that says the endpoint is failing (`outage`), it is the first
     /// such failure since the latest answer: one message that keeps failing while the rest get
     /// through leaves the circuit closed, while an outage, which fails every request, is seen
-    /// at its second failure.
-    pub(super) fn judge(&self, outage: bool, answers_seen: u64) -> Verdict {
+    /// at its second failure. Own, rather than shared, when the answers outnumber the other
+    /// failures.
+    pub(super) fn judge(&self, outage: bool, mark: Mark) -> Verdict {
         let failing_before = if outage {
             self.failing.fetch_add(1, Ordering::AcqRel)
         } else {
             0
         };
-        if failing_before == 0 && self.answers() != answers_seen {
+        let failed = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_sub(mark.failures);
+        let answered = self
+            .answers
+            .load(Ordering::Acquire)
+            .saturating_sub(mark.answers);
+        if failing_before > 0 || answered == 0 {
+            Verdict::Endpoint
+        } else if answered > failed {
             Verdict::Own
         } else {
-            Verdict::Endpoint
+            Verdict::Shared
         }
     }
 
@@ -258,6 +288,8 @@ impl Circuit {
                 if !holds(*prober) {
                     return false;
                 }
+                // A failed probe is evidence against the endpoint, as a request's failure is.
+                self.failures.fetch_add(1, Ordering::AcqRel);
                 *failures = failures.saturating_add(1);
                 *next_probe_at = Instant::now() + self.backoff.probe_interval(*failures, retry_after);
                 // Only the probe holder waits for the next probe, and it reads the state anew;
@@ -398,31 +430,49 @@ mod tests {
     fn a_failure_is_a_requests_own_only_while_others_are_answered() {
         // Issue 21 item 3: one message failing while the rest get through is its own failure.
         let circuit = circuit();
-        let seen = circuit.answers();
+        let mark = circuit.mark();
         assert_eq!(
-            circuit.judge(true, seen),
+            circuit.judge(true, mark),
             Verdict::Endpoint,
             "no answer yet"
         );
+        let mark = circuit.mark();
         circuit.answered();
-        assert_eq!(circuit.judge(true, seen), Verdict::Own, "others answered");
+        assert_eq!(circuit.judge(true, mark), Verdict::Own, "others answered");
         assert_eq!(
-            circuit.judge(true, seen),
+            circuit.judge(true, mark),
             Verdict::Endpoint,
             "a second failure in a row is an outage"
         );
         assert_eq!(
-            circuit.judge(false, seen),
-            Verdict::Own,
-            "a 429 while others are answered, whatever else failed"
+            circuit.judge(false, mark),
+            Verdict::Shared,
+            "a 429 while others were answered, as many as failed"
         );
-        let now = circuit.answers();
-        assert_eq!(circuit.judge(false, now), Verdict::Endpoint, "none since");
+        let mark = circuit.mark();
+        assert_eq!(circuit.judge(false, mark), Verdict::Endpoint, "none since");
+        let mark = circuit.mark();
         circuit.answered();
         assert_eq!(
-            circuit.judge(true, now),
+            circuit.judge(true, mark),
             Verdict::Own,
             "an answer resets the run"
         );
+    }
+
+    #[test]
+    fn on_a_flaky_endpoint_no_failure_is_a_requests_own() {
+        // Issue 21 item 3: only a message failing while the others mostly get through is
+        // counted towards --max-attempts; one failing as often as the rest is not.
+        let circuit = circuit();
+        let mark = circuit.mark();
+        // Two of every three requests fail.
+        for _ in 0..3 {
+            circuit.answered();
+            circuit.judge(true, circuit.mark());
+            circuit.judge(true, circuit.mark());
+        }
+        circuit.answered();
+        assert_eq!(circuit.judge(true, mark), Verdict::Shared);
     }
 }

@@ -154,10 +154,11 @@ impl<T: Transport> Retrier<T> {
     }
 
     /// One request, retried until accepted or rejected for good. While the circuit is open,
-    /// the request waits on it (or probes it for everyone). A failure of its own (408, 429,
-    /// or a 5xx while others get through, see [`Circuit::judge`]) has its own backoff, with
-    /// `Retry-After` honoured, and after `--max-attempts` of them the request is given up. The
-    /// latest retriable failure is kept for the report if the caller gives up.
+    /// the request waits on it (or probes it for everyone). A failure that is not the
+    /// endpoint's (408, 429, or a 5xx while others get through, see [`Circuit::judge`]) has
+    /// the request's own backoff, with `Retry-After` honoured, and after `--max-attempts`
+    /// failures that are its alone the request is given up. The latest retriable failure is
+    /// kept for the report if the caller gives up.
     pub(in crate::send) async fn until_accepted(
         &self,
         line_number: u64,
@@ -167,11 +168,11 @@ impl<T: Transport> Retrier<T> {
         let target = Client::request_target(target).map_err(Failure::Rejected)?;
         let mut retry = 0u32;
         let mut own_failures = 0u32;
-        // The circuit's answer count when this request was first sent or last failed.
-        let mut answers_seen = None;
+        // The circuit's counts when this request was first sent or last failed.
+        let mut mark = None;
         loop {
             let first = self.admitted().await?;
-            let seen = *answers_seen.get_or_insert_with(|| self.circuit.answers());
+            let since = *mark.get_or_insert_with(|| self.circuit.mark());
             let (reason, after, outage) = match self.send(&target).await? {
                 Attempt::Accepted => {
                     self.circuit.answered();
@@ -187,8 +188,8 @@ impl<T: Transport> Retrier<T> {
                     outage,
                 } => (reason, after, outage),
             };
-            let verdict = self.circuit.judge(outage, seen);
-            answers_seen = Some(self.circuit.answers());
+            let verdict = self.circuit.judge(outage, since);
+            mark = Some(self.circuit.mark());
             let last_call = self.past_last_call();
             if first.is_some() || (outage && verdict == Verdict::Endpoint) {
                 self.circuit
@@ -200,14 +201,20 @@ impl<T: Transport> Retrier<T> {
                 last_failure.set(reason);
                 return Err(Failure::DrainPassed);
             }
-            if verdict == Verdict::Own {
-                own_failures = own_failures.saturating_add(1);
-                if own_failures >= self.policy.max_attempts {
-                    return Err(Failure::Exhausted {
-                        attempts: own_failures,
-                        last: reason,
-                    });
+            match verdict {
+                Verdict::Own => {
+                    own_failures = own_failures.saturating_add(1);
+                    if own_failures >= self.policy.max_attempts {
+                        return Err(Failure::Exhausted {
+                            attempts: own_failures,
+                            last: reason,
+                        });
+                    }
                 }
+                // Others failed as often: the endpoint is flaky, and this message is no worse
+                // off than the rest, so its count starts again.
+                Verdict::Shared => own_failures = 0,
+                Verdict::Endpoint => {}
             }
             last_failure.set(reason);
             Stats::add(&self.stats.retries, 1);
@@ -245,6 +252,11 @@ impl<T: Transport> Retrier<T> {
                 Attempt::Retry { reason, after, .. } => {
                     let last_call = self.past_last_call();
                     self.circuit.failed(&reason, after, Some(role), last_call);
+                    // The probe is tried again (unless it was the last call's), as the
+                    // retries counter says during an outage.
+                    if !last_call {
+                        Stats::add(&self.stats.retries, 1);
+                    }
                 }
             }
         }
