@@ -272,7 +272,8 @@ pub struct SendArgs {
 
     /// A message whose request fails this many times while the load balancer accepts other
     /// requests (a 5xx, 408 or 429 of its own) is given up: written to --dead-letter, or
-    /// counted as lost. Failures during an outage do not count.
+    /// counted as lost. Failures during an outage, or while others fail as often, do not
+    /// count.
     #[arg(long, env = "DRIFTER_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 

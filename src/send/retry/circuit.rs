@@ -105,8 +105,8 @@ pub(super) enum Verdict {
     /// else failed since its latest answer: the failure is the request's alone, and counts
     /// towards `--max-attempts`.
     Own,
-    /// As `Own`, but as many others failed: a flaky endpoint. The request's own backoff, not
-    /// counted, so a flaky endpoint never makes a message give up.
+    /// As `Own`, but at least as many others failed: a flaky endpoint. The request's own
+    /// backoff, and its count starts again, so a flaky endpoint never makes a message give up.
     Shared,
     /// Nothing says the endpoint works: an outage (if the failure says so).
     Endpoint,
