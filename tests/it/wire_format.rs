@@ -375,7 +375,10 @@ async fn a_16_mib_line_goes_through_in_fragments() {
     let line: Vec<u8> = pattern.iter().copied().cycle().take(16 << 20).collect();
     let stand = Stand::start(&["--format", "classic"]).await;
     let input = [&line[..], b"\n", b"after it\n"].concat();
-    let run = support::run_with_input(&["send", &stand.url], &input, STAND_LIMIT).await;
+    // Its thousands of fragments take seconds on a loaded machine: the drain after end of
+    // input must not be the default 8 s, or this would time the machine, not the format.
+    let args = ["send", &stand.url, "--drain-timeout", "50s"];
+    let run = support::run_with_input(&args, &input, STAND_LIMIT).await;
     assert_eq!(run.code(), Some(0), "send: {}", run.stderr);
     let dir = stand.stop("TERM").await;
     let (decoded, run) = decode_logs(&[&dir.path().display().to_string()]).await;

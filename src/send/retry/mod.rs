@@ -11,8 +11,8 @@
 //! are logged once each.
 //!
 //! The rules are here; the [`retrier`] applies them to every request, through a
-//! [`Transport`] (the HTTP client, which knows nothing of retrying); the circuit's state
-//! machine has a file of its own.
+//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying); the
+//! circuit's state machine has a file of its own.
 
 mod circuit;
 mod retrier;
