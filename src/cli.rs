@@ -281,13 +281,21 @@ pub struct SendArgs {
     pub request_timeout: Duration,
 
     /// First retry delay; it doubles on every retry, with full jitter. While the load
-    /// balancer fails, only one probe request is retried (the rest wait for it to succeed).
+    /// balancer fails, messages wait and only a probe request (`GET <path>`) is retried.
     #[arg(long, env = "DRIFTER_RETRY_INITIAL", default_value = "200ms", value_parser = parse_duration)]
     pub retry_initial: Duration,
 
-    /// Longest retry delay.
+    /// Longest retry delay. While the load balancer fails, the probe that tells when it is
+    /// back goes at least every 3 s, whatever this is.
     #[arg(long, env = "DRIFTER_RETRY_MAX", default_value = "30s", value_parser = parse_duration)]
     pub retry_max: Duration,
+
+    /// A message whose request fails this many times while the load balancer accepts other
+    /// requests (a 5xx, 408 or 429 of its own) is given up: written to --dead-letter, or
+    /// counted as lost. Failures during an outage, or while others fail as often, do not
+    /// count.
+    #[arg(long, env = "DRIFTER_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
 
     /// After end of input or SIGTERM, time allowed to deliver what is queued and in flight.
     /// What is left then stays in the --spool, or else goes to --dead-letter, or is lost and

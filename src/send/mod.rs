@@ -48,7 +48,7 @@ use input::{Line, LineReader};
 use omprog::{Mode, ProtocolConfig, Replies};
 use outgoing::Labeler;
 use pipeline::{Aborter, Pipeline, PipelineConfig};
-use retry::{Backoff, Retrier};
+use retry::{Backoff, Retrier, RetryPolicy};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
 use signals::StopSignals;
@@ -64,7 +64,7 @@ struct Prepared {
     client: Client,
     dead_letter: Option<DeadLetter>,
     pipeline: PipelineConfig,
-    backoff: Backoff,
+    retry: RetryPolicy,
     labeler: Arc<Labeler>,
     max_line_bytes: usize,
     drain_timeout: Duration,
@@ -154,9 +154,12 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
                 64 << 20
             }),
         },
-        backoff: Backoff {
-            initial: args.retry_initial,
-            max: args.retry_max,
+        retry: RetryPolicy {
+            backoff: Backoff {
+                initial: args.retry_initial,
+                max: args.retry_max,
+            },
+            max_attempts: args.max_attempts,
         },
         labeler: Arc::new(labeler),
         max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
@@ -270,7 +273,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     let retrier = Arc::new(Retrier::new(
         prepared.client,
         prepared.pipeline.concurrency,
-        prepared.backoff,
+        prepared.retry,
         stats.clone(),
     ));
     let pipeline = Pipeline::start(

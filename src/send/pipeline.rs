@@ -46,7 +46,8 @@ pub(super) struct Job {
 #[derive(Debug)]
 pub(super) struct Ack {
     pub reply: oneshot::Sender<Result<(), Returned>>,
-    /// Stop retrying at this instant and hand the message back.
+    /// Stop retrying at this instant and hand the message back. (Every job, spooled ones
+    /// included, is also given up after `--max-attempts` failures of its own, in `retry`.)
     pub give_up_at: Option<Instant>,
 }
 

@@ -73,6 +73,7 @@ impl Settler {
             (_, ack) => {
                 let loss = match failure {
                     Failure::Rejected(_) => Loss::Rejected,
+                    Failure::Exhausted { .. } => Loss::MaxAttempts,
                     Failure::DrainPassed | Failure::GaveUp(_) => Loss::DrainDeadline,
                     Failure::Cancelled => Loss::Stopped,
                 };
@@ -84,14 +85,19 @@ impl Settler {
         }
     }
 
-    /// A spooled message is done once delivered or rejected for good (dead-lettered, or lost
-    /// without a dead-letter file); otherwise it stays in the spool for the next run.
+    /// A spooled message is done once delivered, or rejected or given up for good
+    /// (dead-lettered, or lost without a dead-letter file); otherwise it stays in the spool
+    /// for the next run.
     fn settle_spooled(&self, job: Job, ticket: Ticket, result: Result<(), Failure>) {
         match result {
             Ok(()) => Stats::add(&self.stats.delivered, 1),
-            Err(failure @ Failure::Rejected(_)) => {
+            Err(failure @ (Failure::Rejected(_) | Failure::Exhausted { .. })) => {
+                let loss = match failure {
+                    Failure::Exhausted { .. } => Loss::MaxAttempts,
+                    _ => Loss::Rejected,
+                };
                 let reason = failure.reason();
-                self.undelivered(job.line_number, &job.outgoing.line, &reason, Loss::Rejected);
+                self.undelivered(job.line_number, &job.outgoing.line, &reason, loss);
             }
             Err(Failure::DrainPassed | Failure::GaveUp(_) | Failure::Cancelled) => return,
         }

@@ -22,15 +22,18 @@ pub(crate) enum Loss {
     Uncommitted,
     /// The delivery workers were gone, or the message was cancelled.
     Stopped,
+    /// It kept failing while the load balancer accepted others (`--max-attempts`).
+    MaxAttempts,
 }
 
 impl Loss {
-    pub(crate) const ALL: [Loss; 5] = [
+    pub(crate) const ALL: [Loss; 6] = [
         Loss::TooLong,
         Loss::Rejected,
         Loss::DrainDeadline,
         Loss::Uncommitted,
         Loss::Stopped,
+        Loss::MaxAttempts,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Loss {
             Loss::DrainDeadline => "drain_deadline",
             Loss::Uncommitted => "uncommitted",
             Loss::Stopped => "stopped",
+            Loss::MaxAttempts => "max_attempts",
         }
     }
 }
@@ -198,6 +202,8 @@ pub(super) struct Snapshot {
     pub retries: u64,
     pub dead_lettered: u64,
     pub lost: u64,
+    /// By [`Loss`].
+    pub lost_by: [u64; Loss::ALL.len()],
     pub returned: u64,
     pub recovered: u64,
     pub left_in_spool: u64,
@@ -261,6 +267,7 @@ impl Stats {
             retries: self.retries.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
+            lost_by: Loss::ALL.map(|loss| self.lost_by(loss)),
             returned: self.returned.load(Ordering::Relaxed),
             recovered: self.recovered.load(Ordering::Relaxed),
             left_in_spool: self.left_in_spool.load(Ordering::Relaxed),
@@ -288,13 +295,22 @@ impl fmt::Display for Snapshot {
         };
         write!(
             f,
-            "read {} (+{} empty lines), delivered {}, retried {}, dead-lettered {}, lost {}, returned to rsyslog {}, pending {}; {:.2}s, {:.0} msg/s",
-            self.read,
-            self.empty,
-            self.delivered,
-            self.retries,
-            self.dead_lettered,
-            self.lost,
+            "read {} (+{} empty lines), delivered {}, retried {}, dead-lettered {}, lost {}",
+            self.read, self.empty, self.delivered, self.retries, self.dead_lettered, self.lost,
+        )?;
+        if self.lost > 0 {
+            // Why, so the summary alone tells what to fix.
+            let reasons: Vec<String> = Loss::ALL
+                .iter()
+                .zip(self.lost_by)
+                .filter(|&(_, count)| count > 0)
+                .map(|(loss, count)| format!("{} {count}", loss.label()))
+                .collect();
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        write!(
+            f,
+            ", returned to rsyslog {}, pending {}; {:.2}s, {:.0} msg/s",
             self.returned,
             self.pending(),
             seconds,

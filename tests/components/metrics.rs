@@ -180,7 +180,7 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() -> Result<(),
     let addr = child.metrics_address().await;
     assert_eq!(support::http_get(addr, "/healthz").await.0, 200);
     child.line_with("probe failed", LIMIT).await;
-    assert!(support::eventually(LIMIT, || server.answered(502).len() >= 2).await);
+    assert!(support::eventually(LIMIT, || server.replied(502) >= 2).await);
     assert_eq!(
         support::http_get(addr, "/readyz").await.0,
         503,
@@ -195,7 +195,7 @@ async fn health_follows_start_up_and_drain_not_the_load_balancer() -> Result<(),
     // Now the load balancer goes away: health and readiness do not change.
     let mut stdin = child.child.stdin.take().expect("stdin is piped");
     stdin.write_all(b"one\n").await.expect("write");
-    assert!(support::eventually(LIMIT, || server.answered(503).len() >= 2).await);
+    assert!(support::eventually(LIMIT, || !server.answered(503).is_empty()).await);
     outage.begin();
     stdin.write_all(b"two\n").await.expect("write");
     child.line_with("delivery failing", LIMIT).await;

@@ -215,10 +215,8 @@ async fn deliver_with_fault(
         assert!(restarted, "{config}: rsyslogd did not restart the program");
     } else if let Fault::DownUntilRefused(refusals, outage) = fault {
         sending.await;
-        let refused = support::eventually(Duration::from_secs(60), || {
-            server.answered(502).len() >= refusals
-        })
-        .await;
+        let refused =
+            support::eventually(Duration::from_secs(60), || server.replied(502) >= refusals).await;
         assert!(refused, "{config}: {refusals} requests were refused");
         outage.end();
     } else {
@@ -293,10 +291,7 @@ async fn confirming_configs_lose_nothing_while_the_load_balancer_is_down_for_a_w
         let (server, outage) = TestServer::down(502).await;
         let fault = Fault::DownUntilRefused(3, outage);
         deliver_with_fault(config, &server, 300, true, fault).await;
-        assert!(
-            server.answered(502).len() >= 3,
-            "{config}: the outage was hit"
-        );
+        assert!(server.replied(502) >= 3, "{config}: the outage was hit");
     }
     Ok(())
 }
@@ -434,10 +429,7 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Resul
                 .map(|(s, n)| (s.clone(), n.len()))
                 .collect::<Vec<_>>()
         );
-        assert!(
-            !server.answered(502).is_empty(),
-            "{config}: the outage was hit"
-        );
+        assert!(server.replied(502) > 0, "{config}: the outage was hit");
     }
     Ok(())
 }

@@ -233,7 +233,7 @@ async fn a_commit_during_an_outage_keeps_retrying_with_dots() {
     // have been retried (more 502s than their first attempts).
     let dots = omprog.read_exactly(2).await;
     assert_eq!(dots, "..", "keep-alive dots while the commit waits");
-    let retried = support::eventually(LIMIT, || server.answered(502).len() > 3).await;
+    let retried = support::eventually(LIMIT, || server.replied(502) > 3).await;
     assert!(retried, "retried during the outage: {:?}", server.seen());
     outage.end();
     let rest = omprog.reply().await;
@@ -368,7 +368,7 @@ async fn probe_holds_the_first_ok_until_the_load_balancer_accepts() {
     // The outage lasts until the probe was retried and rsyslog was kept waiting with dots.
     let dots = omprog.read_exactly(2).await;
     assert_eq!(dots, "..", "dots while probing");
-    let retried = support::eventually(LIMIT, || server.answered(502).len() >= 2).await;
+    let retried = support::eventually(LIMIT, || server.replied(502) >= 2).await;
     assert!(retried, "the probe was retried: {:?}", server.seen());
     outage.end();
     let ready = omprog.reply().await;

@@ -46,11 +46,20 @@ async fn server_down_at_start_gets_everything_once_it_comes_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resets_and_server_errors_are_retried() {
-    let server = TestServer::start(|n, _| match n % 4 {
-        0 => Reply::Reset,
-        1 => Reply::Status(500),
-        2 => Reply::Status(429),
-        _ => Reply::Status(503),
+    // Every target (each line's, and the circuit's probe) is reset, then answered 500, then
+    // 429, and only then accepted. (Not a cycle over all requests, whatever they carry: that
+    // hands the accepted turns to the probes, by phase, once the failures open the circuit.)
+    let tries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, u32>> = Default::default();
+    let server = TestServer::start(move |_, target| {
+        let mut tries = tries.lock().expect("lock");
+        let tried = tries.entry(target.to_vec()).or_default();
+        *tried += 1;
+        match *tried {
+            1 => Reply::Reset,
+            2 => Reply::Status(500),
+            3 => Reply::Status(429),
+            _ => Reply::Status(503),
+        }
     })
     .await;
     let (input, expected) = numbered(200, "flaky");
@@ -60,8 +69,14 @@ async fn resets_and_server_errors_are_retried() {
     let answered = server.answered(503);
     assert_eq!(answered.len(), 200, "each line accepted exactly once");
     assert_eq!(decoded_set(&answered), expected);
-    let retried = server.seen().len() - 200;
-    assert!(retried >= 300, "only {retried} retries");
+    // Every request but the accepted ones was tried again.
+    let seen = server.seen();
+    let accepted = seen
+        .iter()
+        .filter(|s| s.reply == Reply::Status(503))
+        .count();
+    let retried = seen.len() - accepted;
+    assert!(retried >= 600, "only {retried} retries");
     run.assert_logged(&format!("retried {retried}"));
 }
 
@@ -135,14 +150,15 @@ async fn a_server_that_never_answers_hits_the_request_timeout() {
         .collect();
     assert_eq!(written, expected);
     // While the server never answers, one probe goes out at a time: it is tried again after
-    // each timeout, and the other messages get their last attempt before the drain deadline.
+    // each timeout, and at the drain's last call the probe, not every message, gets the last
+    // attempt (issue 21 item 16).
     let seen = server.seen();
-    let targets: BTreeSet<&[u8]> = seen.iter().map(|s| s.target.as_slice()).collect();
-    assert_eq!(targets.len(), 3, "every message had an attempt");
-    assert!(
-        seen.len() > targets.len(),
-        "requests were retried after timing out"
-    );
+    let messages = seen
+        .iter()
+        .filter(|s| !support::is_probe(&s.target))
+        .count();
+    assert_eq!(messages, 1, "only the first message went: {seen:?}");
+    assert!(seen.len() >= 2, "the probe followed the first timeout");
 }
 
 #[tokio::test(flavor = "multi_thread")]

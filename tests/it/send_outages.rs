@@ -1,8 +1,9 @@
 //! Outages of the load balancer and the circuit: one probe at a time while it is down, every
-//! waiting message out at once when it is back, nothing lost to a sleeping retry, and a
-//! request's own backoff (`Retry-After`) where the failure is only that request's.
+//! waiting message out at once when it is back, nothing lost to a sleeping retry, a request's
+//! own backoff (`Retry-After`) where the failure is only that request's, a message that always
+//! fails given up without holding the others, and one attempt at the drain deadline.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,7 +13,8 @@ use tokio::io::AsyncWriteExt;
 use crate::observe::Metrics;
 use crate::support;
 use crate::support::{
-    Reply, ReservedPort, TestServer, Watched, decoded_set, numbered, run_with_input,
+    Reply, ReservedPort, TestServer, Watched, decode, decoded_set, is_probe, numbered,
+    run_with_input,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -291,4 +293,178 @@ async fn retry_after_of_a_429_is_honoured() {
         others_done,
         "the other messages did not wait for its Retry-After"
     );
+}
+
+/// Answers 500 to the message `poison`, forever, as a proxy or WAF might to one message, and
+/// 503 (accepted) to everything else.
+async fn poisoned_server() -> TestServer {
+    TestServer::start(|_, target| {
+        if decode(target) == b"poison" {
+            Reply::Status(500)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await
+}
+
+/// How long the others may take to arrive, the poisoned message failing all along: a bound for
+/// a loaded machine, not a speed; before the fix they never arrived while input was open.
+const OTHERS_LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_answered_500_forever_holds_no_one_and_is_dead_lettered() {
+    // Issue 21 item 3: that message held the circuit's one probe, and every other message
+    // waited behind it until the drain; spooled, it was sent first again by the next start.
+    let server = poisoned_server().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("spool");
+    let dead = dir.path().join("dead.log");
+    // The bound is given in the environment, which a build without it ignores: the test then
+    // fails on the behaviour, not on an unknown flag.
+    let mut child = support::spawn_with_env(
+        &[
+            "send",
+            &url,
+            "--spool",
+            spool.to_str().expect("utf-8"),
+            "--dead-letter",
+            dead.to_str().expect("utf-8"),
+            "--retry-max",
+            "1s",
+        ],
+        &[("DRIFTER_MAX_ATTEMPTS", "3")],
+    );
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
+    let (others, expected) = numbered(20, "other");
+    stdin.write_all(b"poison\n").await.expect("write");
+    stdin.write_all(&others).await.expect("write");
+    // Input stays open, so no drain: only the circuit and the bound decide.
+    let delivered = support::eventually(OTHERS_LIMIT, || {
+        decoded_set(&server.answered(503)) == expected
+    })
+    .await;
+    assert!(
+        delivered,
+        "the others did not get through beside the failing one: {} of {}",
+        server.answered(503).len(),
+        expected.len()
+    );
+    let given_up = support::eventually(LIMIT, || {
+        std::fs::read(&dead).is_ok_and(|kept| kept == b"poison\n")
+    })
+    .await;
+    assert!(given_up, "the failing message was not dead-lettered");
+    drop(stdin);
+    let run = sender.wait(LIMIT).await;
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "dead-lettered, not lost: {}",
+        run.stderr
+    );
+    run.assert_logged("failed 3 times while the load balancer accepted others");
+    run.assert_logged("dead-lettered 1,");
+    assert_each_once(&server, &expected);
+    let attempts = server
+        .seen()
+        .iter()
+        .filter(|seen| decode(&seen.target) == b"poison")
+        .count();
+    // Its own failures count only when others were answered since its last one; alone, every
+    // other failure is one (the probe that closes the circuit is the answer).
+    assert!((3..=6).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        support::spooled(&spool).await,
+        0,
+        "done in the spool, so the next start does not send it first again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_dead_letter_file_a_message_failing_forever_is_counted_lost_by_reason() {
+    // Issue 21 item 3: given up after --max-attempts, it is lost and says why: in the
+    // summary, in the metrics and in the exit status.
+    let server = poisoned_server().await;
+    let url = server.url();
+    let mut child = support::spawn_with_env(
+        &[
+            "send",
+            &url,
+            "--retry-max",
+            "1s",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[("DRIFTER_MAX_ATTEMPTS", "2")],
+    );
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = Watched::new(child);
+    let metrics = Metrics::of(&sender).await;
+    stdin.write_all(b"poison\nother\n").await.expect("write");
+    // Input stays open: given up by the bound, not by the drain.
+    metrics
+        .reaches(
+            r#"drifter_messages_lost_total{reason="max_attempts"}"#,
+            1.0,
+            OTHERS_LIMIT,
+        )
+        .await;
+    drop(stdin);
+    let run = sender.wait(LIMIT).await;
+    assert_eq!(run.code(), Some(1), "a loss: {}", run.stderr);
+    run.assert_logged("lost 1 (max_attempts 1)");
+    assert_eq!(
+        decoded_set(&server.answered(503)),
+        BTreeSet::from([b"other".to_vec()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_drain_deadline_a_failing_endpoint_gets_one_attempt_not_one_per_message() {
+    // Issue 21 item 16: 200 lines against a server answering 500 with --drain-timeout 3s made
+    // 204 requests, every waiting message getting its own last attempt at the deadline.
+    let server = TestServer::start(|_, _| Reply::Status(500)).await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = dir.path().join("dead.log");
+    let (input, expected) = numbered(200, "doomed");
+    let args = [
+        "send",
+        &url,
+        "--drain-timeout",
+        "3s",
+        "--dead-letter",
+        dead.to_str().expect("utf-8"),
+    ];
+    let run = run_with_input(&args, &input, LIMIT).await;
+    assert_eq!(run.code(), Some(0), "dead-lettered: {}", run.stderr);
+    run.assert_logged("dead-lettered 200,");
+    let kept = std::fs::read(&dead).expect("dead letters");
+    let kept: BTreeSet<Vec<u8>> = kept
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert!(kept == expected, "every line dead-lettered");
+    // Byte for byte: the probe is the bare path, every other target carries one of the
+    // lines, and no line went twice.
+    let seen = server.seen();
+    let mut by_target: HashMap<&[u8], usize> = HashMap::new();
+    for request in &seen {
+        *by_target.entry(&request.target).or_default() += 1;
+    }
+    for (target, count) in by_target {
+        if is_probe(target) {
+            assert_eq!(target, b"/", "the probe is the bare path");
+        } else {
+            assert!(expected.contains(&decode(target)), "{target:?} is a line");
+            assert_eq!(count, 1, "{:?} went {count} times", decode(target));
+        }
+    }
+    // The program's own schedule bounds this: the first message, probes spaced from 100 ms up
+    // to 3 s, and one at the last call; a slow machine can only make the count smaller.
+    assert!(seen.len() <= 20, "{} requests", seen.len());
 }

@@ -129,13 +129,22 @@ impl TestServer {
             .count()
     }
 
-    /// Targets of the requests answered with `status`, in arrival order.
+    /// Targets of the message requests answered with `status`, in arrival order. The
+    /// circuit's probes (`GET <path>`, no query string) carry no message and are left out.
     pub fn answered(&self, status: u16) -> Vec<Vec<u8>> {
         self.seen()
             .into_iter()
-            .filter(|s| s.reply == Reply::Status(status))
+            .filter(|s| s.reply == Reply::Status(status) && !is_probe(&s.target))
             .map(|s| s.target)
             .collect()
+    }
+
+    /// How many requests, messages and probes, were answered with `status`.
+    pub fn replied(&self, status: u16) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.reply == Reply::Status(status))
+            .count()
     }
 }
 
@@ -516,6 +525,12 @@ impl ReservedPort {
             .listen(1024)
             .expect("listen on the reserved port")
     }
+}
+
+/// Whether a request target is a probe (`send --probe`, or the circuit's while the endpoint
+/// fails): the path alone, no query string, so no message.
+pub fn is_probe(target: &[u8]) -> bool {
+    !target.contains(&b'?')
 }
 
 /// The message each target carries, decoded as the compatible format defines it.

@@ -1,33 +1,36 @@
 //! Where retry is decided, and only here: how an answer is classified (accepted, worth
 //! retrying, permanent), how long to wait before the next attempt, when to stop trying (the
-//! drain deadline, a confirming caller's own deadline, a cancelled caller), and whether an
-//! undelivered message goes back to rsyslog to be retried there. (How a failed commit is paced
-//! for rsyslog's own replay is the protocol's, in `omprog`.)
+//! drain deadline, a confirming caller's own deadline, a cancelled caller, `--max-attempts`),
+//! and whether an undelivered message goes back to rsyslog to be retried there. (How a failed
+//! commit is paced for rsyslog's own replay is the protocol's, in `omprog`.)
 //!
-//! While the endpoint fails, the [`circuit`] lets one probe out at a time and holds every other
-//! message until the endpoint answers again; a failure that is a request's own (408, 429, a
-//! 5xx while others get through) has the request's own capped, jittered backoff. A permanent
-//! answer ends its message at once. The outage and the recovery are logged once each.
+//! While the endpoint fails, the [`circuit`] holds every message and a neutral probe (never a
+//! message) tries it every few seconds; a failure that is a request's own (408, 429, a 5xx
+//! while others get through) has the request's own capped, jittered backoff, and a bounded
+//! number of them. A permanent answer ends its message at once. The outage and the recovery
+//! are logged once each.
 //!
-//! It is one module of over 400 lines (with its tests) on purpose: every rule about trying
-//! again is here, so that none hides elsewhere; only the circuit's state machine has a file of
-//! its own.
+//! The rules are here; the [`retrier`] applies them to every request, through a
+//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying); the
+//! circuit's state machine has a file of its own.
 
 mod circuit;
+mod retrier;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::client::Client;
 use super::endpoint::StatusSet;
 use super::pipeline::Ack;
-use super::stats::Stats;
-use circuit::{Admission, Circuit, ProbeTime};
+pub(super) use retrier::{Retrier, RetryPolicy};
+
+/// The longest interval between two probes of an open circuit: delivery resumes within about
+/// this long of the endpoint's return, however long the outage lasted.
+const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(3);
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,24 @@ impl Backoff {
             None => jittered,
         }
     }
+
+    /// The wait before the next probe of an open circuit (or of `--probe`) after `failures`
+    /// failed ones: doubling from `initial` like [`delay`](Self::delay), but capped at
+    /// [`PROBE_INTERVAL_MAX`] (or `max`, if lower), and jittered over the upper half only, so
+    /// probes neither come in bursts nor leave the endpoint's return unnoticed for long. A
+    /// `Retry-After` is honoured up to the same cap.
+    pub(super) fn probe_interval(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let cap = PROBE_INTERVAL_MAX.min(self.max);
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << failures.min(31))
+            .min(cap);
+        let jittered = ceiling.mul_f64(0.5 + fastrand::f64() / 2.0);
+        match retry_after {
+            Some(hint) => jittered.max(hint.min(cap)),
+            None => jittered,
+        }
+    }
 }
 
 /// Why a message was not delivered.
@@ -99,6 +120,11 @@ pub(super) enum Failure {
     DrainPassed,
     /// A confirming caller's deadline passed; the latest retriable failure, if any.
     GaveUp(Option<String>),
+    /// It kept failing while the load balancer answered others (`--max-attempts`).
+    Exhausted {
+        attempts: u32,
+        last: String,
+    },
     Cancelled,
 }
 
@@ -109,6 +135,9 @@ impl Failure {
             Failure::DrainPassed => "not delivered before the drain deadline".into(),
             Failure::GaveUp(Some(last)) => format!("not delivered in time: {last}"),
             Failure::GaveUp(None) => "not delivered in time".into(),
+            Failure::Exhausted { attempts, last } => {
+                format!("failed {attempts} times while the load balancer accepted others: {last}")
+            }
             Failure::Cancelled => "cancelled".into(),
         }
     }
@@ -125,8 +154,9 @@ pub(crate) enum AfterFailure {
 }
 
 /// Decides what becomes of an undelivered message. A confirming caller gets every message
-/// back, except a rejected one when there is a dead-letter file: retrying a rejection cannot
-/// help, so it is kept there and confirmed, rather than have rsyslog send it again forever.
+/// back, except one rejected or given up after `--max-attempts` when there is a dead-letter
+/// file: sending it again cannot help, so it is kept there and confirmed, rather than have
+/// rsyslog send it again forever.
 pub(crate) fn after_failure(
     failure: &Failure,
     confirming: bool,
@@ -134,7 +164,7 @@ pub(crate) fn after_failure(
 ) -> AfterFailure {
     match failure {
         _ if !confirming => AfterFailure::Settle,
-        Failure::Rejected(_) if has_dead_letter => AfterFailure::Settle,
+        Failure::Rejected(_) | Failure::Exhausted { .. } if has_dead_letter => AfterFailure::Settle,
         _ => AfterFailure::HandBack,
     }
 }
@@ -156,180 +186,6 @@ impl LastFailure {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
-    }
-}
-
-/// Attempts against one endpoint: every request of every worker goes through here.
-pub(super) struct Retrier {
-    client: Client,
-    /// Requests in flight across all workers: the fragments of one long message share it
-    /// with everything else, so `--concurrency` holds however messages are cut.
-    requests: Semaphore,
-    backoff: Backoff,
-    circuit: Circuit,
-    /// When the drain gives each message its last attempt; `None` until the drain starts.
-    last_call: watch::Sender<Option<Instant>>,
-    stats: Arc<Stats>,
-}
-
-impl Retrier {
-    pub(super) fn new(
-        client: Client,
-        concurrency: usize,
-        backoff: Backoff,
-        stats: Arc<Stats>,
-    ) -> Self {
-        let circuit = Circuit::new(backoff, client.endpoint().to_string());
-        Retrier {
-            client,
-            requests: Semaphore::new(concurrency.max(1)),
-            backoff,
-            circuit,
-            last_call: watch::Sender::new(None),
-            stats,
-        }
-    }
-
-    pub(super) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Whether the circuit is closed: the load balancer accepts requests.
-    pub(super) fn delivery_up(&self) -> bool {
-        self.circuit.is_up()
-    }
-
-    /// The drain ends at `deadline`: no wait runs past it, and every waiting message gets a
-    /// last attempt early enough to be answered (one request timeout, or a quarter of the
-    /// drain if that is shorter) before it.
-    pub(super) fn drain_until(&self, deadline: Instant, drain_timeout: Duration) {
-        let margin = self.client.request_timeout().min(drain_timeout / 4);
-        self.last_call.send_replace(Some(deadline - margin));
-    }
-
-    fn past_last_call(&self) -> bool {
-        self.last_call
-            .borrow()
-            .is_some_and(|last_call| Instant::now() >= last_call)
-    }
-
-    /// Resolves at the drain's last call (never before the drain starts).
-    fn last_call(&self) -> impl Future<Output = ()> + use<> {
-        let mut last_call = self.last_call.subscribe();
-        async move {
-            let Ok(at) = last_call.wait_for(Option::is_some).await.map(|at| *at) else {
-                return std::future::pending().await;
-            };
-            if let Some(at) = at {
-                tokio::time::sleep_until(at).await;
-            }
-        }
-    }
-
-    /// Sleeps `delay`, or less if the drain's last call comes first.
-    async fn sleep(&self, delay: Duration) {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = self.last_call() => {}
-        }
-    }
-
-    /// One request, retried until accepted or rejected for good. While the circuit is open,
-    /// the request waits on it (or, as the probe, tries at the circuit's times); a failure of
-    /// its own (408, 429, or a 5xx while others get through) has its own backoff, with
-    /// `Retry-After` honoured. The latest retriable failure is kept for the report if the
-    /// caller gives up.
-    pub(super) async fn until_accepted(
-        &self,
-        line_number: u64,
-        target: String,
-        last_failure: &LastFailure,
-    ) -> Result<(), Failure> {
-        let target = Client::request_target(target).map_err(Failure::Rejected)?;
-        let mut retry = 0u32;
-        let mut probe = None;
-        loop {
-            // The common case, the circuit closed, costs one atomic load.
-            if probe.is_none()
-                && !self.circuit.is_up()
-                && let Admission::Probe(role) = self.circuit.admit(self.last_call()).await
-            {
-                probe = Some(role);
-            }
-            if let Some(role) = &probe
-                && self.circuit.wait_to_probe(role, self.last_call()).await == ProbeTime::Closed
-            {
-                probe = None;
-            }
-            let attempt = {
-                let Ok(_slot) = self.requests.acquire().await else {
-                    return Err(Failure::Cancelled);
-                };
-                self.client.attempt(&target).await
-            };
-            let (reason, after, outage) = match attempt {
-                Attempt::Accepted => {
-                    self.circuit.answered();
-                    return Ok(());
-                }
-                Attempt::Permanent { reason } => {
-                    self.circuit.answered();
-                    return Err(Failure::Rejected(reason));
-                }
-                Attempt::Retry {
-                    reason,
-                    after,
-                    outage,
-                } => (reason, after, outage),
-            };
-            if outage || probe.is_some() {
-                self.circuit.failed(&reason, after, probe.as_ref());
-            }
-            last_failure.set(reason);
-            if self.past_last_call() {
-                // That was the last attempt.
-                return Err(Failure::DrainPassed);
-            }
-            Stats::add(&self.stats.retries, 1);
-            if probe.is_some() {
-                // The circuit says when the probe goes next.
-                continue;
-            }
-            let delay = self.backoff.delay(retry, after);
-            tracing::debug!(line = line_number, retry, ?delay, "will retry");
-            self.sleep(delay).await;
-            retry = retry.saturating_add(1);
-        }
-    }
-
-    /// `--probe`: sends `GET <path>` (no query string, so it is never decoded as a message)
-    /// until the load balancer answers with an accepted status. Connection errors and
-    /// retriable statuses are retried with `backoff` for as long as the caller waits; a
-    /// permanent answer (404, 403, a redirect) means the URL is wrong and is returned at once.
-    pub(super) async fn probe(&self) -> Result<(), String> {
-        let target = Client::request_target(self.client.endpoint().path().to_string())?;
-        let mut retry = 0;
-        loop {
-            match self.client.attempt(&target).await {
-                Attempt::Accepted => {
-                    self.circuit.answered();
-                    return Ok(());
-                }
-                Attempt::Permanent { reason } => {
-                    return Err(format!(
-                        "probe of {} failed: {reason}",
-                        self.client.endpoint()
-                    ));
-                }
-                Attempt::Retry { reason, after, .. } => {
-                    if retry == 0 {
-                        tracing::warn!(endpoint = %self.client.endpoint(), "probe failed, retrying until the load balancer answers: {reason}");
-                    }
-                    tokio::time::sleep(self.backoff.delay(retry, after)).await;
-                    retry = retry.saturating_add(1);
-                }
-            }
-        }
     }
 }
 
