@@ -320,6 +320,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     }
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
+        spooler.watch_stop(stopped.clone(), pipeline.abort_signal());
         tokio::spawn(spooler.clone().maintain(stopped.clone()));
     }
 

@@ -2,15 +2,15 @@
 //! feeder hands spooled messages to the pipeline, settled messages are marked done, and a
 //! maintenance task syncs (per policy), stores the done frontier and deletes finished segments.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::Submitter;
-use super::stats::Stats;
+use super::stats::{Loss, Stats};
 use crate::spool::{Body, FULL_RETRY, Limits, Refused, Spool, SpoolError, Spools, SyncPolicy};
 
 /// What the window keeps of a message: its line number and the message itself.
@@ -38,6 +38,22 @@ pub(super) struct Spooler {
     /// "The spool is full" is logged once per episode.
     full_reported: AtomicBool,
     stats: Arc<Stats>,
+    /// Set once the run's signals exist: what ends a wait for room.
+    stopping: OnceLock<Stopping>,
+}
+
+/// The stop (read no more) and the abort (the drain deadline, or a second signal).
+struct Stopping {
+    stopped: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+}
+
+/// Why a message was not appended.
+#[derive(Debug)]
+pub(super) enum Unspooled {
+    Failed(SpoolError),
+    /// The disk stayed full until the drain was given up: the message is given back.
+    GaveUp(u64, Outgoing),
 }
 
 impl Spooler {
@@ -60,6 +76,38 @@ impl Spooler {
             capacity: limits.max_bytes,
             full_reported: AtomicBool::new(false),
             stats,
+            stopping: OnceLock::new(),
+        }
+    }
+
+    /// From now on a wait for room ends at a stop (the line in hand then goes in past the
+    /// bound) and at the abort (issue 21 item 2: a full spool held a stop up forever).
+    pub(super) fn watch_stop(&self, stopped: watch::Receiver<bool>, abort: watch::Receiver<bool>) {
+        let _ = self.stopping.set(Stopping { stopped, abort });
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping.get().is_some_and(|s| *s.stopped.borrow())
+    }
+
+    fn aborted(&self) -> bool {
+        self.stopping.get().is_some_and(|s| *s.abort.borrow())
+    }
+
+    /// Waits for `room`, at most [`FULL_RETRY`], or until the stop or the abort.
+    async fn wait_for_room(&self, room: tokio::sync::futures::Notified<'_>) {
+        let (mut stopped, mut abort) = match self.stopping.get() {
+            Some(s) => (s.stopped.clone(), s.abort.clone()),
+            None => {
+                let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                return;
+            }
+        };
+        let already_stopped = *stopped.borrow();
+        tokio::select! {
+            _ = tokio::time::timeout(FULL_RETRY, room) => {}
+            _ = stopped.wait_for(|s| *s), if !already_stopped => {}
+            _ = abort.wait_for(|a| *a) => {}
         }
     }
 
@@ -93,12 +141,14 @@ impl Spooler {
                 .sum::<u64>()
     }
 
-    /// Appends a message, waiting while the spool (or the disk) is full.
+    /// Appends a message, waiting while the spool (or the disk) is full. Once stopped, the
+    /// message goes in past the bound; if the disk is still full at the abort, it is given
+    /// back.
     pub(super) async fn append(
         &self,
         line_number: u64,
         outgoing: Outgoing,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<(), Unspooled> {
         let mut record = Vec::with_capacity(outgoing.line.len() + 96);
         outgoing.to_record(line_number, &mut record);
         let sequence = outgoing.sequence.unwrap_or(0);
@@ -107,17 +157,25 @@ impl Spooler {
             let own = &self.spools.own;
             // Registered before trying, so room freed in between is not missed.
             let room = own.room.notified();
-            match own.append(&record, sequence, item) {
+            let appended = if self.stopped() {
+                own.append_over_bound(&record, sequence, item)
+            } else {
+                own.append(&record, sequence, item)
+            };
+            match appended {
                 Ok(()) => {
                     self.full_reported.store(false, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Failed(e)) => return Err(Unspooled::Failed(e)),
                 Err(Refused::Full(refused)) => {
                     item = refused;
+                    if self.aborted() {
+                        return Err(Unspooled::GaveUp(item.0, item.1));
+                    }
                     self.report_full();
-                    self.flush().await?;
-                    let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                    self.flush().await.map_err(Unspooled::Failed)?;
+                    self.wait_for_room(room).await;
                 }
             }
         }
@@ -133,7 +191,9 @@ impl Spooler {
         }
     }
 
-    /// Writes what was appended (one `write()`), waiting while the disk is full.
+    /// Writes what was appended (one `write()`), waiting while the disk is full. At the abort,
+    /// what the disk still has no room for is counted lost: it was read, and is not in the
+    /// spool.
     pub(super) async fn flush(&self) -> Result<(), SpoolError> {
         loop {
             let own = &self.spools.own;
@@ -141,18 +201,39 @@ impl Spooler {
             match own.flush() {
                 Ok(()) => return Ok(()),
                 Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Full(())) if self.aborted() => {
+                    let abandoned = own.abandon_buffered();
+                    for _ in &abandoned {
+                        self.stats.lose(Loss::Stopped);
+                    }
+                    return Err(SpoolError::Failed(format!(
+                        "the disk was still full at the drain deadline: {} messages read were not written to the spool, and are lost",
+                        abandoned.len()
+                    )));
+                }
                 Err(Refused::Full(())) => {
                     self.report_full();
-                    let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                    self.wait_for_room(room).await;
                 }
             }
+        }
+    }
+
+    /// Plain mode, before reading from the input: reading more is what acknowledges the lines
+    /// read so far, so under the strict policy they are synced first (issue 21 item 1: strict
+    /// in plain mode never synced a segment until exit).
+    pub(super) async fn before_read(&self) -> Result<(), SpoolError> {
+        if self.sync == SyncPolicy::Strict {
+            self.before_ack().await
+        } else {
+            Ok(())
         }
     }
 
     /// Makes an acknowledgement durable under the strict policy (flushed first in any policy).
     pub(super) async fn before_ack(&self) -> Result<(), SpoolError> {
         self.flush().await?;
-        if self.sync != SyncPolicy::Strict {
+        if self.sync != SyncPolicy::Strict || !self.spools.own.needs_sync() {
             return Ok(());
         }
         let own = self.spools.own.clone();
@@ -226,17 +307,23 @@ impl Spooler {
         }
     }
 
-    /// Syncs per policy and lets finished segments go, until `stopped` (then once more).
+    /// Syncs per policy, syncs and closes rotated segments, and lets finished segments go,
+    /// until `stopped` (then `finish` does it once more).
     pub(super) async fn maintain(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         loop {
             let own = self.spools.own.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(self.sync_interval) => {}
-                _ = own.reclaimable.notified() => {}
+            let sync = tokio::select! {
+                _ = tokio::time::sleep(self.sync_interval) => Sync::Policy,
+                _ = own.reclaimable.notified() => Sync::Policy,
+                _ = own.rotated.notified() => Sync::Rotated,
                 _ = stopped.wait_for(|stopped| *stopped) => return,
-            }
+            };
+            let sync = match (sync, self.sync) {
+                (_, SyncPolicy::Off) => Sync::No,
+                (Sync::Policy, SyncPolicy::Strict) => Sync::Rotated,
+                (sync, _) => sync,
+            };
             let spooler = self.clone();
-            let sync = self.sync == SyncPolicy::Interval;
             let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
             if let Ok(Err(e)) = done {
                 tracing::error!("{e}");
@@ -245,10 +332,12 @@ impl Spooler {
         }
     }
 
-    /// Blocking: sync (when `sync`), store frontiers, delete finished segments.
-    fn sync_and_reclaim(&self, sync: bool) -> Result<(), SpoolError> {
-        if sync {
-            self.spools.own.sync()?;
+    /// Blocking: sync (as `sync` says), store frontiers, delete finished segments.
+    fn sync_and_reclaim(&self, sync: Sync) -> Result<(), SpoolError> {
+        match sync {
+            Sync::Policy => self.spools.own.sync()?,
+            Sync::Rotated => self.spools.own.sync_rotated()?,
+            Sync::No => {}
         }
         for spool in self.spools.delivery_order() {
             spool.reclaim()?;
@@ -261,7 +350,10 @@ impl Spooler {
     pub(super) async fn finish(self: Arc<Self>) -> bool {
         let flushed = self.flush().await;
         let spooler = self.clone();
-        let sync = self.sync != SyncPolicy::Off;
+        let sync = match self.sync {
+            SyncPolicy::Off => Sync::No,
+            SyncPolicy::Interval | SyncPolicy::Strict => Sync::Policy,
+        };
         let closed = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
         let ok = match (flushed, closed) {
             (Ok(()), Ok(Ok(()))) => true,
@@ -285,4 +377,14 @@ impl Spooler {
         Stats::add(&self.stats.left_in_spool, left);
         ok && self.spools.own.failure().is_none()
     }
+}
+
+/// What the maintenance task syncs.
+#[derive(Debug, Clone, Copy)]
+enum Sync {
+    /// Everything written (the interval policy's sync, and the last one at exit).
+    Policy,
+    /// The rotated segments only, which are closed after.
+    Rotated,
+    No,
 }

@@ -18,6 +18,8 @@
 //! - [`store`]: one spool, append, take, done, reclaim;
 //! - [`status`]: the `spool` command.
 
+#[cfg(test)]
+mod files_tests;
 mod record;
 mod state;
 pub mod status;

@@ -3,7 +3,13 @@
 //! frontier that lets whole segments go.
 //!
 //! File I/O here is blocking. Appends and reads hit the page cache and run inline; the slow
-//! calls (fdatasync, unlink after a state write) are made by callers on a blocking thread.
+//! calls (fdatasync, the directory's fsync, unlink after a state write) are made by callers on
+//! a blocking thread, and never while holding the lock that appends and takes need.
+//!
+//! Open files: the segment being written, the one being read, and the rotated segments whose
+//! sync is still due (interval and strict; none under `off`), at most [`MAX_ROTATED`]. A
+//! rotated segment is closed once synced, and at once when it is done, so no file descriptor
+//! is held on a deleted segment (issue 21 item 1).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
@@ -21,6 +27,10 @@ use super::{Limits, SpoolError, SyncPolicy};
 
 /// Buffered appends are written once they reach this size, even while input keeps coming.
 const FLUSH_ABOVE_BYTES: usize = 256 * 1024;
+
+/// Rotated segments waiting for their sync, at most: past this, appends wait as on a full
+/// disk (a disk this slow to sync is as good as full), so open files stay bounded.
+pub(crate) const MAX_ROTATED: usize = 16;
 
 /// A record taken for delivery: from the window (the item as appended) or read back from disk.
 #[derive(Debug)]
@@ -63,8 +73,16 @@ struct Segment {
 }
 
 struct Writer {
+    /// The segment's first index.
+    first: u64,
     file: Arc<File>,
     offset: u64,
+}
+
+/// A rotated segment whose data is not yet synced: synced by the next sync, then closed.
+struct Rotated {
+    first: u64,
+    file: Arc<File>,
 }
 
 struct Windowed<T> {
@@ -101,12 +119,15 @@ struct Inner<T> {
     done_ahead: BTreeSet<u64>,
     persisted: State,
     last_sequence: u64,
-    /// Files written since the last sync.
-    unsynced: Vec<Arc<File>>,
+    /// The writer's file was written since the last sync.
+    dirty: bool,
+    /// Rotated segments to sync before they are closed (never under `off`).
+    rotated: Vec<Rotated>,
+    /// A segment was created since the directory was last synced.
+    dir_unsynced: bool,
     /// Segments fully done and closed, to unlink once the frontier is stored.
     doomed: Vec<Segment>,
     reader: Option<Reader>,
-    state_file: StateFile,
     failed: Option<String>,
     /// Bytes of every segment file and of the buffer.
     bytes: u64,
@@ -119,12 +140,20 @@ pub(crate) struct Spool<T> {
     limits: Limits,
     writable: bool,
     inner: Mutex<Inner<T>>,
+    /// Apart from `inner`, so that storing (and syncing) the state never holds up appends
+    /// and takes (issue 21 item 6); held across a whole `reclaim`, so stores stay in order.
+    state_file: Mutex<StateFile>,
+    /// Held across a whole `sync`, so that a sync returns only once everything written before
+    /// it was called is durable, even when another sync took those files first.
+    syncing: Mutex<()>,
     /// Woken when records become available to take.
     pub(crate) readable: Notify,
     /// Woken when room is freed (segments deleted).
     pub(crate) room: Notify,
     /// Woken when a segment became fully done, so it can go.
     pub(crate) reclaimable: Notify,
+    /// Woken when a segment was rotated with its sync due.
+    pub(crate) rotated: Notify,
     _lock: File,
 }
 
@@ -159,6 +188,13 @@ pub(crate) fn segment_first(name: &str) -> Option<u64> {
         .strip_suffix(".log")?
         .parse()
         .ok()
+}
+
+/// A panic elsewhere leaves the data consistent (every change is made whole under the lock).
+fn locked<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -285,10 +321,11 @@ impl<T> Spool<T> {
             done_ahead: BTreeSet::new(),
             persisted,
             last_sequence,
-            unsynced: Vec::new(),
+            dirty: false,
+            rotated: Vec::new(),
+            dir_unsynced: false,
             doomed: Vec::new(),
             reader: None,
-            state_file,
             failed: None,
             bytes,
             corrupt_at_runtime: 0,
@@ -299,9 +336,12 @@ impl<T> Spool<T> {
             limits,
             writable,
             inner: Mutex::new(inner),
+            state_file: Mutex::new(state_file),
+            syncing: Mutex::new(()),
             readable: Notify::new(),
             room: Notify::new(),
             reclaimable: Notify::new(),
+            rotated: Notify::new(),
             _lock: lock,
         };
         spool.retire_done_segments();
@@ -309,9 +349,7 @@ impl<T> Spool<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        locked(&self.inner)
     }
 
     pub(crate) fn last_sequence(&self) -> u64 {
@@ -341,13 +379,35 @@ impl<T> Spool<T> {
     /// Frames a record into the append buffer, written by the next [`flush`](Self::flush) (or
     /// now, if the buffer is large). `item` is what `take` gives back while it is in memory.
     pub(crate) fn append(&self, payload: &[u8], sequence: u64, item: T) -> Result<(), Refused<T>> {
+        self.append_within(payload, sequence, item, true)
+    }
+
+    /// [`append`](Self::append) past `--spool-max-bytes`: at a stop, the one line already read
+    /// goes in rather than being lost or holding the stop up (issue 21 item 2). Still refused
+    /// when the disk is full.
+    pub(crate) fn append_over_bound(
+        &self,
+        payload: &[u8],
+        sequence: u64,
+        item: T,
+    ) -> Result<(), Refused<T>> {
+        self.append_within(payload, sequence, item, false)
+    }
+
+    fn append_within(
+        &self,
+        payload: &[u8],
+        sequence: u64,
+        item: T,
+        bounded: bool,
+    ) -> Result<(), Refused<T>> {
         let mut inner = self.lock();
         if let Some(reason) = &inner.failed {
             return Err(Refused::Failed(SpoolError::Failed(reason.clone())));
         }
         let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
         let undone = inner.next_index > inner.frontier;
-        if undone && inner.bytes + framed > self.limits.max_bytes {
+        if bounded && undone && inner.bytes + framed > self.limits.max_bytes {
             return Err(Refused::Full(item));
         }
         let projected = inner
@@ -357,6 +417,9 @@ impl<T> Spool<T> {
         let rotate = projected.is_some_and(|size| {
             size > SEGMENT_HEADER_BYTES && size + framed > self.limits.segment_bytes
         });
+        if rotate && inner.rotated.len() >= MAX_ROTATED {
+            return Err(Refused::Full(item));
+        }
         if rotate || inner.writer.is_none() {
             let started = self
                 .write_buffer(&mut inner)
@@ -388,6 +451,17 @@ impl<T> Spool<T> {
             }
         }
         Ok(())
+    }
+
+    /// Gives up the records appended but not yet written (a disk still full when the drain
+    /// deadline passed): their items, to be accounted for by the caller.
+    pub(crate) fn abandon_buffered(&self) -> Vec<T> {
+        let mut inner = self.lock();
+        let bytes = inner.buffer.len() as u64;
+        inner.buffer.clear();
+        inner.bytes -= bytes;
+        inner.next_index = inner.written_end;
+        inner.buffered.drain(..).map(|w| w.item).collect()
     }
 
     /// Writes what was appended, with one `write()`: from then on it survives a kill.
@@ -427,14 +501,14 @@ impl<T> Spool<T> {
                     // can be deleted when it is done: on a full disk, that is where the room
                     // comes from. A segment with no record yet stays the one written to.
                     if inner.segments.back().is_some_and(|s| s.end > s.first) {
-                        inner.writer = None;
+                        self.close_writer(inner);
                     }
                     return Err(Refused::Full(()));
                 }
                 (records, bytes)
             }
         };
-        self.written(inner, file, records, bytes);
+        self.written(inner, records, bytes);
         if inner.buffered.is_empty() {
             Ok(())
         } else {
@@ -458,19 +532,17 @@ impl<T> Spool<T> {
     }
 
     /// The first `records` buffered records (`bytes` of the buffer) are in the file.
-    fn written(&self, inner: &mut Inner<T>, file: Arc<File>, records: usize, bytes: usize) {
+    fn written(&self, inner: &mut Inner<T>, records: usize, bytes: usize) {
         inner.buffer.drain(..bytes);
         if let Some(writer) = &mut inner.writer {
             writer.offset += bytes as u64;
         }
+        inner.dirty = true;
         inner.written_end += records as u64;
         let written_end = inner.written_end;
         if let Some(segment) = inner.segments.back_mut() {
             segment.end = written_end;
             segment.bytes += bytes as u64;
-        }
-        if !inner.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
-            inner.unsynced.push(file);
         }
         let buffered: Vec<Windowed<T>> = inner.buffered.drain(..records).collect();
         for windowed in buffered {
@@ -502,10 +574,6 @@ impl<T> Spool<T> {
             .open(&path)
             .and_then(|file| {
                 file.write_all_at(&record::segment_header(), 0)?;
-                if self.limits.sync != SyncPolicy::Off {
-                    // The new name must survive a crash along with the data written to it.
-                    sync_dir(&self.dir)?;
-                }
                 Ok(file)
             });
         let file = match created {
@@ -518,7 +586,13 @@ impl<T> Spool<T> {
                 return Err(self.fail(inner, format!("cannot create {}: {e}", path.display())));
             }
         };
+        self.close_writer(inner);
+        // The new name must survive a crash along with the data written to it: the directory
+        // is synced with the data, by the next sync, off this thread (issue 21 item 6).
+        inner.dir_unsynced |= self.limits.sync != SyncPolicy::Off;
+        inner.dirty = true;
         inner.writer = Some(Writer {
+            first,
             file: Arc::new(file),
             offset: SEGMENT_HEADER_BYTES,
         });
@@ -541,17 +615,67 @@ impl<T> Spool<T> {
         Refused::Failed(SpoolError::Failed(reason))
     }
 
-    /// fdatasync of every file written since the last sync. On failure the spool is failed for
-    /// good: what the kernel could not write is not known, so it is never retried as success.
+    /// Stops writing to the current segment (rotation, or a full disk): its file is closed
+    /// now under `off` or when nothing in it is unsynced, or else by the next sync, after
+    /// syncing it (issue 21 item 1: a rotated file was kept open until a sync that `off`, and
+    /// `strict` in plain mode, never made).
+    fn close_writer(&self, inner: &mut Inner<T>) {
+        let Some(writer) = inner.writer.take() else {
+            return;
+        };
+        if std::mem::take(&mut inner.dirty) && self.limits.sync != SyncPolicy::Off {
+            inner.rotated.push(Rotated {
+                first: writer.first,
+                file: writer.file,
+            });
+            self.rotated.notify_one();
+        }
+    }
+
+    /// Something written is not yet durable (what `sync` would do).
+    pub(crate) fn needs_sync(&self) -> bool {
+        let inner = self.lock();
+        inner.dirty || inner.dir_unsynced || !inner.rotated.is_empty()
+    }
+
+    /// fdatasync of every file written since the last sync (and of the directory, for new
+    /// segments); the rotated ones are closed after. Returns once everything written before
+    /// the call is durable. On failure the spool is failed for good: what the kernel could not
+    /// write is not known, so it is never retried as success.
     pub(crate) fn sync(&self) -> Result<(), SpoolError> {
-        let files = std::mem::take(&mut self.lock().unsynced);
-        for file in files {
-            if let Err(e) = file.sync_data() {
-                let reason = format!("cannot sync the spool: {e}");
-                let mut inner = self.lock();
-                let _ = self.fail(&mut inner, reason.clone());
-                return Err(SpoolError::Failed(reason));
+        self.sync_files(true)
+    }
+
+    /// Syncs and closes the rotated segments only (and the directory): what the maintenance
+    /// task does at once after a rotation, so that files never pile up open.
+    pub(crate) fn sync_rotated(&self) -> Result<(), SpoolError> {
+        self.sync_files(false)
+    }
+
+    fn sync_files(&self, writer_too: bool) -> Result<(), SpoolError> {
+        let _syncing = locked(&self.syncing);
+        let (dir, files) = {
+            let mut inner = self.lock();
+            let mut files: Vec<Arc<File>> = inner.rotated.drain(..).map(|r| r.file).collect();
+            if writer_too && std::mem::take(&mut inner.dirty) {
+                files.extend(inner.writer.as_ref().map(|w| w.file.clone()));
             }
+            (std::mem::take(&mut inner.dir_unsynced), files)
+        };
+        let rotated = !files.is_empty();
+        let synced = if dir { sync_dir(&self.dir) } else { Ok(()) }
+            .and_then(|()| files.iter().try_for_each(|file| file.sync_data()));
+        // The rotated files close here, synced or not.
+        drop(files);
+        if let Err(e) = synced {
+            let reason = format!("cannot sync the spool: {e}");
+            let mut inner = self.lock();
+            let _ = self.fail(&mut inner, reason.clone());
+            return Err(SpoolError::Failed(reason));
+        }
+        if rotated {
+            // Appends held back by too many rotated files can go on.
+            self.room.notify_waiters();
         }
         Ok(())
     }
@@ -706,6 +830,7 @@ impl<T> Spool<T> {
     /// it, so a crash in between never brings a deleted record back as not done, nor makes one
     /// look done that is not. Blocking.
     pub(crate) fn reclaim(&self) -> Result<(), SpoolError> {
+        let mut state_file = locked(&self.state_file);
         let (state, changed) = {
             let mut inner = self.lock();
             self.retire_locked(&mut inner);
@@ -719,10 +844,7 @@ impl<T> Spool<T> {
             return Ok(());
         }
         let sync = self.limits.sync != SyncPolicy::Off;
-        let stored = {
-            let mut inner = self.lock();
-            inner.state_file.store(state, sync)
-        };
+        let stored = state_file.store(state, sync);
         if let Err(e) = stored {
             if record::is_full(&e) {
                 // Tried again at the next reclaim; until then nothing is deleted.
@@ -774,20 +896,18 @@ impl<T> Spool<T> {
             if front.end > inner.frontier {
                 break;
             }
-            if inner.segments.len() == 1
-                && let Some(writer) = &inner.writer
-            {
+            if inner.segments.len() == 1 && inner.writer.is_some() {
                 // The segment being written: only once nothing more is coming for it.
                 if !inner.buffer.is_empty() || inner.next_index > inner.frontier {
                     break;
                 }
-                let file = writer.file.clone();
-                inner
-                    .unsynced
-                    .retain(|unsynced| !Arc::ptr_eq(unsynced, &file));
+                // Done: nothing in it needs to be durable any more.
                 inner.writer = None;
+                inner.dirty = false;
             }
             if let Some(segment) = inner.segments.pop_front() {
+                // Closed before it is deleted, so its blocks go with its name.
+                inner.rotated.retain(|r| r.first != segment.first);
                 if inner
                     .reader
                     .as_ref()
