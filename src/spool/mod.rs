@@ -18,6 +18,9 @@
 //! - [`store`]: one spool, append, take, done, reclaim;
 //! - [`status`]: the `spool` command.
 
+mod disk;
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod files_tests;
 mod record;
@@ -138,6 +141,15 @@ pub(crate) struct Spools<T> {
 impl<T> Spools<T> {
     /// Claims a spool under `dir` (created if missing), adopting the spools of dead owners.
     pub(crate) fn open(dir: &Path, limits: Limits) -> anyhow::Result<Self> {
+        Self::open_on(dir, limits, Arc::new(disk::Real))
+    }
+
+    /// [`open`](Self::open), with the spools' file operations going through `disk`.
+    pub(crate) fn open_on(
+        dir: &Path,
+        limits: Limits,
+        disk: Arc<dyn disk::Disk>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
@@ -160,14 +172,15 @@ impl<T> Spools<T> {
                 .with_context(|| format!("cannot lock spool {}", path.display()))?;
             let Some(lock) = lock else { continue };
             let writable = own.is_none();
-            let opened = match Spool::open(&path, name.clone(), lock, limits, writable) {
-                Ok(opened) => opened,
-                Err(e) => {
-                    // Never a reason not to start: what can be read is delivered next time.
-                    tracing::error!("cannot recover spool {}: {e}; left alone", path.display());
-                    continue;
-                }
-            };
+            let opened =
+                match Spool::open(&path, name.clone(), lock, limits, writable, disk.clone()) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        // Never a reason not to start: what can be read is delivered next time.
+                        tracing::error!("cannot recover spool {}: {e}; left alone", path.display());
+                        continue;
+                    }
+                };
             match opened {
                 Opened::Future(version) => {
                     tracing::error!(
@@ -200,7 +213,7 @@ impl<T> Spools<T> {
         }
         let own = match own {
             Some(own) => own,
-            None => Arc::new(create(dir, limits)?),
+            None => Arc::new(create(dir, limits, disk)?),
         };
         Ok(Spools {
             own,
@@ -225,7 +238,7 @@ impl<T> Spools<T> {
 
 /// A new spool: made under a hidden name, locked, then renamed into place, so no other process
 /// ever sees it unlocked.
-fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
+fn create<T>(dir: &Path, limits: Limits, disk: Arc<dyn disk::Disk>) -> anyhow::Result<Spool<T>> {
     use anyhow::Context;
     let name = crate::hex::random(NAME_DIGITS);
     let hidden = dir.join(format!(".new-{name}"));
@@ -238,7 +251,7 @@ fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
     std::fs::rename(&hidden, &path)
         .and_then(|()| store::sync_dir(dir))
         .with_context(|| format!("cannot create spool {}", path.display()))?;
-    match Spool::open(&path, name, lock, limits, true)? {
+    match Spool::open(&path, name, lock, limits, true, disk)? {
         Opened::Spool(spool, _) => Ok(*spool),
         Opened::Future(_) => anyhow::bail!("new spool {} is not empty", path.display()),
     }

@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
+use super::disk::Disk;
 use super::record::{self, RECORD_HEADER_BYTES, RecordMeta, SEGMENT_HEADER_BYTES, SegmentKind};
 use super::state::{Loaded, State, StateFile};
 use super::{Limits, SpoolError, SyncPolicy};
@@ -139,6 +140,8 @@ pub(crate) struct Spool<T> {
     dir: PathBuf,
     limits: Limits,
     writable: bool,
+    /// Every file operation after recovery goes through here (faults in the unit tests).
+    disk: Arc<dyn Disk>,
     inner: Mutex<Inner<T>>,
     /// Apart from `inner`, so that storing (and syncing) the state never holds up appends
     /// and takes (issue 21 item 6); held across a whole `reclaim`, so stores stay in order.
@@ -190,6 +193,20 @@ pub(crate) fn segment_first(name: &str) -> Option<u64> {
         .ok()
 }
 
+/// Out of file descriptors, for the process (EMFILE) or the system (ENFILE).
+fn is_out_of_files(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE)
+    )
+}
+
+/// The two errno values, without a libc dependency for them.
+mod libc_errno {
+    pub(super) const ENFILE: i32 = 23;
+    pub(super) const EMFILE: i32 = 24;
+}
+
 /// A panic elsewhere leaves the data consistent (every change is made whole under the lock).
 fn locked<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
     mutex
@@ -209,6 +226,7 @@ impl<T> Spool<T> {
         lock: File,
         limits: Limits,
         writable: bool,
+        disk: Arc<dyn Disk>,
     ) -> Result<Opened<T>, SpoolError> {
         let context = |what: &str, path: &Path| {
             let what = what.to_string();
@@ -335,6 +353,7 @@ impl<T> Spool<T> {
             dir: dir.to_path_buf(),
             limits,
             writable,
+            disk,
             inner: Mutex::new(inner),
             state_file: Mutex::new(state_file),
             syncing: Mutex::new(()),
@@ -481,12 +500,12 @@ impl<T> Spool<T> {
             return Err(self.fail(inner, "no segment to write to".into()));
         };
         let (file, offset) = (writer.file.clone(), writer.offset);
-        let (records, bytes) = match file.write_all_at(&inner.buffer, offset) {
+        let (records, bytes) = match self.disk.write_at(&file, &inner.buffer, offset) {
             Ok(()) => (inner.buffered.len(), inner.buffer.len()),
             Err(e) => {
                 // Whatever part of the write landed is cut off, so a retry appends whole
                 // records.
-                if let Err(cut) = file.set_len(offset) {
+                if let Err(cut) = self.disk.truncate(&file, offset) {
                     let reason = format!("cannot undo a failed write ({e}): {cut}");
                     return Err(self.fail(inner, reason));
                 }
@@ -522,8 +541,12 @@ impl<T> Spool<T> {
         let mut written = 0;
         for (records, windowed) in inner.buffered.iter().enumerate() {
             let frame = &inner.buffer[written..written + RECORD_HEADER_BYTES + windowed.bytes];
-            if file.write_all_at(frame, offset + written as u64).is_err() {
-                let _ = file.set_len(offset + written as u64);
+            if self
+                .disk
+                .write_at(file, frame, offset + written as u64)
+                .is_err()
+            {
+                let _ = self.disk.truncate(file, offset + written as u64);
                 return (records, written);
             }
             written += frame.len();
@@ -567,20 +590,21 @@ impl<T> Spool<T> {
         // Buffered records go into the new segment: it starts at the first of them.
         let first = inner.written_end;
         let path = segment_path(&self.dir, first);
-        let created = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .and_then(|file| {
-                file.write_all_at(&record::segment_header(), 0)?;
-                Ok(file)
-            });
+        let created = self.disk.create(&path).and_then(|file| {
+            self.disk.write_at(&file, &record::segment_header(), 0)?;
+            Ok(file)
+        });
         let file = match created {
             Ok(file) => file,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = self.disk.remove(&path);
                 if record::is_full(&e) {
+                    return Err(Refused::Full(()));
+                }
+                if is_out_of_files(&e) {
+                    // Other files (connections) may close: waited out like a full disk, so
+                    // nothing read is lost and the spool is not given up.
+                    tracing::warn!("spool {}: cannot create {}: {e}", self.name, path.display());
                     return Err(Refused::Full(()));
                 }
                 return Err(self.fail(inner, format!("cannot create {}: {e}", path.display())));
@@ -663,8 +687,12 @@ impl<T> Spool<T> {
             (std::mem::take(&mut inner.dir_unsynced), files)
         };
         let rotated = !files.is_empty();
-        let synced = if dir { sync_dir(&self.dir) } else { Ok(()) }
-            .and_then(|()| files.iter().try_for_each(|file| file.sync_data()));
+        let synced = if dir {
+            self.disk.sync_dir(&self.dir)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| files.iter().try_for_each(|file| self.disk.sync_data(file)));
         // The rotated files close here, synced or not.
         drop(files);
         if let Err(e) = synced {
@@ -763,7 +791,7 @@ impl<T> Spool<T> {
             .as_ref()
             .is_some_and(|r| r.segment_first == first && r.next <= index);
         if !positioned {
-            let mut file = File::open(&path).map_err(ReadFailure::Io)?;
+            let mut file = self.disk.open(&path).map_err(ReadFailure::Io)?;
             file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
                 .map_err(ReadFailure::Io)?;
             inner.reader = Some(Reader {
@@ -844,7 +872,7 @@ impl<T> Spool<T> {
             return Ok(());
         }
         let sync = self.limits.sync != SyncPolicy::Off;
-        let stored = state_file.store(state, sync);
+        let stored = state_file.store(state, sync, &*self.disk);
         if let Err(e) = stored {
             if record::is_full(&e) {
                 // Tried again at the next reclaim; until then nothing is deleted.
@@ -870,7 +898,7 @@ impl<T> Spool<T> {
         }
         let mut freed = 0;
         for segment in doomed {
-            match std::fs::remove_file(&segment.path) {
+            match self.disk.remove(&segment.path) {
                 Ok(()) => freed += segment.bytes,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => freed += segment.bytes,
                 Err(e) => tracing::warn!(
