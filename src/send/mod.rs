@@ -321,7 +321,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
         spooler.watch_stop(stopped.clone(), pipeline.abort_signal());
-        tokio::spawn(spooler.clone().maintain(stopped.clone()));
+        tokio::spawn(spooler.clone().maintain());
     }
 
     let stdin = BufReader::with_capacity(256 * 1024, stdio::Input::open(under_rsyslog));

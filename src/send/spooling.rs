@@ -2,7 +2,7 @@
 //! feeder hands spooled messages to the pipeline, settled messages are marked done, and a
 //! maintenance task syncs (per policy), stores the done frontier and deletes finished segments.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -40,6 +40,10 @@ pub(super) struct Spooler {
     stats: Arc<Stats>,
     /// Set once the run's signals exist: what ends a wait for room.
     stopping: OnceLock<Stopping>,
+    /// Set by `finish`: the maintenance task ends.
+    finishing: watch::Sender<bool>,
+    /// Errors of the maintenance task (sync, state store, deletes), all spools together.
+    maintenance_errors: AtomicU64,
 }
 
 /// The stop (read no more) and the abort (the drain deadline, or a second signal).
@@ -77,6 +81,25 @@ impl Spooler {
             full_reported: AtomicBool::new(false),
             stats,
             stopping: OnceLock::new(),
+            finishing: watch::Sender::new(false),
+            maintenance_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Errors the maintenance task met so far (`drifter_spool_maintenance_errors_total`).
+    pub(super) fn maintenance_errors(&self) -> u64 {
+        self.maintenance_errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts a maintenance error; logs the 1st, 2nd, 4th, 8th… (every one at exit), so that
+    /// an error that comes back every interval is seen without flooding the log.
+    fn maintenance_failed(&self, spool: &str, error: &SpoolError, at_exit: bool) {
+        let count = self.maintenance_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if at_exit || count.is_power_of_two() {
+            tracing::error!(
+                spool,
+                "spool maintenance: {error} ({count} errors so far); going on"
+            );
         }
     }
 
@@ -308,15 +331,19 @@ impl Spooler {
     }
 
     /// Syncs per policy, syncs and closes rotated segments, and lets finished segments go,
-    /// until `stopped` (then `finish` does it once more).
-    pub(super) async fn maintain(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+    /// until `finish` (which does it once more). Through the drain too: delivery there frees
+    /// the room a stop on a full disk waits for. An error is logged and counted, and the
+    /// task goes on, each spool on its own (issue 21 item 11: it returned on the first error
+    /// of any spool, and the own spool was never synced or reclaimed again).
+    pub(super) async fn maintain(self: Arc<Self>) {
+        let mut finishing = self.finishing.subscribe();
         loop {
             let own = self.spools.own.clone();
             let sync = tokio::select! {
                 _ = tokio::time::sleep(self.sync_interval) => Sync::Policy,
                 _ = own.reclaimable.notified() => Sync::Policy,
                 _ = own.rotated.notified() => Sync::Rotated,
-                _ = stopped.wait_for(|stopped| *stopped) => return,
+                _ = finishing.wait_for(|finishing| *finishing) => return,
             };
             let sync = match (sync, self.sync) {
                 (_, SyncPolicy::Off) => Sync::No,
@@ -324,40 +351,52 @@ impl Spooler {
                 (sync, _) => sync,
             };
             let spooler = self.clone();
-            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
-            if let Ok(Err(e)) = done {
-                tracing::error!("{e}");
-                return;
+            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, false));
+            if let Err(e) = done.await {
+                let error = SpoolError::Failed(format!("the maintenance task failed: {e}"));
+                self.maintenance_failed(&self.spools.own.name, &error, false);
             }
         }
     }
 
-    /// Blocking: sync (as `sync` says), store frontiers, delete finished segments.
-    fn sync_and_reclaim(&self, sync: Sync) -> Result<(), SpoolError> {
-        match sync {
-            Sync::Policy => self.spools.own.sync()?,
-            Sync::Rotated => self.spools.own.sync_rotated()?,
-            Sync::No => {}
+    /// Blocking: sync (as `sync` says), store frontiers, delete finished segments; every
+    /// spool is reclaimed whatever failed before. False if anything failed.
+    fn sync_and_reclaim(&self, sync: Sync, at_exit: bool) -> bool {
+        let own = &self.spools.own;
+        let synced = match sync {
+            Sync::Policy => own.sync(),
+            Sync::Rotated => own.sync_rotated(),
+            Sync::No => Ok(()),
+        };
+        let mut ok = true;
+        if let Err(e) = synced {
+            self.maintenance_failed(&own.name, &e, at_exit);
+            ok = false;
         }
         for spool in self.spools.delivery_order() {
-            spool.reclaim()?;
+            if let Err(e) = spool.reclaim() {
+                self.maintenance_failed(&spool.name, &e, at_exit);
+                ok = false;
+            }
         }
-        Ok(())
+        ok
     }
 
     /// At exit: everything written, synced (unless the policy is off), frontiers stored; an
     /// adopted spool with nothing left is removed. Returns false if the spool failed.
     pub(super) async fn finish(self: Arc<Self>) -> bool {
+        self.finishing.send_replace(true);
         let flushed = self.flush().await;
         let spooler = self.clone();
         let sync = match self.sync {
             SyncPolicy::Off => Sync::No,
             SyncPolicy::Interval | SyncPolicy::Strict => Sync::Policy,
         };
-        let closed = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
+        let closed =
+            tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, true)).await;
         let ok = match (flushed, closed) {
-            (Ok(()), Ok(Ok(()))) => true,
-            (Err(e), _) | (_, Ok(Err(e))) => {
+            (Ok(()), Ok(closed)) => closed,
+            (Err(e), _) => {
                 tracing::error!("{e}");
                 false
             }
@@ -378,6 +417,10 @@ impl Spooler {
         ok && self.spools.own.failure().is_none()
     }
 }
+
+#[cfg(test)]
+#[path = "spooling_tests.rs"]
+mod tests;
 
 /// What the maintenance task syncs.
 #[derive(Debug, Clone, Copy)]

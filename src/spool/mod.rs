@@ -18,7 +18,7 @@
 //! - [`store`]: one spool, append, take, done, reclaim;
 //! - [`status`]: the `spool` command.
 
-mod disk;
+pub(crate) mod disk;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
