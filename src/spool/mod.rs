@@ -63,6 +63,16 @@ pub(crate) struct Limits {
 /// Smallest --spool-max-bytes: room for a few segments.
 pub(crate) const MIN_MAX_BYTES: u64 = 64 * 1024;
 
+/// The largest record payload a spool of `max_bytes` takes: one that fits its bound with a
+/// segment of its own (a larger one would wait for an empty spool, which never comes during
+/// an outage), and that recovery accepts as a record.
+pub(crate) fn largest_payload(max_bytes: u64) -> u64 {
+    let framing = record::SEGMENT_HEADER_BYTES + record::RECORD_HEADER_BYTES as u64;
+    max_bytes
+        .saturating_sub(framing)
+        .min(u64::from(record::MAX_PAYLOAD_BYTES))
+}
+
 impl Limits {
     pub(crate) fn new(max_bytes: u64, sync: SyncPolicy) -> Self {
         Limits {
