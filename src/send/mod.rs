@@ -62,7 +62,7 @@ pub use tls::Trust;
 struct Prepared {
     stats: Arc<Stats>,
     client: Client,
-    dead_letter: Option<DeadLetter>,
+    dead_letter: Option<Arc<DeadLetter>>,
     pipeline: PipelineConfig,
     backoff: Backoff,
     labeler: Arc<Labeler>,
@@ -136,10 +136,9 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     };
     // A dry run writes no file.
     let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
-        Some(path) => Some(
-            DeadLetter::open(path)
-                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
-        ),
+        Some(path) => Some(Arc::new(DeadLetter::open(path).with_context(|| {
+            format!("cannot open dead-letter file {}", path.display())
+        })?)),
         None => None,
     };
     Ok(Prepared {
@@ -293,7 +292,7 @@ fn dry_run(prepared: &Prepared) -> exit::Outcome {
 async fn send(prepared: Prepared) -> exit::Outcome {
     let signals = StopSignals::install().map_err(Fatal::usage)?;
     let stats = prepared.stats.clone();
-    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
+    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter.clone()));
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
         prepared.client,
@@ -349,6 +348,9 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
         spooler.watch_stop(stopped.clone(), pipeline.abort_signal());
+        if let Some(dead_letter) = &prepared.dead_letter {
+            spooler.sync_before_reclaim(dead_letter.clone());
+        }
         tokio::spawn(spooler.clone().maintain());
     }
 

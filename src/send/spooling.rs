@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::dead_letter::DeadLetter;
 use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::Submitter;
 use super::stats::{Loss, Stats};
@@ -44,6 +45,9 @@ pub(super) struct Spooler {
     finishing: watch::Sender<bool>,
     /// Errors of the maintenance task (sync, state store, deletes), all spools together.
     maintenance_errors: AtomicU64,
+    /// Synced before any frontier is stored: a record counts as done only once its
+    /// dead-letter line is durable.
+    dead_letter: OnceLock<Arc<DeadLetter>>,
 }
 
 /// The stop (read no more) and the abort (the drain deadline, or a second signal).
@@ -83,7 +87,15 @@ impl Spooler {
             stopping: OnceLock::new(),
             finishing: watch::Sender::new(false),
             maintenance_errors: AtomicU64::new(0),
+            dead_letter: OnceLock::new(),
         }
+    }
+
+    /// The dead-letter file is synced before the frontiers are stored, so that a rejected
+    /// message's segment is never deleted before its dead-letter line is durable (issue 21
+    /// item 10).
+    pub(super) fn sync_before_reclaim(&self, dead_letter: Arc<DeadLetter>) {
+        let _ = self.dead_letter.set(dead_letter);
     }
 
     /// Errors the maintenance task met so far (`drifter_spool_maintenance_errors_total`).
@@ -372,6 +384,19 @@ impl Spooler {
         if let Err(e) = synced {
             self.maintenance_failed(&own.name, &e, at_exit);
             ok = false;
+        }
+        if self.sync != SyncPolicy::Off
+            && let Some(dead_letter) = self.dead_letter.get()
+            && let Err(e) = dead_letter.sync()
+        {
+            // No frontier is stored this time: the records stay until their lines are
+            // durable (or, after a crash, are rejected and dead-lettered again).
+            let reason = format!(
+                "cannot sync dead-letter file {}: {e}",
+                dead_letter.path().display()
+            );
+            self.maintenance_failed(&own.name, &SpoolError::Failed(reason), at_exit);
+            return false;
         }
         for spool in self.spools.delivery_order() {
             if let Err(e) = spool.reclaim() {

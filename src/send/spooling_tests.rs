@@ -1,8 +1,9 @@
-//! The maintenance task under faults (issue 21 item 11).
+//! The maintenance task under faults (issue 21 items 10 and 11).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::super::dead_letter::DeadLetter;
 use super::*;
 use crate::spool::disk::faults::{Faulty, Op};
 use crate::wire::TargetFormat;
@@ -18,6 +19,63 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     condition()
+}
+
+fn open(dir: &std::path::Path) -> (Arc<Spooler>, Arc<Faulty>, Labeler) {
+    let faulty = Arc::new(Faulty::default());
+    let limits = Limits {
+        max_bytes: 1 << 20,
+        segment_bytes: 8 * 1024,
+        window_bytes: 1 << 20,
+        sync: SyncPolicy::Interval,
+    };
+    let spools = Spools::open_on(dir, limits, faulty.clone()).expect("open");
+    let stats = Arc::new(Stats::default());
+    let spooler = Spooler::new(spools, limits, Duration::from_millis(10), stats);
+    let labeler = Labeler::new(
+        TargetFormat::new("/", 8192, None),
+        None,
+        false,
+        1 << 20,
+        None,
+    )
+    .expect("labeler");
+    (Arc::new(spooler), faulty, labeler)
+}
+
+async fn spool_lines(spooler: &Spooler, labeler: &Labeler, count: u64) {
+    for n in 1..=count {
+        let outgoing = labeler
+            .prepare(n, format!("line {n} {}", "x".repeat(100)).into_bytes())
+            .expect("a message");
+        assert!(spooler.append(n, outgoing).await.is_ok());
+    }
+    assert!(spooler.flush().await.is_ok());
+}
+
+/// Issue 21 item 10: a rejected message's segment could be deleted (its frontier stored)
+/// before its dead-letter line was synced. /dev/null takes the line and fails the fsync.
+#[tokio::test]
+async fn no_frontier_is_stored_before_the_dead_letter_lines_are_durable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spooler, _, labeler) = open(dir.path());
+    let dead_letter = DeadLetter::open(std::path::Path::new("/dev/null")).expect("/dev/null");
+    assert!(dead_letter.append(b"line 1 rejected").is_ok());
+    spooler.sync_before_reclaim(Arc::new(dead_letter));
+    spool_lines(&spooler, &labeler, 200).await;
+    let own = spooler.spools.own.clone();
+    let written = own.bytes();
+    while let Some(taken) = own.take() {
+        own.done(taken.meta.index);
+    }
+    let reclaimer = spooler.clone();
+    let reclaimed =
+        tokio::task::spawn_blocking(move || reclaimer.sync_and_reclaim(Sync::No, false))
+            .await
+            .expect("join");
+    assert!(!reclaimed, "the failed dead-letter sync is an error");
+    assert_eq!(own.bytes(), written, "nothing deleted");
+    assert_eq!(spooler.maintenance_errors(), 1);
 }
 
 /// It returned on the first error of any spool: after a failed sync, the own spool was never

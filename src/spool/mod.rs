@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use record::is_full;
 use store::Opened;
 pub(crate) use store::{Body, Recovery, Refused, Spool};
 

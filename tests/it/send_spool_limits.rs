@@ -152,3 +152,43 @@ async fn a_stop_with_a_full_spool_ends_within_the_drain_deadline() {
         }
     }
 }
+
+/// Issue 21 item 10: a dead-letter write that fails for a full disk (here /dev/full, which
+/// answers every write with ENOSPC) is waited out, not dropped: the rejected messages stay in
+/// the spool, nothing is lost, and a later run with room dead-letters them, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_the_dead_letter_file_keeps_rejected_messages_in_the_spool() {
+    let server = TestServer::start(|_, _| support::Reply::Status(400)).await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("spool");
+    let spool = spool.to_str().expect("utf-8");
+    let (input, expected) = numbered(5, "rejected");
+    let args = ["send", "--spool", spool, "--dead-letter", "/dev/full", &url];
+    let run = support::run_with_input(&args, &input, LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("lost 0");
+    run.assert_logged("5 left in the spool");
+    assert_eq!(
+        support::spooled(dir.path().join("spool").as_path()).await,
+        5
+    );
+
+    let dead_letter = dir.path().join("dead-letter.log");
+    let path = dead_letter.to_str().expect("utf-8");
+    let args = ["send", "--spool", spool, "--dead-letter", path, &url];
+    let run = support::run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let written = std::fs::read(&dead_letter).expect("dead-letter file");
+    let lines: BTreeSet<Vec<u8>> = written
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert!(lines == expected, "{}", String::from_utf8_lossy(&written));
+    assert_eq!(written.len(), input.len(), "each once");
+    assert_eq!(
+        support::spooled(dir.path().join("spool").as_path()).await,
+        0
+    );
+}
