@@ -347,7 +347,8 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     }
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
-        spooler.watch_stop(stopped.clone(), pipeline.abort_signal());
+        let plain = prepared.protocol.mode == Mode::Plain;
+        spooler.watch_stop(stopped.clone(), pipeline.abort_signal(), plain);
         if let Some(dead_letter) = &prepared.dead_letter {
             spooler.sync_before_reclaim(dead_letter.clone());
         }

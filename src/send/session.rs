@@ -206,6 +206,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                             "the disk was still full at the drain deadline",
                             Loss::Stopped,
                         );
+                    } else {
+                        // Not acknowledged: rsyslog still holds it.
+                        self.settler.stats.hand_back();
                     }
                     Err(Halt::Stopped)
                 }

@@ -54,6 +54,8 @@ pub(super) struct Spooler {
 struct Stopping {
     stopped: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
+    /// Plain mode: a line read is taken from the writer (no one holds it but us).
+    plain: bool,
 }
 
 /// Why a message was not appended.
@@ -117,8 +119,17 @@ impl Spooler {
 
     /// From now on a wait for room ends at a stop (the line in hand then goes in past the
     /// bound) and at the abort (issue 21 item 2: a full spool held a stop up forever).
-    pub(super) fn watch_stop(&self, stopped: watch::Receiver<bool>, abort: watch::Receiver<bool>) {
-        let _ = self.stopping.set(Stopping { stopped, abort });
+    pub(super) fn watch_stop(
+        &self,
+        stopped: watch::Receiver<bool>,
+        abort: watch::Receiver<bool>,
+        plain: bool,
+    ) {
+        let _ = self.stopping.set(Stopping {
+            stopped,
+            abort,
+            plain,
+        });
     }
 
     fn stopped(&self) -> bool {
@@ -238,11 +249,23 @@ impl Spooler {
                 Err(Refused::Failed(e)) => return Err(e),
                 Err(Refused::Full(())) if self.aborted() => {
                     let abandoned = own.abandon_buffered();
+                    let plain = self.stopping.get().is_none_or(|s| s.plain);
                     for _ in &abandoned {
-                        self.stats.lose(Loss::Stopped);
+                        if plain {
+                            self.stats.lose(Loss::Stopped);
+                        } else {
+                            // Never acknowledged (a flush comes before each OK and
+                            // DEFER_COMMIT): rsyslog still holds them.
+                            self.stats.hand_back();
+                        }
                     }
+                    let fate = if plain {
+                        "are lost"
+                    } else {
+                        "were not acknowledged"
+                    };
                     return Err(SpoolError::Failed(format!(
-                        "the disk was still full at the drain deadline: {} messages read were not written to the spool, and are lost",
+                        "the disk was still full at the drain deadline: {} messages read were not written to the spool, and {fate}",
                         abandoned.len()
                     )));
                 }
