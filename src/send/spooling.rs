@@ -278,14 +278,11 @@ impl Spooler {
     }
 
     /// Plain mode, before reading from the input: reading more is what acknowledges the lines
-    /// read so far, so under the strict policy they are synced first (issue 21 item 1: strict
-    /// in plain mode never synced a segment until exit).
+    /// read so far, so they are written first (a kill then loses none of them), and synced
+    /// under the strict policy (issue 21 item 1: strict in plain mode never synced a segment
+    /// until exit; and up to 256 KiB of lines read could still be in the append buffer).
     pub(super) async fn before_read(&self) -> Result<(), SpoolError> {
-        if self.sync == SyncPolicy::Strict {
-            self.before_ack().await
-        } else {
-            Ok(())
-        }
+        self.before_ack().await
     }
 
     /// Makes an acknowledgement durable under the strict policy (flushed first in any policy).
