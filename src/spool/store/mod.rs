@@ -23,7 +23,8 @@
 //! - the writer, when there is one, writes the last segment;
 //! - every rotated file belongs to a segment still listed, never the writer's: a done
 //!   segment's file is closed before the segment is deleted;
-//! - the window holds a contiguous run of indices at or above `next_take`, within its bytes.
+//! - the window holds a contiguous run of indices (those below `next_take`, skipped past as
+//!   damaged, are dropped by the next take), and `window_bytes` is their size.
 //!
 //! Lock order: `state_file`, then `inner`; `syncing`, then `inner`. No fsync runs under
 //! `inner`.
@@ -292,7 +293,6 @@ impl<T> Spool<T> {
         }
         let mut window_bytes = 0;
         for (at, windowed) in inner.window.iter().enumerate() {
-            debug_assert!(windowed.meta.index >= inner.next_take || at == 0);
             if let Some(next) = inner.window.get(at + 1) {
                 debug_assert_eq!(
                     windowed.meta.index + 1,
