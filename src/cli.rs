@@ -234,9 +234,11 @@ pub struct SendArgs {
     pub accept: StatusSet,
 
     /// Longest line read whole (K, M, G suffixes). A longer line is skipped without being
-    /// buffered, reported with its line number and counted as lost.
-    #[arg(long, env = "DRIFTER_MAX_LINE_BYTES", default_value = "16M", value_parser = parse_byte_size)]
-    pub max_line_bytes: u64,
+    /// buffered, reported with its line number and counted as lost. Default 16M, or with
+    /// --spool the longest line a record of it holds, when that is less; a value above that
+    /// is refused at start.
+    #[arg(long, env = "DRIFTER_MAX_LINE_BYTES", value_parser = parse_byte_size)]
+    pub max_line_bytes: Option<u64>,
 
     /// Longest request target (path and query string) ever sent. A message that would not
     /// fit is split into fragments that each fit, and `decode` joins them again.

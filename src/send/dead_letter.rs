@@ -5,10 +5,15 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) struct DeadLetter {
     path: PathBuf,
     file: Mutex<File>,
+    /// The same file, for fsync without the lock that appends (on the runtime thread) take.
+    for_sync: File,
+    /// Appended since the last sync.
+    unsynced: AtomicBool,
 }
 
 impl DeadLetter {
@@ -24,9 +29,12 @@ impl DeadLetter {
         if let Some(warning) = crate::spool::shared_dir_warning(parent.unwrap_or(Path::new("."))) {
             tracing::warn!("dead-letter directory {warning}");
         }
+        let for_sync = file.try_clone()?;
         Ok(DeadLetter {
             path: path.to_path_buf(),
             file: Mutex::new(file),
+            for_sync,
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -44,15 +52,20 @@ impl DeadLetter {
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&line)
+        file.write_all(&line)?;
+        self.unsynced.store(true, Ordering::Release);
+        Ok(())
     }
 
-    /// Makes everything appended durable.
+    /// Makes everything appended durable (nothing to do when nothing was). Blocking; never
+    /// holds the lock appends take.
     pub(super) fn sync(&self) -> io::Result<()> {
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.sync_all()
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.for_sync.sync_all().inspect_err(|_| {
+            // Not known to be durable: the next sync tries again, and says so again.
+            self.unsynced.store(true, Ordering::Release);
+        })
     }
 }

@@ -112,6 +112,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+impl<I: tokio::io::AsyncRead + Unpin> LineReader<tokio::io::BufReader<I>> {
+    /// A whole line is buffered: the next line needs no read from the input (in plain mode,
+    /// such a read is what acknowledges the lines before it).
+    pub(super) fn holds_a_line(&self) -> bool {
+        memchr::memchr(b'\n', self.inner.buffer()).is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,12 @@ impl Collector for SendCollector {
                 "Spool records skipped because they failed their checksum.",
                 spooler.corrupt(),
             )?;
+            counter(
+                e,
+                "drifter_spool_maintenance_errors",
+                "Errors of the spool's maintenance (sync, state store, deletes); it goes on.",
+                spooler.maintenance_errors(),
+            )?;
         }
         gauge(
             e,

@@ -62,7 +62,7 @@ pub use tls::Trust;
 struct Prepared {
     stats: Arc<Stats>,
     client: Client,
-    dead_letter: Option<DeadLetter>,
+    dead_letter: Option<Arc<DeadLetter>>,
     pipeline: PipelineConfig,
     retry: RetryPolicy,
     labeler: Arc<Labeler>,
@@ -77,6 +77,7 @@ struct Prepared {
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     let endpoint: Endpoint = args.url.parse()?;
+    let max_line_bytes = max_line_bytes(args)?;
     if args.retry_initial.is_zero() || args.retry_max < args.retry_initial {
         anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
     }
@@ -93,7 +94,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
-    let labeler = Labeler::new(format, args.ids, args.sequence, args.max_line_bytes, sender)?;
+    let labeler = Labeler::new(format, args.ids, args.sequence, max_line_bytes, sender)?;
     if args.insecure {
         tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
     }
@@ -135,10 +136,9 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     };
     // A dry run writes no file.
     let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
-        Some(path) => Some(
-            DeadLetter::open(path)
-                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
-        ),
+        Some(path) => Some(Arc::new(DeadLetter::open(path).with_context(|| {
+            format!("cannot open dead-letter file {}", path.display())
+        })?)),
         None => None,
     };
     Ok(Prepared {
@@ -162,7 +162,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
             max_attempts: args.max_attempts,
         },
         labeler: Arc::new(labeler),
-        max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
+        max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
         drain_timeout: args.drain_timeout,
         stats_interval: args.stats_interval,
         metrics_listener,
@@ -172,18 +172,45 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     })
 }
 
-/// Claims a spool under `dir`, recovering and adopting what earlier processes left there.
-fn open_spool(
-    dir: &std::path::Path,
-    args: &SendArgs,
-    stats: Arc<Stats>,
-) -> anyhow::Result<Spooler> {
+/// `--max-line-bytes`, or its default: 16M, or less with `--spool` when a spool record cannot
+/// hold that. A line the spool cannot take is refused here, at start, rather than acknowledged
+/// and then dropped as damaged (above 1 GiB) or held until the spool is empty (above
+/// `--spool-max-bytes`) (issue 21 item 12).
+fn max_line_bytes(args: &SendArgs) -> anyhow::Result<u64> {
+    const DEFAULT: u64 = 16 << 20;
+    if args.spool.is_none() {
+        return Ok(args.max_line_bytes.unwrap_or(DEFAULT));
+    }
+    check_spool_max_bytes(args)?;
+    let largest = crate::spool::largest_payload(args.spool_max_bytes)
+        .saturating_sub(outgoing::Outgoing::RECORD_EXTRA_BYTES);
+    match args.max_line_bytes {
+        None => Ok(DEFAULT.min(largest)),
+        Some(bytes) if bytes <= largest => Ok(bytes),
+        Some(bytes) => anyhow::bail!(
+            "--max-line-bytes {bytes} is more than the spool holds in one record: at most {largest} with --spool-max-bytes {}",
+            args.spool_max_bytes
+        ),
+    }
+}
+
+fn check_spool_max_bytes(args: &SendArgs) -> anyhow::Result<()> {
     if args.spool_max_bytes < crate::spool::MIN_MAX_BYTES {
         anyhow::bail!(
             "--spool-max-bytes must be at least {}",
             crate::spool::MIN_MAX_BYTES
         );
     }
+    Ok(())
+}
+
+/// Claims a spool under `dir`, recovering and adopting what earlier processes left there.
+fn open_spool(
+    dir: &std::path::Path,
+    args: &SendArgs,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Spooler> {
+    check_spool_max_bytes(args)?;
     if args.spool_sync_interval.is_zero() {
         anyhow::bail!("--spool-sync-interval must be above zero");
     }
@@ -268,7 +295,7 @@ fn dry_run(prepared: &Prepared) -> exit::Outcome {
 async fn send(prepared: Prepared) -> exit::Outcome {
     let signals = StopSignals::install().map_err(Fatal::usage)?;
     let stats = prepared.stats.clone();
-    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter));
+    let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter.clone()));
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
         prepared.client,
@@ -323,7 +350,12 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     }
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
-        tokio::spawn(spooler.clone().maintain(stopped.clone()));
+        let plain = prepared.protocol.mode == Mode::Plain;
+        spooler.watch_stop(stopped.clone(), pipeline.abort_signal(), plain);
+        if let Some(dead_letter) = &prepared.dead_letter {
+            spooler.sync_before_reclaim(dead_letter.clone());
+        }
+        tokio::spawn(spooler.clone().maintain());
     }
 
     let stdin = BufReader::with_capacity(256 * 1024, stdio::Input::open(under_rsyslog));

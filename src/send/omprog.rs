@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -108,7 +108,7 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
 /// A message deferred to its transaction's commit: its outcome, once known.
 pub(super) type Pending = oneshot::Receiver<Result<(), Returned>>;
 
-impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     /// Confirm mode: one reply per line, after the message's fate is known (or, with the
     /// spool, once it is in the spool).
     pub(super) async fn confirm(&mut self, line: Line) -> Result<(), Halt> {

@@ -69,6 +69,9 @@ const HAS_SEQUENCE: u8 = 2;
 impl Outgoing {
     /// The spool record of this message: what `restore` needs to send it exactly as it would
     /// have gone now (kind, flags, line number, sequence, id, where the text starts, the line).
+    /// The most bytes [`to_record`](Self::to_record) adds to the line.
+    pub const RECORD_EXTRA_BYTES: u64 = 2 + 8 + 8 + 1 + u8::MAX as u64 + 4;
+
     pub fn to_record(&self, line_number: u64, out: &mut Vec<u8>) {
         let flags = if self.id.is_some() { HAS_ID } else { 0 }
             | if self.sequence.is_some() {

@@ -6,7 +6,7 @@
 use std::{fmt, io};
 
 use futures_util::FutureExt;
-use tokio::io::{AsyncBufRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::watch;
 
 use super::input::{Line, LineReader};
@@ -15,7 +15,7 @@ use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::{Ack, Pipeline};
 use super::retry::Retrier;
 use super::settle::Settler;
-use super::spooling::Spooler;
+use super::spooling::{Spooler, Unspooled};
 use super::stats::{Loss, Stats};
 use crate::spool::SpoolError;
 
@@ -29,7 +29,7 @@ pub(super) struct Ending {
 
 /// One run of reading stdin, until end of input or a stop.
 pub(super) struct Session<'a, R, W> {
-    pub reader: &'a mut LineReader<R>,
+    pub reader: &'a mut LineReader<BufReader<R>>,
     pub replies: Replies<W>,
     pub pipeline: &'a Pipeline,
     pub settler: &'a Settler,
@@ -45,6 +45,9 @@ pub(super) enum Halt {
     Stdout(io::Error),
     /// The spool can take no more: nothing further may be acknowledged.
     Spool(SpoolError),
+    /// Stopped while the disk was full: the message in hand was not acknowledged (plain
+    /// mode: counted lost).
+    Stopped,
 }
 
 impl From<io::Error> for Halt {
@@ -58,11 +61,12 @@ impl fmt::Display for Halt {
         match self {
             Halt::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
             Halt::Spool(e) => write!(f, "{e}"),
+            Halt::Stopped => write!(f, "stopped while the disk was full"),
         }
     }
 }
 
-impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     /// Reads until end of input or `stop`. Only the wait for a line is cancelled by `stop`: a
     /// line already read is always queued or settled, never dropped.
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Ending {
@@ -77,6 +81,14 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         loop {
             if *stop.borrow() {
                 return ending(true, batch);
+            }
+            if let Some(spool) = self.spool
+                && self.config.mode == Mode::Plain
+                && !self.reader.holds_a_line()
+                && let Err(e) = spool.before_read().await
+            {
+                tracing::error!("{e}; stopping");
+                return ending(false, batch);
             }
             let line = {
                 let next = self.reader.next_line();
@@ -130,6 +142,7 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     tracing::error!("{halt}; stopping");
                     return ending(false, batch);
                 }
+                Err(Halt::Stopped) => return ending(true, batch),
             }
         }
     }
@@ -181,7 +194,25 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     .keep_alive(spool.append(number, outgoing))
                     .await?
             };
-            return appended.map_err(Halt::Spool);
+            return match appended {
+                Ok(()) => Ok(()),
+                Err(Unspooled::Failed(e)) => Err(Halt::Spool(e)),
+                Err(Unspooled::GaveUp(number, outgoing)) => {
+                    if self.config.mode == Mode::Plain {
+                        // Read, so taken from the writer: not in the spool, so lost.
+                        self.settler.undelivered(
+                            number,
+                            &outgoing.line,
+                            "the disk was still full at the drain deadline",
+                            Loss::Stopped,
+                        );
+                    } else {
+                        // Not acknowledged: rsyslog still holds it.
+                        self.settler.stats.hand_back();
+                    }
+                    Err(Halt::Stopped)
+                }
+            };
         }
         let submitted = if self.config.mode == Mode::Plain {
             self.pipeline.submit(number, outgoing, ack).await

@@ -15,14 +15,14 @@ use super::stats::{Loss, Stats};
 /// otherwise counted as lost. Logs the first few individually, then only counts.
 pub(super) struct Settler {
     pub stats: Arc<Stats>,
-    dead_letter: Option<DeadLetter>,
+    dead_letter: Option<Arc<DeadLetter>>,
     logged: AtomicU64,
 }
 
 const LOGGED_INDIVIDUALLY: u64 = 20;
 
 impl Settler {
-    pub(super) fn new(stats: Arc<Stats>, dead_letter: Option<DeadLetter>) -> Self {
+    pub(super) fn new(stats: Arc<Stats>, dead_letter: Option<Arc<DeadLetter>>) -> Self {
         Settler {
             stats,
             dead_letter,
@@ -97,11 +97,88 @@ impl Settler {
                     _ => Loss::Rejected,
                 };
                 let reason = failure.reason();
-                self.undelivered(job.line_number, &job.outgoing.line, &reason, loss);
+                let Some(dead_letter) = &self.dead_letter else {
+                    self.stats.lose(loss);
+                    self.log(job.line_number, &format!("{reason}; lost"));
+                    ticket.done();
+                    return;
+                };
+                match dead_letter.append(&job.outgoing.line) {
+                    Ok(()) => {
+                        Stats::add(&self.stats.dead_lettered, 1);
+                        let text = format!("{reason}; written to the dead-letter file");
+                        self.log(job.line_number, &text);
+                    }
+                    // A full disk is waited out, as everywhere else: the record stays in the
+                    // spool until its line is written (issue 21 item 10: it was dropped).
+                    Err(e) if crate::spool::is_full(&e) => {
+                        return self.dead_letter_when_room(
+                            job,
+                            ticket,
+                            dead_letter.clone(),
+                            e,
+                            loss,
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            line = job.line_number,
+                            "cannot write to dead-letter file {}: {e}",
+                            dead_letter.path().display()
+                        );
+                        self.stats.lose(loss);
+                        self.log(job.line_number, &format!("{reason}; lost"));
+                    }
+                }
             }
             Err(Failure::DrainPassed | Failure::GaveUp(_) | Failure::Cancelled) => return,
         }
         ticket.done();
+    }
+
+    /// Retries a spooled message's dead-letter write every [`FULL_RETRY`] until it is written
+    /// (then its record is done) or another error counts it lost. If the process ends first,
+    /// its record stays in the spool for the next run.
+    ///
+    /// [`FULL_RETRY`]: crate::spool::FULL_RETRY
+    fn dead_letter_when_room(
+        &self,
+        job: Job,
+        ticket: Ticket,
+        dead_letter: Arc<DeadLetter>,
+        error: std::io::Error,
+        loss: Loss,
+    ) {
+        self.log(
+            job.line_number,
+            &format!(
+                "cannot write to dead-letter file {}: {error}; the message stays in the spool until there is room",
+                dead_letter.path().display()
+            ),
+        );
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let stats = self.stats.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(crate::spool::FULL_RETRY).await;
+                match dead_letter.append(&job.outgoing.line) {
+                    Ok(()) => Stats::add(&stats.dead_lettered, 1),
+                    Err(e) if crate::spool::is_full(&e) => continue,
+                    Err(e) => {
+                        tracing::error!(
+                            line = job.line_number,
+                            "cannot write to dead-letter file {}: {e}; lost",
+                            dead_letter.path().display()
+                        );
+                        stats.lose(loss);
+                    }
+                }
+                ticket.done();
+                return;
+            }
+        });
     }
 
     fn has_dead_letter(&self) -> bool {

@@ -2,15 +2,16 @@
 //! feeder hands spooled messages to the pipeline, settled messages are marked done, and a
 //! maintenance task syncs (per policy), stores the done frontier and deletes finished segments.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::dead_letter::DeadLetter;
 use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::Submitter;
-use super::stats::Stats;
+use super::stats::{Loss, Stats};
 use crate::spool::{Body, FULL_RETRY, Limits, Refused, Spool, SpoolError, Spools, SyncPolicy};
 
 /// What the window keeps of a message: its line number and the message itself.
@@ -38,6 +39,31 @@ pub(super) struct Spooler {
     /// "The spool is full" is logged once per episode.
     full_reported: AtomicBool,
     stats: Arc<Stats>,
+    /// Set once the run's signals exist: what ends a wait for room.
+    stopping: OnceLock<Stopping>,
+    /// Set by `finish`: the maintenance task ends.
+    finishing: watch::Sender<bool>,
+    /// Errors of the maintenance task (sync, state store, deletes), all spools together.
+    maintenance_errors: AtomicU64,
+    /// Synced before any frontier is stored: a record counts as done only once its
+    /// dead-letter line is durable.
+    dead_letter: OnceLock<Arc<DeadLetter>>,
+}
+
+/// The stop (read no more) and the abort (the drain deadline, or a second signal).
+struct Stopping {
+    stopped: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+    /// Plain mode: a line read is taken from the writer (no one holds it but us).
+    plain: bool,
+}
+
+/// Why a message was not appended.
+#[derive(Debug)]
+pub(super) enum Unspooled {
+    Failed(SpoolError),
+    /// The disk stayed full until the drain was given up: the message is given back.
+    GaveUp(u64, Outgoing),
 }
 
 impl Spooler {
@@ -60,6 +86,74 @@ impl Spooler {
             capacity: limits.max_bytes,
             full_reported: AtomicBool::new(false),
             stats,
+            stopping: OnceLock::new(),
+            finishing: watch::Sender::new(false),
+            maintenance_errors: AtomicU64::new(0),
+            dead_letter: OnceLock::new(),
+        }
+    }
+
+    /// The dead-letter file is synced before the frontiers are stored, so that a rejected
+    /// message's segment is never deleted before its dead-letter line is durable (issue 21
+    /// item 10).
+    pub(super) fn sync_before_reclaim(&self, dead_letter: Arc<DeadLetter>) {
+        let _ = self.dead_letter.set(dead_letter);
+    }
+
+    /// Errors the maintenance task met so far (`drifter_spool_maintenance_errors_total`).
+    pub(super) fn maintenance_errors(&self) -> u64 {
+        self.maintenance_errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts a maintenance error; logs the 1st, 2nd, 4th, 8th… (every one at exit), so that
+    /// an error that comes back every interval is seen without flooding the log.
+    fn maintenance_failed(&self, spool: &str, error: &SpoolError, at_exit: bool) {
+        let count = self.maintenance_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if at_exit || count.is_power_of_two() {
+            tracing::error!(
+                spool,
+                "spool maintenance: {error} ({count} errors so far); going on"
+            );
+        }
+    }
+
+    /// From now on a wait for room ends at a stop (the line in hand then goes in past the
+    /// bound) and at the abort (issue 21 item 2: a full spool held a stop up forever).
+    pub(super) fn watch_stop(
+        &self,
+        stopped: watch::Receiver<bool>,
+        abort: watch::Receiver<bool>,
+        plain: bool,
+    ) {
+        let _ = self.stopping.set(Stopping {
+            stopped,
+            abort,
+            plain,
+        });
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping.get().is_some_and(|s| *s.stopped.borrow())
+    }
+
+    fn aborted(&self) -> bool {
+        self.stopping.get().is_some_and(|s| *s.abort.borrow())
+    }
+
+    /// Waits for `room`, at most [`FULL_RETRY`], or until the stop or the abort.
+    async fn wait_for_room(&self, room: tokio::sync::futures::Notified<'_>) {
+        let (mut stopped, mut abort) = match self.stopping.get() {
+            Some(s) => (s.stopped.clone(), s.abort.clone()),
+            None => {
+                let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                return;
+            }
+        };
+        let already_stopped = *stopped.borrow();
+        tokio::select! {
+            _ = tokio::time::timeout(FULL_RETRY, room) => {}
+            _ = stopped.wait_for(|s| *s), if !already_stopped => {}
+            _ = abort.wait_for(|a| *a) => {}
         }
     }
 
@@ -93,12 +187,14 @@ impl Spooler {
                 .sum::<u64>()
     }
 
-    /// Appends a message, waiting while the spool (or the disk) is full.
+    /// Appends a message, waiting while the spool (or the disk) is full. Once stopped, the
+    /// message goes in past the bound; if the disk is still full at the abort, it is given
+    /// back.
     pub(super) async fn append(
         &self,
         line_number: u64,
         outgoing: Outgoing,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<(), Unspooled> {
         let mut record = Vec::with_capacity(outgoing.line.len() + 96);
         outgoing.to_record(line_number, &mut record);
         let sequence = outgoing.sequence.unwrap_or(0);
@@ -107,17 +203,25 @@ impl Spooler {
             let own = &self.spools.own;
             // Registered before trying, so room freed in between is not missed.
             let room = own.room.notified();
-            match own.append(&record, sequence, item) {
+            let appended = if self.stopped() {
+                own.append_over_bound(&record, sequence, item)
+            } else {
+                own.append(&record, sequence, item)
+            };
+            match appended {
                 Ok(()) => {
                     self.full_reported.store(false, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Failed(e)) => return Err(Unspooled::Failed(e)),
                 Err(Refused::Full(refused)) => {
                     item = refused;
+                    if self.aborted() {
+                        return Err(Unspooled::GaveUp(item.0, item.1));
+                    }
                     self.report_full();
-                    self.flush().await?;
-                    let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                    self.flush().await.map_err(Unspooled::Failed)?;
+                    self.wait_for_room(room).await;
                 }
             }
         }
@@ -133,7 +237,9 @@ impl Spooler {
         }
     }
 
-    /// Writes what was appended (one `write()`), waiting while the disk is full.
+    /// Writes what was appended (one `write()`), waiting while the disk is full. At the abort,
+    /// what the disk still has no room for is counted lost: it was read, and is not in the
+    /// spool.
     pub(super) async fn flush(&self) -> Result<(), SpoolError> {
         loop {
             let own = &self.spools.own;
@@ -141,18 +247,48 @@ impl Spooler {
             match own.flush() {
                 Ok(()) => return Ok(()),
                 Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Full(())) if self.aborted() => {
+                    let abandoned = own.abandon_buffered();
+                    let plain = self.stopping.get().is_none_or(|s| s.plain);
+                    for _ in &abandoned {
+                        if plain {
+                            self.stats.lose(Loss::Stopped);
+                        } else {
+                            // Never acknowledged (a flush comes before each OK and
+                            // DEFER_COMMIT): rsyslog still holds them.
+                            self.stats.hand_back();
+                        }
+                    }
+                    let fate = if plain {
+                        "are lost"
+                    } else {
+                        "were not acknowledged"
+                    };
+                    return Err(SpoolError::Failed(format!(
+                        "the disk was still full at the drain deadline: {} messages read were not written to the spool, and {fate}",
+                        abandoned.len()
+                    )));
+                }
                 Err(Refused::Full(())) => {
                     self.report_full();
-                    let _ = tokio::time::timeout(FULL_RETRY, room).await;
+                    self.wait_for_room(room).await;
                 }
             }
         }
     }
 
+    /// Plain mode, before reading from the input: reading more is what acknowledges the lines
+    /// read so far, so they are written first (a kill then loses none of them), and synced
+    /// under the strict policy (issue 21 item 1: strict in plain mode never synced a segment
+    /// until exit; and up to 256 KiB of lines read could still be in the append buffer).
+    pub(super) async fn before_read(&self) -> Result<(), SpoolError> {
+        self.before_ack().await
+    }
+
     /// Makes an acknowledgement durable under the strict policy (flushed first in any policy).
     pub(super) async fn before_ack(&self) -> Result<(), SpoolError> {
         self.flush().await?;
-        if self.sync != SyncPolicy::Strict {
+        if self.sync != SyncPolicy::Strict || !self.spools.own.needs_sync() {
             return Ok(());
         }
         let own = self.spools.own.clone();
@@ -226,46 +362,86 @@ impl Spooler {
         }
     }
 
-    /// Syncs per policy and lets finished segments go, until `stopped` (then once more).
-    pub(super) async fn maintain(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+    /// Syncs per policy, syncs and closes rotated segments, and lets finished segments go,
+    /// until `finish` (which does it once more). Through the drain too: delivery there frees
+    /// the room a stop on a full disk waits for. An error is logged and counted, and the
+    /// task goes on, each spool on its own (issue 21 item 11: it returned on the first error
+    /// of any spool, and the own spool was never synced or reclaimed again).
+    pub(super) async fn maintain(self: Arc<Self>) {
+        let mut finishing = self.finishing.subscribe();
         loop {
             let own = self.spools.own.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(self.sync_interval) => {}
-                _ = own.reclaimable.notified() => {}
-                _ = stopped.wait_for(|stopped| *stopped) => return,
-            }
+            let sync = tokio::select! {
+                _ = tokio::time::sleep(self.sync_interval) => Sync::Policy,
+                _ = own.reclaimable.notified() => Sync::Policy,
+                _ = own.rotated.notified() => Sync::Rotated,
+                _ = finishing.wait_for(|finishing| *finishing) => return,
+            };
+            let sync = match (sync, self.sync) {
+                (_, SyncPolicy::Off) => Sync::No,
+                (Sync::Policy, SyncPolicy::Strict) => Sync::Rotated,
+                (sync, _) => sync,
+            };
             let spooler = self.clone();
-            let sync = self.sync == SyncPolicy::Interval;
-            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
-            if let Ok(Err(e)) = done {
-                tracing::error!("{e}");
-                return;
+            let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, false));
+            if let Err(e) = done.await {
+                let error = SpoolError::Failed(format!("the maintenance task failed: {e}"));
+                self.maintenance_failed(&self.spools.own.name, &error, false);
             }
         }
     }
 
-    /// Blocking: sync (when `sync`), store frontiers, delete finished segments.
-    fn sync_and_reclaim(&self, sync: bool) -> Result<(), SpoolError> {
-        if sync {
-            self.spools.own.sync()?;
+    /// Blocking: sync (as `sync` says), store frontiers, delete finished segments; every
+    /// spool is reclaimed whatever failed before. False if anything failed.
+    fn sync_and_reclaim(&self, sync: Sync, at_exit: bool) -> bool {
+        let own = &self.spools.own;
+        let synced = match sync {
+            Sync::Policy => own.sync(),
+            Sync::Rotated => own.sync_rotated(),
+            Sync::No => Ok(()),
+        };
+        let mut ok = true;
+        if let Err(e) = synced {
+            self.maintenance_failed(&own.name, &e, at_exit);
+            ok = false;
+        }
+        if self.sync != SyncPolicy::Off
+            && let Some(dead_letter) = self.dead_letter.get()
+            && let Err(e) = dead_letter.sync()
+        {
+            // No frontier is stored this time: the records stay until their lines are
+            // durable (or, after a crash, are rejected and dead-lettered again).
+            let reason = format!(
+                "cannot sync dead-letter file {}: {e}",
+                dead_letter.path().display()
+            );
+            self.maintenance_failed(&own.name, &SpoolError::Failed(reason), at_exit);
+            return false;
         }
         for spool in self.spools.delivery_order() {
-            spool.reclaim()?;
+            if let Err(e) = spool.reclaim() {
+                self.maintenance_failed(&spool.name, &e, at_exit);
+                ok = false;
+            }
         }
-        Ok(())
+        ok
     }
 
     /// At exit: everything written, synced (unless the policy is off), frontiers stored; an
     /// adopted spool with nothing left is removed. Returns false if the spool failed.
     pub(super) async fn finish(self: Arc<Self>) -> bool {
+        self.finishing.send_replace(true);
         let flushed = self.flush().await;
         let spooler = self.clone();
-        let sync = self.sync != SyncPolicy::Off;
-        let closed = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync)).await;
+        let sync = match self.sync {
+            SyncPolicy::Off => Sync::No,
+            SyncPolicy::Interval | SyncPolicy::Strict => Sync::Policy,
+        };
+        let closed =
+            tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, true)).await;
         let ok = match (flushed, closed) {
-            (Ok(()), Ok(Ok(()))) => true,
-            (Err(e), _) | (_, Ok(Err(e))) => {
+            (Ok(()), Ok(closed)) => closed,
+            (Err(e), _) => {
                 tracing::error!("{e}");
                 false
             }
@@ -285,4 +461,18 @@ impl Spooler {
         Stats::add(&self.stats.left_in_spool, left);
         ok && self.spools.own.failure().is_none()
     }
+}
+
+#[cfg(test)]
+#[path = "spooling_tests.rs"]
+mod tests;
+
+/// What the maintenance task syncs.
+#[derive(Debug, Clone, Copy)]
+enum Sync {
+    /// Everything written (the interval policy's sync, and the last one at exit).
+    Policy,
+    /// The rotated segments only, which are closed after.
+    Rotated,
+    No,
 }

@@ -19,6 +19,11 @@
 //! - [`trust`]: owner-only files, and adopting only the spools of this process's user;
 //! - [`status`]: the `spool` command.
 
+pub(crate) mod disk;
+#[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+mod files_tests;
 mod record;
 mod state;
 pub mod status;
@@ -32,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use record::is_full;
 use store::Opened;
 pub(crate) use store::{Body, Recovery, Refused, Spool};
 pub(crate) use trust::{file_options, shared_dir_warning};
@@ -60,6 +66,16 @@ pub(crate) struct Limits {
 
 /// Smallest --spool-max-bytes: room for a few segments.
 pub(crate) const MIN_MAX_BYTES: u64 = 64 * 1024;
+
+/// The largest record payload a spool of `max_bytes` takes: one that fits its bound with a
+/// segment of its own (a larger one would wait for an empty spool, which never comes during
+/// an outage), and that recovery accepts as a record.
+pub(crate) fn largest_payload(max_bytes: u64) -> u64 {
+    let framing = record::SEGMENT_HEADER_BYTES + record::RECORD_HEADER_BYTES as u64;
+    max_bytes
+        .saturating_sub(framing)
+        .min(u64::from(record::MAX_PAYLOAD_BYTES))
+}
 
 impl Limits {
     pub(crate) fn new(max_bytes: u64, sync: SyncPolicy) -> Self {
@@ -179,6 +195,15 @@ pub(crate) struct Spools<T> {
 impl<T> Spools<T> {
     /// Claims a spool under `dir` (created if missing), adopting the spools of dead owners.
     pub(crate) fn open(dir: &Path, limits: Limits) -> anyhow::Result<Self> {
+        Self::open_on(dir, limits, Arc::new(disk::Real))
+    }
+
+    /// [`open`](Self::open), with the spools' file operations going through `disk`.
+    pub(crate) fn open_on(
+        dir: &Path,
+        limits: Limits,
+        disk: Arc<dyn disk::Disk>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         trust::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
@@ -211,14 +236,15 @@ impl<T> Spools<T> {
                 }
             };
             let writable = own.is_none();
-            let opened = match Spool::open(&path, name.clone(), lock, limits, writable) {
-                Ok(opened) => opened,
-                Err(e) => {
-                    // Never a reason not to start: what can be read is delivered next time.
-                    tracing::error!("cannot recover spool {}: {e}; left alone", path.display());
-                    continue;
-                }
-            };
+            let opened =
+                match Spool::open(&path, name.clone(), lock, limits, writable, disk.clone()) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        // Never a reason not to start: what can be read is delivered next time.
+                        tracing::error!("cannot recover spool {}: {e}; left alone", path.display());
+                        continue;
+                    }
+                };
             match opened {
                 Opened::Future(version) => {
                     tracing::error!(
@@ -251,7 +277,7 @@ impl<T> Spools<T> {
         }
         let own = match own {
             Some(own) => own,
-            None => Arc::new(create(dir, limits)?),
+            None => Arc::new(create(dir, limits, disk)?),
         };
         Ok(Spools {
             own,
@@ -278,12 +304,12 @@ impl<T> Spools<T> {
 /// so no other process ever sees it unlocked under a spool name. A starting process may sweep
 /// the hidden directory away before it is locked (see [`sweep`]): then it starts over under
 /// another name.
-fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
+fn create<T>(dir: &Path, limits: Limits, disk: Arc<dyn disk::Disk>) -> anyhow::Result<Spool<T>> {
     use anyhow::Context;
     const ATTEMPTS: usize = 8;
     for _ in 1..ATTEMPTS {
         match create_locked(dir) {
-            Ok((path, name, lock)) => return open_created(&path, name, lock, limits),
+            Ok((path, name, lock)) => return open_created(&path, name, lock, limits, disk.clone()),
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::WouldBlock => {
             }
@@ -295,7 +321,7 @@ fn create<T>(dir: &Path, limits: Limits) -> anyhow::Result<Spool<T>> {
     }
     let (path, name, lock) = create_locked(dir)
         .with_context(|| format!("cannot create a spool in {}", dir.display()))?;
-    open_created(&path, name, lock, limits)
+    open_created(&path, name, lock, limits, disk)
 }
 
 /// A locked spool directory under a new name: (path, name, lock). `NotFound` or `WouldBlock`:
@@ -325,8 +351,9 @@ fn open_created<T>(
     name: String,
     lock: File,
     limits: Limits,
+    disk: Arc<dyn disk::Disk>,
 ) -> anyhow::Result<Spool<T>> {
-    match Spool::open(path, name, lock, limits, true)? {
+    match Spool::open(path, name, lock, limits, true, disk)? {
         Opened::Spool(spool, _) => Ok(*spool),
         Opened::Future(_) => anyhow::bail!("new spool {} is not empty", path.display()),
     }

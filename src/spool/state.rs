@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::disk::Disk;
 use super::record::{FORMAT_VERSION, u32_at, u64_at};
 
 const SLOT_BYTES: u64 = 64;
@@ -67,7 +68,7 @@ impl StateFile {
     }
 
     /// Writes `state` into the older slot; with `sync`, makes it durable before returning.
-    pub(crate) fn store(&mut self, state: State, sync: bool) -> io::Result<()> {
+    pub(crate) fn store(&mut self, state: State, sync: bool, disk: &dyn Disk) -> io::Result<()> {
         let generation = self.generation + 1;
         let mut bytes = [0u8; SLOT_BYTES as usize];
         bytes[..4].copy_from_slice(SLOT_MAGIC);
@@ -77,10 +78,9 @@ impl StateFile {
         bytes[24..32].copy_from_slice(&state.last_sequence.to_le_bytes());
         let crc = crc32fast::hash(&bytes[..32]);
         bytes[32..36].copy_from_slice(&crc.to_le_bytes());
-        self.file
-            .write_all_at(&bytes, (generation % 2) * SLOT_BYTES)?;
+        disk.write_at(&self.file, &bytes, (generation % 2) * SLOT_BYTES)?;
         if sync {
-            self.file.sync_data()?;
+            disk.sync_data(&self.file)?;
         }
         self.generation = generation;
         Ok(())
@@ -133,6 +133,7 @@ fn parse_slot(bytes: &[u8; SLOT_BYTES as usize]) -> Option<Slot> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::disk::Real;
     use super::*;
 
     #[test]
@@ -146,7 +147,7 @@ mod tests {
                 frontier,
                 last_sequence: frontier * 2,
             };
-            file.store(state, true).expect("store");
+            file.store(state, true, &Real).expect("store");
         }
         drop(file);
         let (_, loaded) = StateFile::open(&path).expect("reopen");
@@ -168,7 +169,7 @@ mod tests {
         };
         assert_eq!(loaded, Loaded::State(second));
         // The next write goes over the torn slot, not over the good one.
-        file.store(third, false).expect("store again");
+        file.store(third, false, &Real).expect("store again");
         let (_, loaded) = StateFile::open(&path).expect("reopen after");
         assert_eq!(loaded, Loaded::State(third));
     }

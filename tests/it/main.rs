@@ -21,6 +21,7 @@ mod send_faults;
 mod send_outages;
 mod send_resources;
 mod send_spool;
+mod send_spool_limits;
 mod send_tls;
 mod spool_privacy;
 mod wire_format;

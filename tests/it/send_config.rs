@@ -190,3 +190,35 @@ async fn completions_load_in_bash_and_man_pages_name_every_command() {
     let send_page = std::fs::read_to_string(pages.join("drifter-rsyslog-send.1")).expect("read");
     assert!(send_page.contains("spool\\-max\\-bytes") && send_page.contains("log\\-level"));
 }
+
+/// Issue 21 item 12: a `--max-line-bytes` that one spool record cannot hold is refused at
+/// start, with nothing created and nothing read. It was accepted: a line above 1 GiB was
+/// acknowledged and then dropped as damaged, and one above `--spool-max-bytes` waited for an
+/// empty spool, which never comes during an outage.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_bound_the_spool_cannot_hold_is_refused_at_start() {
+    let server = TestServer::start(|_, _| Reply::Status(503)).await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("spool");
+    let spool = spool.to_str().expect("utf-8");
+    for (spool_max, line_max) in [("64K", "1M"), ("8G", "2G")] {
+        rejected(
+            &[
+                "send",
+                "--confirm",
+                "--spool",
+                spool,
+                "--spool-max-bytes",
+                spool_max,
+                "--max-line-bytes",
+                line_max,
+                &url,
+            ],
+            "--max-line-bytes",
+        )
+        .await;
+        assert!(!dir.path().join("spool").exists(), "nothing created");
+    }
+    assert!(server.seen().is_empty(), "nothing sent");
+}

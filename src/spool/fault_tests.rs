@@ -1,0 +1,194 @@
+//! The spool under faults injected through its file-operation seam ([`super::disk`]): a slow
+//! fsync, EIO, ENOSPC, EMFILE. Deterministic: the faults are set and cleared by the test.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::disk::faults::{Faulty, Op};
+use super::{Limits, Refused, Spool, Spools, SyncPolicy};
+
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+const EMFILE: i32 = 24;
+
+fn limits() -> Limits {
+    Limits {
+        max_bytes: 1 << 20,
+        segment_bytes: 8 * 1024,
+        window_bytes: 16 * 1024,
+        sync: SyncPolicy::Interval,
+    }
+}
+
+fn open(dir: &std::path::Path) -> (Spools<Vec<u8>>, Arc<Faulty>) {
+    let faulty = Arc::new(Faulty::default());
+    let spools = Spools::open_on(dir, limits(), faulty.clone()).expect("open");
+    (spools, faulty)
+}
+
+fn payload(id: u64) -> Vec<u8> {
+    let mut bytes = id.to_le_bytes().to_vec();
+    bytes.resize(200, b'x');
+    bytes
+}
+
+fn append(spool: &Spool<Vec<u8>>, id: u64) -> Result<(), Refused<Vec<u8>>> {
+    let bytes = payload(id);
+    spool.append(&bytes, id, bytes.clone())
+}
+
+/// Takes everything available, marking each done: the ids in order.
+fn drain(spool: &Spool<Vec<u8>>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while let Some(taken) = spool.take() {
+        spool.done(taken.meta.index);
+        let bytes = match taken.body {
+            super::Body::Item(bytes) | super::Body::Payload(bytes) => bytes,
+        };
+        ids.push(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
+    }
+    ids
+}
+
+/// Runs `work` on a thread of its own; fails if it has not finished within a minute, which
+/// only a `work` held up by the stalled sync takes (the sync stays stalled until after).
+fn finishes_beside_a_stalled_sync(work: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        work();
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "appending and taking were held up by a slow fsync"
+    );
+}
+
+/// Appends `ids` (rotating through several segments), writes them and takes them back.
+fn append_and_take(spool: Arc<Spool<Vec<u8>>>, ids: std::ops::Range<u64>) {
+    for id in ids.clone() {
+        assert!(append(&spool, id).is_ok(), "append {id}");
+    }
+    assert!(spool.flush().is_ok(), "flush");
+    assert_eq!(drain(&spool), ids.collect::<Vec<_>>());
+}
+
+/// Issue 21 item 6: a 3 s fdatasync of the state file stopped every OK, dot and metrics
+/// answer, because the state was stored under the lock that appends and takes need.
+#[test]
+fn a_slow_fsync_of_the_state_or_a_segment_never_holds_up_appends_and_takes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    let spool = spools.own.clone();
+    append_and_take(spool.clone(), 0..100);
+
+    // The state's fdatasync (reclaim, on the maintenance task's blocking thread) stalls.
+    faulty.stall_syncs();
+    let reclaiming = std::thread::spawn({
+        let spool = spool.clone();
+        move || spool.reclaim()
+    });
+    faulty.wait_for_a_stalled_sync();
+    finishes_beside_a_stalled_sync({
+        let spool = spool.clone();
+        move || append_and_take(spool, 100..300)
+    });
+    faulty.release();
+    assert!(reclaiming.join().expect("reclaim thread").is_ok());
+
+    // A segment's fdatasync (the interval sync, or a strict acknowledgement's) stalls.
+    assert!(append(&spool, 300).is_ok());
+    assert!(spool.flush().is_ok());
+    faulty.stall_syncs();
+    let syncing = std::thread::spawn({
+        let spool = spool.clone();
+        move || spool.sync()
+    });
+    faulty.wait_for_a_stalled_sync();
+    finishes_beside_a_stalled_sync({
+        let spool = spool.clone();
+        move || {
+            assert_eq!(drain(&spool), [300]);
+            append_and_take(spool, 301..500);
+        }
+    });
+    faulty.release();
+    assert!(syncing.join().expect("sync thread").is_ok());
+}
+
+/// An fdatasync that fails is never taken for success: the spool stops acknowledging for
+/// good, even once the disk works again.
+#[test]
+fn eio_on_fdatasync_fails_the_spool_for_good() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    let spool = &spools.own;
+    assert!(append(spool, 1).is_ok());
+    assert!(spool.flush().is_ok());
+    faulty.fail(Op::Sync, EIO);
+    assert!(spool.sync().is_err());
+    faulty.clear(Op::Sync);
+    assert!(matches!(append(spool, 2), Err(Refused::Failed(_))));
+    assert!(spool.failure().is_some());
+    // What was written before is still delivered.
+    assert_eq!(drain(spool), [1]);
+}
+
+/// ENOSPC on a write is waited out: refused as full, nothing half-written, and everything
+/// appended comes out once there is room.
+#[test]
+fn enospc_on_write_is_waited_out_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    let spool = &spools.own;
+    for id in 0..10 {
+        assert!(append(spool, id).is_ok());
+    }
+    assert!(spool.flush().is_ok());
+    faulty.fail(Op::Write, ENOSPC);
+    for id in 10..20 {
+        assert!(append(spool, id).is_ok(), "buffered");
+    }
+    assert!(matches!(spool.flush(), Err(Refused::Full(()))));
+    assert!(spool.failure().is_none());
+    assert_eq!(
+        drain(spool),
+        (0..10).collect::<Vec<_>>(),
+        "only what was written"
+    );
+    faulty.clear(Op::Write);
+    assert!(spool.flush().is_ok());
+    assert_eq!(drain(spool), (10..20).collect::<Vec<_>>());
+}
+
+/// EMFILE when a segment is created (at rotation) is waited out like a full disk, rather than
+/// giving the spool up.
+#[test]
+fn emfile_at_rotation_is_waited_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    let spool = &spools.own;
+    faulty.fail(Op::Create, EMFILE);
+    // The first segment cannot be created either.
+    assert!(matches!(append(spool, 0), Err(Refused::Full(_))));
+    faulty.clear(Op::Create);
+    let mut id = 0;
+    while spool.bytes() < 7 * 1024 {
+        assert!(append(spool, id).is_ok());
+        id += 1;
+    }
+    faulty.fail(Op::Create, EMFILE);
+    let held_at = loop {
+        match append(spool, id) {
+            Ok(()) => id += 1,
+            Err(Refused::Full(_)) => break id,
+            Err(Refused::Failed(e)) => panic!("given up for EMFILE: {e}"),
+        }
+    };
+    assert!(spool.failure().is_none());
+    faulty.clear(Op::Create);
+    assert!(append(spool, held_at).is_ok());
+    assert!(spool.flush().is_ok());
+    assert_eq!(drain(spool), (0..=held_at).collect::<Vec<_>>());
+}

@@ -1,0 +1,194 @@
+//! `send --spool` at the edges of its resources: few file descriptors, a full spool at a stop.
+//! (Issue 21: items 1 and 2.)
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt as _;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+use crate::support::{self, ReservedPort, TestServer, Watched, decoded_set, numbered};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `drifter-rsyslog ARGS` with at most `files` open file descriptors.
+fn spawn_with_fd_limit(args: &[&str], files: u64) -> Child {
+    let mut command = support::clean_command(support::BIN);
+    command.args(args).env("DRIFTER_LOG_LEVEL", "info");
+    // SAFETY: setrlimit(2) is async-signal-safe, and the closure touches only its copy of
+    // `files`.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Command::from(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start drifter-rsyslog")
+}
+
+/// Issue 21 item 1: a rotated segment's file is closed at rotation under every sync policy, so
+/// a long run through a small spool never runs out of file descriptors (it did under `off`,
+/// and under `strict` in plain mode, after about 5,500 lines with 256 descriptors).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_run_through_a_small_spool_keeps_few_files_open() {
+    for policy in ["off", "strict", "interval"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = dir.path().display().to_string();
+        let server = TestServer::start(|_, _| support::Reply::Status(503)).await;
+        let url = server.url();
+        // About 2 MB through segments of 8 KiB: some 300 rotations.
+        let (input, expected) = numbered(12_000, &format!("fd {policy} {}", "x".repeat(100)));
+        let args = [
+            "send",
+            "--spool",
+            &spool,
+            "--spool-max-bytes",
+            "64K",
+            "--spool-sync",
+            policy,
+            "--ids",
+            "content",
+            // 8 connections, and about 13 descriptors of the process's own: 64 leave room
+            // for a handful of spool files, not for one per segment.
+            "--concurrency",
+            "8",
+            &url,
+        ];
+        let mut child = spawn_with_fd_limit(&args, 64);
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+        let run = support::wait(child, LIMIT).await;
+        let _ = writer.await;
+        assert_eq!(run.code(), Some(0), "{policy}: {}", run.stderr);
+        let answered = server.answered(503);
+        assert_eq!(answered.len(), 12_000, "{policy}: each once");
+        assert!(decoded_set(&answered) == expected, "{policy}: every line");
+    }
+}
+
+/// Issue 21 item 2: SIGTERM while the spool is full and the load balancer is down ends within
+/// the drain deadline plus a small margin (it hung until SIGKILL); what was read is in the
+/// spool, so the exit status is 0, and the next run delivers it, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_with_a_full_spool_ends_within_the_drain_deadline() {
+    const DRAIN: Duration = Duration::from_secs(2);
+    // For the process to flush, sync and report after the deadline; not a speed assertion.
+    const MARGIN: Duration = Duration::from_secs(5);
+    for mode in ["plain", "--confirm"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = dir.path().display().to_string();
+        let port = ReservedPort::new();
+        let url = port.url();
+        // About 900 KB: more than the spool, the pipe and the read buffer hold together.
+        let (input, _) = numbered(8000, &format!("stop {}", "x".repeat(100)));
+        let mut args = vec![
+            "send",
+            "--spool",
+            &spool,
+            "--spool-max-bytes",
+            "64K",
+            "--ids",
+            "content",
+            "--drain-timeout",
+            "2s",
+        ];
+        if mode != "plain" {
+            args.push(mode);
+        }
+        args.push(&url);
+        let mut child = support::spawn(&args);
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let sender = Watched::new(child);
+        let written = input.clone();
+        let writer = tokio::spawn(async move {
+            // Held back by the full spool; the pipe breaks when the process exits.
+            let _ = stdin.write_all(&written).await;
+        });
+        sender.line_with("the spool is full", LIMIT).await;
+        support::signal(&sender.child, "TERM");
+        let signalled = Instant::now();
+        let run = sender.wait(DRAIN + MARGIN).await;
+        let took = signalled.elapsed();
+        writer.abort();
+        assert_eq!(run.code(), Some(0), "{mode}: {}", run.stderr);
+        eprintln!("{mode}: stopped {took:?} after SIGTERM");
+        let read = support::logged_count(&run, "(+0 empty lines)")
+            .unwrap_or_else(|| panic!("{mode}: no read count: {}", run.stderr));
+        let held = support::spooled(dir.path()).await;
+        assert!(held > 0, "{mode}: {}", run.stderr);
+
+        let server = TestServer::start_at(port);
+        let args = ["send", "--spool", &spool, "--ids", "content", &url];
+        let later = support::run_with_input(&args, b"", LIMIT).await;
+        assert_eq!(later.code(), Some(0), "{mode}: {}", later.stderr);
+        let answered = server.answered(503);
+        assert_eq!(answered.len() as u64, held, "{mode}: each once");
+        // The first lines of the input, in full: nothing read was dropped.
+        let first: BTreeSet<Vec<u8>> = input
+            .split(|&b| b == b'\n')
+            .take(held as usize)
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert!(decoded_set(&answered) == first, "{mode}: the lines read");
+        if mode == "plain" {
+            // In plain mode a line read is accepted: each one is in the spool.
+            assert_eq!(held, read, "{mode}: {}", run.stderr);
+        }
+    }
+}
+
+/// Issue 21 item 10: a dead-letter write that fails for a full disk (here /dev/full, which
+/// answers every write with ENOSPC) is waited out, not dropped: the rejected messages stay in
+/// the spool, nothing is lost, and a later run with room dead-letters them, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_the_dead_letter_file_keeps_rejected_messages_in_the_spool() {
+    let server = TestServer::start(|_, _| support::Reply::Status(400)).await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("spool");
+    let spool = spool.to_str().expect("utf-8");
+    let (input, expected) = numbered(5, "rejected");
+    let args = ["send", "--spool", spool, "--dead-letter", "/dev/full", &url];
+    let run = support::run_with_input(&args, &input, LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("lost 0");
+    run.assert_logged("5 left in the spool");
+    assert_eq!(
+        support::spooled(dir.path().join("spool").as_path()).await,
+        5
+    );
+
+    let dead_letter = dir.path().join("dead-letter.log");
+    let path = dead_letter.to_str().expect("utf-8");
+    let args = ["send", "--spool", spool, "--dead-letter", path, &url];
+    let run = support::run_with_input(&args, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let written = std::fs::read(&dead_letter).expect("dead-letter file");
+    let lines: BTreeSet<Vec<u8>> = written
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert!(lines == expected, "{}", String::from_utf8_lossy(&written));
+    assert_eq!(written.len(), input.len(), "each once");
+    assert_eq!(
+        support::spooled(dir.path().join("spool").as_path()).await,
+        0
+    );
+}
