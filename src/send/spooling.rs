@@ -78,6 +78,9 @@ impl Spooler {
             .map(|spool| Arc::from(spool.name.as_str()))
             .collect();
         Stats::add(&stats.recovered, spools.recovered.pending);
+        // Acknowledged once, and unreadable now: lost, and counted as such (issue 21 item 9).
+        Stats::add(&stats.recovered, spools.recovered.lost);
+        stats.lose_many(Loss::Corrupt, spools.recovered.lost);
         Spooler {
             spools,
             senders,
@@ -431,6 +434,12 @@ impl Spooler {
     /// adopted spool with nothing left is removed. Returns false if the spool failed.
     pub(super) async fn finish(self: Arc<Self>) -> bool {
         self.finishing.send_replace(true);
+        let unreadable: u64 = self
+            .spools
+            .delivery_order()
+            .map(|spool| spool.corrupt_at_runtime())
+            .sum();
+        self.stats.lose_many(Loss::Corrupt, unreadable);
         let flushed = self.flush().await;
         let spooler = self.clone();
         let sync = match self.sync {

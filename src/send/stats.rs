@@ -24,16 +24,20 @@ pub(crate) enum Loss {
     Stopped,
     /// It kept failing while the load balancer accepted others (`--max-attempts`).
     MaxAttempts,
+    /// Its spool record was damaged (disk corruption, a crash mid-write): it could not be
+    /// read back.
+    Corrupt,
 }
 
 impl Loss {
-    pub(crate) const ALL: [Loss; 6] = [
+    pub(crate) const ALL: [Loss; 7] = [
         Loss::TooLong,
         Loss::Rejected,
         Loss::DrainDeadline,
         Loss::Uncommitted,
         Loss::Stopped,
         Loss::MaxAttempts,
+        Loss::Corrupt,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Loss {
             Loss::Uncommitted => "uncommitted",
             Loss::Stopped => "stopped",
             Loss::MaxAttempts => "max_attempts",
+            Loss::Corrupt => "corrupt",
         }
     }
 }
@@ -236,8 +241,12 @@ impl Stats {
     }
 
     pub(super) fn lose(&self, loss: Loss) {
-        Stats::add(&self.lost, 1);
-        Stats::add(&self.lost_by[loss as usize], 1);
+        self.lose_many(loss, 1);
+    }
+
+    pub(super) fn lose_many(&self, loss: Loss, count: u64) {
+        Stats::add(&self.lost, count);
+        Stats::add(&self.lost_by[loss as usize], count);
     }
 
     pub(super) fn lost_by(&self, loss: Loss) -> u64 {

@@ -262,6 +262,7 @@ impl<T> Spools<T> {
                     }
                     recovered.pending += recovery.pending;
                     recovered.corrupt += recovery.corrupt;
+                    recovered.lost += recovery.lost;
                     recovered.torn += recovery.torn;
                     if writable {
                         own = Some(Arc::from(spool));

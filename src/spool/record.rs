@@ -120,6 +120,8 @@ pub(crate) struct Scan {
     pub records: Vec<(RecordMeta, usize, usize)>,
     /// Damaged stretches skipped, with good records after them.
     pub corrupt: u64,
+    /// The indices each damaged stretch held, `[from, to)`: the messages it cost.
+    pub lost: Vec<(u64, u64)>,
     /// Where a torn tail starts: bad or incomplete bytes with no good record after them.
     pub torn_at: Option<usize>,
     /// Bytes checksummed while looking for the next good record past damage: the scan's work
@@ -164,8 +166,9 @@ pub(crate) fn scan(bytes: &[u8], first: u64) -> Scan {
             }
         }
         match found {
-            Some((next, _)) => {
+            Some((next, (meta, _))) => {
                 scan.corrupt += 1;
+                scan.lost.push((expected, meta.index));
                 at = next;
             }
             None => {
@@ -269,6 +272,19 @@ mod tests {
         let scan = scan(&bytes, 1);
         assert_eq!(indices(&scan), [1, 3]);
         assert_eq!((scan.corrupt, scan.torn_at), (1, None));
+        assert_eq!(scan.lost, [(2, 3)]);
+    }
+
+    /// Issue 28 finding 2: damage across two records costs two messages, and says so.
+    #[test]
+    fn damage_across_records_counts_every_message_it_cost() {
+        let mut bytes = segment(&[1, 2, 3, 4]);
+        let records = scan(&bytes, 1).records;
+        let (from, to) = (records[1].1 + 10, records[2].2 - 5);
+        bytes[from..to].fill(0);
+        let scan = scan(&bytes, 1);
+        assert_eq!(indices(&scan), [1, 4]);
+        assert_eq!(scan.lost, [(2, 4)], "records 2 and 3");
     }
 
     /// Issue 21 item 7: a frame inside a log line is not a record, even where the record that

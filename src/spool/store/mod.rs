@@ -69,8 +69,10 @@ pub(crate) struct Taken<T> {
 pub(crate) struct Recovery {
     /// Records not yet done, to be delivered.
     pub pending: u64,
-    /// Records that failed their check and were skipped.
+    /// Damaged stretches that failed their check and were skipped.
     pub corrupt: u64,
+    /// Messages not yet done that those stretches held: lost (issue 21 item 9).
+    pub lost: u64,
     /// Segments whose torn tail was cut off.
     pub torn: u64,
 }

@@ -71,6 +71,11 @@ impl<T> Spool<T> {
                     scan.corrupt
                 );
                 recovery.corrupt += scan.corrupt;
+                recovery.lost += scan
+                    .lost
+                    .iter()
+                    .map(|&(from, to)| to.saturating_sub(from.max(persisted.frontier)))
+                    .sum::<u64>();
                 size =
                     rewrite(dir, &path, &bytes, &scan).map_err(context("cannot rewrite", &path))?;
             } else if let Some(torn_at) = scan.torn_at {

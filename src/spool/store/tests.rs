@@ -167,6 +167,7 @@ fn a_torn_tail_is_cut_and_a_corrupt_record_set_aside() {
         Recovery {
             pending: 4,
             corrupt: 1,
+            lost: 1,
             torn: 0
         }
     );
