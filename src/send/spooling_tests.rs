@@ -32,14 +32,7 @@ fn open(dir: &std::path::Path) -> (Arc<Spooler>, Arc<Faulty>, Labeler) {
     let spools = Spools::open_on(dir, limits, faulty.clone()).expect("open");
     let stats = Arc::new(Stats::default());
     let spooler = Spooler::new(spools, limits, Duration::from_millis(10), stats);
-    let labeler = Labeler::new(
-        TargetFormat::new("/", 8192, None),
-        None,
-        false,
-        1 << 20,
-        None,
-    )
-    .expect("labeler");
+    let labeler = labeler();
     (Arc::new(spooler), faulty, labeler)
 }
 
@@ -98,14 +91,7 @@ async fn maintenance_goes_on_after_an_error_and_counts_it() {
         Duration::from_millis(10),
         stats,
     ));
-    let labeler = Labeler::new(
-        TargetFormat::new("/", 8192, None),
-        None,
-        false,
-        1 << 20,
-        None,
-    )
-    .expect("labeler");
+    let labeler = labeler();
     for n in 1..=200 {
         let outgoing = labeler
             .prepare(n, format!("line {n} {}", "x".repeat(100)).into_bytes())
@@ -133,4 +119,16 @@ async fn maintenance_goes_on_after_an_error_and_counts_it() {
     assert!(!task.is_finished(), "the task goes on");
     spooler.finishing.send_replace(true);
     assert!(task.await.is_ok());
+}
+
+/// Plain messages: no ids, sequence numbers or signatures.
+fn labeler() -> Labeler {
+    Labeler::new(
+        TargetFormat::new("/", 8192, None),
+        None,
+        false,
+        1 << 20,
+        None,
+    )
+    .expect("labeler")
 }

@@ -3,11 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt as _;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::{self, ReservedPort, TestServer, Watched, decoded_set, numbered};
 
@@ -15,8 +14,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// `drifter-rsyslog ARGS` with at most `files` open file descriptors.
 fn spawn_with_fd_limit(args: &[&str], files: u64) -> Child {
-    let mut command = support::clean_command(support::BIN);
-    command.args(args).env("DRIFTER_LOG_LEVEL", "info");
+    let mut command = support::binary_command(args);
     // SAFETY: setrlimit(2) is async-signal-safe, and the closure touches only its copy of
     // `files`.
     unsafe {
@@ -31,13 +29,7 @@ fn spawn_with_fd_limit(args: &[&str], files: u64) -> Child {
             Ok(())
         });
     }
-    Command::from(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start drifter-rsyslog")
+    support::spawn_command(command)
 }
 
 /// Issue 21 item 1: a rotated segment's file is closed at rotation under every sync policy, so

@@ -4,7 +4,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -15,13 +14,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs the binary with umask 000, so that every mode it creates is its own choice.
 async fn run_with_umask_zero(args: &[&str], input: &[u8]) -> Run {
-    let mut command = support::clean_command(support::BIN);
-    command
-        .args(args)
-        .env("DRIFTER_LOG_LEVEL", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = support::binary_command(args);
     // SAFETY: umask(2) is async-signal-safe and touches no memory of ours.
     unsafe {
         command.pre_exec(|| {
@@ -29,10 +22,7 @@ async fn run_with_umask_zero(args: &[&str], input: &[u8]) -> Run {
             Ok(())
         });
     }
-    let mut child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start drifter-rsyslog");
+    let mut child = support::spawn_command(command);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     stdin.write_all(input).await.expect("write input");
     drop(stdin);

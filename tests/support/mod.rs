@@ -295,10 +295,22 @@ pub fn spawn(args: &[&str]) -> Child {
 
 /// [`spawn`], with these environment variables set.
 pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::from(clean_command(BIN))
-        .args(args)
-        .env("DRIFTER_LOG_LEVEL", "info")
-        .envs(env.iter().copied())
+    let mut command = binary_command(args);
+    command.envs(env.iter().copied());
+    spawn_command(command)
+}
+
+/// `drifter-rsyslog ARGS` with a clean environment, for a test to prepare further (limits, a
+/// umask) before [`spawn_command`].
+pub fn binary_command(args: &[&str]) -> std::process::Command {
+    let mut command = clean_command(BIN);
+    command.args(args).env("DRIFTER_LOG_LEVEL", "info");
+    command
+}
+
+/// Starts `command` with piped stdio, killed if the test drops it.
+pub fn spawn_command(command: std::process::Command) -> Child {
+    Command::from(command)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
