@@ -133,10 +133,8 @@ fn try_claim(dir: &Path) -> io::Result<Option<File>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    if !lock_unless_owned(&lock)? {
+        return Ok(None);
     }
     // The owner may have renamed the spool away (to remove it) between our open and our lock.
     let locked = lock.metadata()?;
@@ -144,6 +142,30 @@ fn try_claim(dir: &Path) -> io::Result<Option<File>> {
         Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => Ok(Some(lock)),
         _ => Ok(None),
     }
+}
+
+/// Takes `lock` exclusively unless a process owns it. An owner holds it exclusively for its
+/// whole life; the `spool` command holds it shared for a moment, and must not make a starting
+/// sender pass its spool by (it would then sit undelivered until the next start).
+fn lock_unless_owned(lock: &File) -> io::Result<bool> {
+    const READER_WAIT: Duration = Duration::from_millis(5);
+    for _ in 0..200 {
+        match lock.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+        }
+        // Shared is possible only when no one holds it exclusively: a reader, not an owner.
+        match lock.try_lock_shared() {
+            Ok(()) => {
+                lock.unlock()?;
+                std::thread::sleep(READER_WAIT);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Hidden names: a creation (`.new-NAME`) not yet renamed into place, and a spool on its way
@@ -372,3 +394,41 @@ pub(crate) fn removal_path(path: &Path) -> PathBuf {
 
 /// A short pause before retrying after the disk filled up.
 pub(crate) const FULL_RETRY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    fn spool_with_lock() -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lock = trust::file_options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("lock"))
+            .expect("lock");
+        (dir, lock)
+    }
+
+    #[test]
+    fn a_spool_listed_by_the_spool_command_is_still_claimed() {
+        let (dir, _) = spool_with_lock();
+        let reader = File::open(dir.path().join("lock")).expect("open");
+        reader
+            .try_lock_shared()
+            .expect("shared, as `spool DIR` takes it");
+        let releasing = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            drop(reader);
+        });
+        assert!(try_claim(dir.path()).expect("claim").is_some());
+        releasing.join().expect("join");
+    }
+
+    #[test]
+    fn a_spool_whose_owner_lives_is_not_claimed() {
+        let (dir, owner) = spool_with_lock();
+        owner.try_lock().expect("the owner's lock");
+        assert!(try_claim(dir.path()).expect("claim").is_none());
+    }
+}
