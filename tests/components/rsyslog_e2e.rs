@@ -369,7 +369,14 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Resul
                 support::spooled(&spool_dir).await >= sent as u64
             })
             .await;
-            assert!(held, "{config}: burst {burst} never reached the spool");
+            if !held {
+                let log =
+                    std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
+                let rows = support::spool_rows(&spool_dir).await;
+                panic!(
+                    "{config}: burst {burst} never reached the spool: {rows:?}; drifter log: {log}"
+                );
+            }
             let programs = programs_of(rsyslogd_pid);
             assert!(!programs.is_empty(), "{config}: a program under rsyslogd");
             for &pid in &programs {
