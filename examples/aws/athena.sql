@@ -54,7 +54,8 @@ requests AS (
     -- What decode counts as malformed: not drifter's query, an invalid escape.
     WHERE regexp_like(query, '^[^&=]*(&i=[A-Za-z0-9._-]{1,64})?(&q=[A-Za-z0-9_-]{1,64}\.(0|[1-9][0-9]*))?(&f=[1-9][0-9]*\.[1-9][0-9]*)?(&m=[0-9a-fA-F]{32})?$')
       AND regexp_like(regexp_extract(query, '^([^&]*)', 1), '^([^%]|%[0-9A-Fa-f]{2})*$')
-      AND query <> ''
+      -- No message (`/?`, or extensions alone): decode counts it apart, never prints it.
+      AND regexp_extract(query, '^([^&]*)', 1) <> ''
       -- With send --sign-key, keep only what the key signed (uncomment the next line: the key
       -- then stays in the query history).
       -- AND mac = lower(to_hex(substr(hmac_sha256(to_utf8(signed), to_utf8('THE KEY')), 1, 16)))

@@ -48,7 +48,8 @@ requests AS (
     -- What decode counts as malformed: not drifter's query, an invalid escape, a line feed.
     WHERE regexp_full_match(query, '[^&=]*(&i=[A-Za-z0-9._-]{1,64})?(&q=[A-Za-z0-9_-]{1,64}\.(0|[1-9][0-9]*))?(&f=[1-9][0-9]*\.[1-9][0-9]*)?(&m=[0-9a-fA-F]{32})?')
       AND regexp_full_match(regexp_extract(query, '^([^&]*)', 1), '([^%]|%[0-9A-Fa-f]{2})*')
-      AND query <> ''
+      -- No message (`/?`, or extensions alone): decode counts it apart, never prints it.
+      AND regexp_extract(query, '^([^&]*)', 1) <> ''
 ),
 whole AS (
     -- Sent again after a failed confirm or commit: the first copy of an id is kept.

@@ -123,6 +123,12 @@ impl<W: Write> Decoder<W> {
                 return Ok(());
             }
         };
+        // Extensions alone (`/?&i=x`) carry no message either: send never sends an empty one
+        // (nor an empty fragment), so it is counted like `/?`, not printed as an empty line.
+        if parsed.message.is_empty() {
+            self.counts.without_message += 1;
+            return Ok(());
+        }
         if let Some(verifier) = &self.verifier {
             let genuine = parsed
                 .mac

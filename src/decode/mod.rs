@@ -351,6 +351,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_message_with_extensions_is_without_a_message() {
+        // Issue 28, finding 3: `/?&i=x2` printed an empty line while `/?` was counted; send
+        // never sends an empty message, so neither is one.
+        let with = |query: &str| DRIFTER.replace("?hello%20w%C3%B6rld", query);
+        let input = [
+            with("?&i=x2"),
+            with("?&i=x3&q=s1.1"),
+            with("?&i=x4&f=1.1"),
+            with("?"),
+            DRIFTER.to_string(),
+        ]
+        .concat();
+        let (out, counts) = decode(&args(), input.as_bytes());
+        assert_eq!(out, "hello wörld\n".as_bytes());
+        assert_eq!((counts.messages, counts.without_message), (1, 4));
+        assert_eq!((counts.malformed, counts.missing), (0, 0));
+    }
+
+    #[test]
     fn selects_by_path_prefix_instead() {
         let mut by_path = args();
         by_path.path = Some("/app".into());
