@@ -124,8 +124,9 @@ pub(crate) struct Scan {
     pub lost: Vec<(u64, u64)>,
     /// Where a torn tail starts: bad or incomplete bytes with no good record after them.
     pub torn_at: Option<usize>,
-    /// Bytes checksummed while looking for the next good record past damage: the scan's work
-    /// beyond one pass, bounded by [`RESYNC_BUDGET`] times the file's size.
+    /// Payload bytes checksummed while looking for the next good record past damage: the
+    /// scan's work beyond one pass (a header costs the same at every position), bounded by
+    /// [`RESYNC_BUDGET`] times the file's size.
     pub resync_hashed: u64,
 }
 
@@ -154,8 +155,10 @@ pub(crate) fn scan(bytes: &[u8], first: u64) -> Scan {
             continue;
         }
         let mut found = None;
+        let mut exhausted = false;
         for next in at + 1..bytes.len() {
             if scan.resync_hashed > budget {
+                exhausted = true;
                 break;
             }
             let lost_at_most = ((next - at) / RECORD_HEADER_BYTES) as u64;
@@ -170,6 +173,12 @@ pub(crate) fn scan(bytes: &[u8], first: u64) -> Scan {
                 scan.corrupt += 1;
                 scan.lost.push((expected, meta.index));
                 at = next;
+            }
+            // Only bytes crafted to look like frames get here: the rest of the file is damage,
+            // never a torn tail to cut (which would delete it, good records and all).
+            None if exhausted => {
+                scan.corrupt += 1;
+                break;
             }
             None => {
                 scan.torn_at = Some(at);
@@ -196,7 +205,7 @@ fn record_at(
     }
     let end = at + RECORD_HEADER_BYTES + header.len as usize;
     let payload = bytes.get(at + RECORD_HEADER_BYTES..end)?;
-    *hashed += (RECORD_HEADER_BYTES + payload.len()) as u64;
+    *hashed += payload.len() as u64;
     header
         .matches(header_bytes, payload)
         .then_some((header.meta, end))
@@ -312,6 +321,20 @@ mod tests {
         assert_eq!(indices(&scan(&bytes, 3)), [4, 5, 9, 10]);
     }
 
+    /// A zeroed stretch from the first record on (zeros read as index 0, length 0) is one pass,
+    /// and every good record after it is kept.
+    #[test]
+    fn a_long_zeroed_stretch_at_the_start_keeps_the_records_after_it() {
+        let indices_in: Vec<u64> = (0..2000).collect();
+        let mut bytes = segment(&indices_in);
+        let records = scan(&bytes, 0).records;
+        let (from, to) = (records[0].1, records[300].1);
+        bytes[from..to].fill(0);
+        let scan = scan(&bytes, 0);
+        assert_eq!(indices(&scan), (300..2000).collect::<Vec<_>>());
+        assert_eq!(scan.lost, [(0, 300)]);
+    }
+
     /// Issue 21 item 7: a torn 4 MiB record costs one pass, not a checksum per byte after it.
     #[test]
     fn a_torn_large_record_is_found_in_one_pass() {
@@ -340,15 +363,21 @@ mod tests {
         // A long stretch of headers that claim the next index and the rest of the file.
         let count = 20_000;
         for n in 0..count {
-            let remaining = (count - n) * RECORD_HEADER_BYTES as u32;
+            // Exactly the rest of the file: every one of them is checksummed in full.
+            let remaining = (count - n - 1) * RECORD_HEADER_BYTES as u32;
             let mut header = [0u8; RECORD_HEADER_BYTES];
             header[..4].copy_from_slice(&remaining.to_le_bytes());
             header[8..16].copy_from_slice(&2u64.to_le_bytes());
             bytes.extend_from_slice(&header);
         }
         let scan = scan(&bytes, 1);
-        assert_eq!(scan.torn_at, Some(damaged));
         assert!(scan.resync_hashed <= (RESYNC_BUDGET + 1) * bytes.len() as u64);
+        assert_eq!(indices(&scan), [1]);
+        assert_eq!(
+            (scan.torn_at, scan.corrupt),
+            (None, 1),
+            "damage, kept: not a tail to cut {damaged}"
+        );
     }
 
     #[test]

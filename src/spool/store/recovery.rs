@@ -41,7 +41,15 @@ impl<T> Spool<T> {
         let mut segments = VecDeque::new();
         let mut last_sequence = persisted.last_sequence;
         let mut next_index = persisted.frontier;
-        for first in firsts {
+        // The indices a segment held end where the next one starts: what a damaged header or
+        // a cut tail of a segment that is not the last cost is known, and lost (issue 21 item 9).
+        let nexts: Vec<Option<u64>> = (0..firsts.len())
+            .map(|i| firsts.get(i + 1).copied())
+            .collect();
+        let lost_before_next = |from: u64, next: Option<u64>| {
+            next.map_or(0, |next| next.saturating_sub(from.max(persisted.frontier)))
+        };
+        for (first, next) in firsts.into_iter().zip(nexts) {
             let path = segment_path(dir, first);
             let bytes = std::fs::read(&path).map_err(context("cannot read", &path))?;
             match record::segment_kind(&bytes) {
@@ -52,6 +60,7 @@ impl<T> Spool<T> {
                         path.display()
                     );
                     recovery.corrupt += 1;
+                    recovery.lost += lost_before_next(first, next);
                     move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
                     continue;
                 }
@@ -60,6 +69,7 @@ impl<T> Spool<T> {
             let scan = record::scan(&bytes, first);
             if scan.records.is_empty() && scan.corrupt == 0 {
                 // Only a header (and maybe a torn first record): nothing to keep.
+                recovery.lost += lost_before_next(first, next);
                 std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
                 continue;
             }
@@ -85,6 +95,11 @@ impl<T> Spool<T> {
                     bytes.len() - torn_at
                 );
                 recovery.torn += 1;
+                let kept_end = scan
+                    .records
+                    .last()
+                    .map_or(first, |(meta, _, _)| meta.index + 1);
+                recovery.lost += lost_before_next(kept_end, next);
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)
