@@ -11,6 +11,10 @@ use crate::rsyslogd::{self, Rsyslogd};
 use crate::support;
 use crate::support::{Missing, Outage, Reply, TestServer};
 
+/// Long enough for rsyslogd to resume an action whose program was killed, with its default
+/// resumeInterval of 30 s and the longer ones after a retry.
+const RESUMED: Duration = Duration::from_secs(180);
+
 /// The installed rsyslogd.
 fn rsyslogd() -> Result<PathBuf, Missing> {
     rsyslogd::binary().map_err(|_| {
@@ -365,7 +369,10 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Resul
                 .await
                 .expect("send");
             sent += per_burst;
-            let held = support::eventually_async(Duration::from_secs(60), || async {
+            // rsyslogd restarts a killed program when it resumes the action: the plain
+            // config keeps rsyslog's default resumeInterval (30 s, longer after a retry), so a
+            // burst can wait that long before a program is there to read it.
+            let held = support::eventually_async(RESUMED, || async {
                 support::spooled(&spool_dir).await >= sent as u64
             })
             .await;
@@ -397,10 +404,8 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Resul
             .collect();
         rsyslogd.send(&syslog_frames(&last)).await.expect("send");
         sent += 100;
-        let all_arrived = support::eventually(Duration::from_secs(90), || {
-            ids_received(&server).len() >= sent
-        })
-        .await;
+        let all_arrived =
+            support::eventually(RESUMED, || ids_received(&server).len() >= sent).await;
         let log = std::fs::read_to_string(config_dir.join("drifter.log")).unwrap_or_default();
         rsyslogd.stop().await.expect("stop rsyslogd");
         let ids = ids_received(&server);
