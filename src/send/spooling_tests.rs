@@ -21,14 +21,19 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     condition()
 }
 
-fn open(dir: &std::path::Path) -> (Arc<Spooler>, Arc<Faulty>, Labeler) {
-    let faulty = Arc::new(Faulty::default());
-    let limits = Limits {
+/// A 1 MiB spool of 8 KiB segments, synced on the interval policy.
+fn limits() -> Limits {
+    Limits {
         max_bytes: 1 << 20,
         segment_bytes: 8 * 1024,
         window_bytes: 1 << 20,
         sync: SyncPolicy::Interval,
-    };
+    }
+}
+
+fn open(dir: &std::path::Path) -> (Arc<Spooler>, Arc<Faulty>, Labeler) {
+    let faulty = Arc::new(Faulty::default());
+    let limits = limits();
     let spools = Spools::open_on(dir, limits, faulty.clone()).expect("open");
     let stats = Arc::new(Stats::default());
     let spooler = Spooler::new(spools, limits, Duration::from_millis(10), stats);
@@ -77,12 +82,7 @@ async fn no_frontier_is_stored_before_the_dead_letter_lines_are_durable() {
 async fn maintenance_goes_on_after_an_error_and_counts_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let faulty = Arc::new(Faulty::default());
-    let limits = Limits {
-        max_bytes: 1 << 20,
-        segment_bytes: 8 * 1024,
-        window_bytes: 1 << 20,
-        sync: SyncPolicy::Interval,
-    };
+    let limits = limits();
     let spools = Spools::open_on(dir.path(), limits, faulty.clone()).expect("open");
     let stats = Arc::new(Stats::default());
     let spooler = Arc::new(Spooler::new(
