@@ -241,12 +241,6 @@ impl<T> Spools<T> {
         let mut recovered = Recovery::default();
         for name in names {
             let path = dir.join(&name);
-            if let Some(reason) = trust::untrusted(&path) {
-                // Planted or tampered with by someone else: delivering it would send (and
-                // sign) their records as ours (issue 27).
-                tracing::warn!("spool {} is not adopted: {reason}", path.display());
-                continue;
-            }
             let lock = match try_claim(&path) {
                 Ok(Some(lock)) => lock,
                 Ok(None) => continue,
@@ -257,6 +251,14 @@ impl<T> Spools<T> {
                     continue;
                 }
             };
+            // Checked once claimed: a live sibling's spool changes under a check (segments
+            // come and go) and is not ours to judge, and a claimed one holds still.
+            if let Some(reason) = trust::untrusted(&path) {
+                // Planted or tampered with by someone else: delivering it would send (and
+                // sign) their records as ours (issue 27).
+                tracing::warn!("spool {} is not adopted: {reason}", path.display());
+                continue;
+            }
             let writable = own.is_none();
             let opened =
                 match Spool::open(&path, name.clone(), lock, limits, writable, disk.clone()) {
