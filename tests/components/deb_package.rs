@@ -83,6 +83,7 @@ fn preconditions() -> Result<(), Missing> {
         ("cargo-deb", "cargo install cargo-deb --locked"),
         ("lintian", "apt-get install lintian"),
         ("dpkg", "Debian's dpkg"),
+        ("dpkg-reconfigure", "apt-get install debconf"),
         ("man", "apt-get install man-db"),
         ("systemd-analyze", "apt-get install systemd"),
         ("bash", "apt-get install bash"),
@@ -114,23 +115,37 @@ impl Drop for Installed {
 
 async fn the_package_installs_works_and_purges_clean() -> Result<(), Missing> {
     preconditions()?;
+    // Each step's time on stderr, for CI's budget.
+    let started = std::time::Instant::now();
+    let step = |what: &str| eprintln!("deb_package: {what} at {:.1?}", started.elapsed());
     let deb = build().await;
+    step("built");
     lintian_finds_nothing(&deb).await;
+    step("lintian");
 
     let installed = install(&deb).await;
     let files = package_files().await;
     the_installed_files_work(&files).await;
+    step("installed and checked");
     for config in installed_configs() {
         rsyslogd_accepts(&config).await;
         delivers_through_rsyslogd(&config).await;
+        step(&format!("{} through rsyslogd", config.display()));
     }
     let said = purge().await;
     assert!(!said.contains("still holds messages"), "{said}");
     drop(installed);
     nothing_is_left(&files);
 
-    // Again, with a message the load balancer never took: purge keeps the spool holding it.
+    // Again, where rsyslog drops its privileges (as Ubuntu's does, to syslog): the spool is
+    // that user's, and root's again once the setting is gone and the package reconfigured.
+    let drop_setting = PrivilegeDrop::to("nobody");
     let installed = install(&deb).await;
+    spool_is_owned_by("nobody");
+    drop(drop_setting);
+    run_ok("dpkg-reconfigure", &[PACKAGE]).await;
+    spool_is_owned_by("root");
+    // And with a message the load balancer never took: purge keeps the spool holding it.
     leave_a_message_in_the_spool().await;
     let said = purge().await;
     drop(installed);
@@ -142,18 +157,19 @@ async fn the_package_installs_works_and_purges_clean() -> Result<(), Missing> {
     );
     std::fs::remove_dir_all(SPOOL).expect("remove the kept spool");
     nothing_is_left(&files);
+    step("purged twice");
     Ok(())
 }
 
 /// `examples/deb/build.sh`, the README's packaging command; the .deb's path.
 async fn build() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deb/build.sh");
-    let mut env = Vec::new();
-    // cargo's own target directory setting, if any, reaches the script's cargo.
-    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_default();
-    if !target_dir.is_empty() {
-        env.push(("CARGO_TARGET_DIR", target_dir.as_str()));
-    }
+    // Where cargo, rustup and the build's output live, if set, reach the script's cargo.
+    let settings: Vec<(&str, String)> = ["CARGO_HOME", "RUSTUP_HOME", "CARGO_TARGET_DIR"]
+        .into_iter()
+        .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+        .collect();
+    let env: Vec<(&str, &str)> = settings.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let output = run(script.to_str().expect("UTF-8 path"), &[], &env, BUILD_LIMIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -299,9 +315,47 @@ async fn the_installed_files_work(files: &BTreeSet<PathBuf>) {
         .unwrap_or(false);
     assert!(!enabled, "an instance of the unit is enabled");
     // Debian's rsyslog drops no privileges: the spool is root's, and only root's.
-    let spool = std::fs::metadata(SPOOL).expect("the spool directory");
+    spool_is_owned_by("root");
+}
+
+/// An rsyslog setting that drops privileges to a user, in /etc/rsyslog.d while it lives.
+struct PrivilegeDrop(PathBuf);
+
+impl PrivilegeDrop {
+    fn to(user: &str) -> Self {
+        let path = PathBuf::from("/etc/rsyslog.d/zz-drifter-deb-test.conf");
+        std::fs::write(&path, format!("$PrivDropToUser {user}\n")).expect("write");
+        PrivilegeDrop(path)
+    }
+}
+
+impl Drop for PrivilegeDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The spool directory belongs to `user` and its group, and to no one else.
+fn spool_is_owned_by(user: &str) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    assert_eq!(spool.uid(), 0);
+    let spool = std::fs::metadata(SPOOL).expect("the spool directory");
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let ids: Vec<u32> = passwd
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{user}:")))
+        .map(|rest| {
+            rest.split(':')
+                .skip(1)
+                .take(2)
+                .flat_map(str::parse)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        [spool.uid(), spool.gid()],
+        "{SPOOL}'s owner, for {user}"
+    );
     assert_eq!(spool.permissions().mode() & 0o777, 0o700);
 }
 
