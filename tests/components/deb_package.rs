@@ -126,6 +126,7 @@ async fn the_package_installs_works_and_purges_clean() -> Result<(), Missing> {
     let installed = install(&deb).await;
     let files = package_files().await;
     the_installed_files_work(&files).await;
+    the_unit_checks_its_settings().await;
     step("installed and checked");
     for config in installed_configs() {
         rsyslogd_accepts(&config).await;
@@ -316,6 +317,42 @@ async fn the_installed_files_work(files: &BTreeSet<PathBuf>) {
     assert!(!enabled, "an instance of the unit is enabled");
     // Debian's rsyslog drops no privileges: the spool is root's, and only root's.
     spool_is_owned_by("root");
+}
+
+/// The unit's ExecStartPre, run as systemd would with the example settings file: good
+/// settings pass, a bad URL stops the start with exit status 2 (which is never restarted).
+async fn the_unit_checks_its_settings() {
+    let unit = std::fs::read_to_string(UNIT).expect("read the unit");
+    let check: Vec<&str> = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStartPre="))
+        .expect("an ExecStartPre")
+        .split_whitespace()
+        .collect();
+    assert!(unit.contains("RestartPreventExitStatus=2"), "{unit}");
+    let example = std::fs::read_to_string(Path::new(DOC).join("examples/drifter-rsyslog.env"))
+        .expect("read the example settings");
+    let settings: Vec<(&str, &str)> = example
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .collect();
+    assert!(
+        settings.contains(&("DRIFTER_URL", PLACEHOLDER_URL)),
+        "{example}"
+    );
+    let good = run(check[0], &check[1..], &settings, COMMAND_LIMIT).await;
+    assert!(
+        good.status.success(),
+        "{check:?} with the example settings: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let mut bad = settings.clone();
+    bad.push(("DRIFTER_URL", "http://my-elb.example/?query"));
+    let bad = run(check[0], &check[1..], &bad, COMMAND_LIMIT).await;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{check:?}: {stderr}");
+    assert!(stderr.contains("query string"), "{stderr}");
 }
 
 /// An rsyslog setting that drops privileges to a user, in /etc/rsyslog.d while it lives.
