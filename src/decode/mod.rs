@@ -8,11 +8,13 @@
 //!
 //! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
 //! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
-//! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids and
-//! sequence numbers, and `output` writes the messages. `follow` looks again for new inputs.
+//! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
+//! judges which sequence numbers are missing, and `output` writes the messages. `follow` looks
+//! again for new inputs.
 
 mod decoder;
 mod follow;
+mod gaps;
 mod output;
 mod reassembly;
 mod s3;
@@ -192,6 +194,7 @@ impl<W: Write> Reading<'_, W> {
         let Some(mut stopped) = self.stopped.clone() else {
             return Ok(());
         };
+        self.confirm_gaps(clock)?;
         while !*stopped.borrow() {
             let Some(runtime) = self.s3.as_deref().map(S3::runtime) else {
                 break;
@@ -204,8 +207,15 @@ impl<W: Write> Reading<'_, W> {
                 seen.forget_outside(&listing);
             }
             self.read_all(inputs, listing, &mut seen, false)?;
+            self.confirm_gaps(clock)?;
         }
         Ok(())
+    }
+
+    /// `--follow`: the sequence gaps confirmed by now, reported as they are.
+    fn confirm_gaps(&mut self, clock: Clock) -> io::Result<()> {
+        self.decoder.confirm_gaps(clock.now());
+        self.decoder.flush()
     }
 
     fn stop_requested(&self) -> bool {
@@ -314,6 +324,8 @@ mod tests {
             now: None,
             follow: false,
             poll_interval: std::time::Duration::from_secs(60),
+            gap_grace: None,
+            edge_slack: std::time::Duration::from_secs(300),
             jobs: 4,
             s3_endpoint: None,
         }
