@@ -213,6 +213,11 @@ pub struct DecodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub edge_slack: Duration,
 
+    /// With --follow, serve /metrics (Prometheus: messages, losses by kind, missing per active
+    /// sender, the newest entry's time and the lag) and /healthz on ADDR, e.g. 127.0.0.1:9465.
+    #[arg(long, value_name = "ADDR", requires = "follow")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// S3 objects fetched at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

@@ -54,6 +54,8 @@ pub struct Decoder<W: Write> {
     recent_ids: RecentIds,
     fragments: Fragments,
     gaps: Gaps,
+    /// The time of the newest entry read, as logged (the format sorts as the times do).
+    newest_time: Vec<u8>,
     /// Reused for each line and message: the decoding allocates nothing per line.
     pub(super) line: Vec<u8>,
     message: Vec<u8>,
@@ -80,9 +82,20 @@ impl<W: Write> Decoder<W> {
                 edge_slack: args.edge_slack,
                 follow: args.follow.then_some(args.gap_grace),
             }),
+            newest_time: Vec::new(),
             line: Vec::new(),
             message: Vec::new(),
         }
+    }
+
+    /// The log time of the newest entry read.
+    pub(super) fn newest_entry(&self) -> Option<Timestamp> {
+        window::entry_time(&self.newest_time)
+    }
+
+    /// Numbers confirmed missing per sender with an entry logged at or after `since`.
+    pub(super) fn active_senders(&self, since: Timestamp) -> Vec<(String, u64)> {
+        self.gaps.active_senders(since)
     }
 
     pub(super) fn decode_line(&mut self, source: &str, number: u64, line: &[u8]) -> io::Result<()> {
@@ -103,6 +116,10 @@ impl<W: Write> Decoder<W> {
                 self.malformed(source, number, "the time cannot be read");
                 return Ok(());
             }
+        }
+        if entry.time > self.newest_time.as_slice() {
+            self.newest_time.clear();
+            self.newest_time.extend_from_slice(entry.time);
         }
         let url = entry.raw_url();
         let (path, query) = access_log::split_url(&url);

@@ -82,6 +82,10 @@ struct Sender {
     runs: BTreeMap<u64, Run>,
     /// The grace of the format its entries were last logged in.
     grace: i64,
+    /// The log time of its newest entry.
+    newest: Option<i64>,
+    /// Numbers confirmed missing so far.
+    confirmed_missing: u64,
 }
 
 enum Judged {
@@ -121,6 +125,7 @@ impl Gaps {
             Format::Classic => CLASSIC_GRACE,
         };
         let time = time.map(|time| time.0);
+        state.newest = state.newest.max(time);
         let runs = &mut state.runs;
         let before = runs
             .range(..=number)
@@ -174,11 +179,13 @@ impl Gaps {
                 let Some(after) = sender.runs.remove(&after_start) else {
                     continue;
                 };
-                confirmed.push(Gap {
+                let gap = Gap {
                     sender: name.clone(),
                     from: before.end + 1,
                     to: after_start - 1,
-                });
+                };
+                sender.confirmed_missing += gap.missing();
+                confirmed.push(gap);
                 sender.runs.insert(
                     before_start,
                     Run {
@@ -191,6 +198,18 @@ impl Gaps {
         }
         confirmed.sort_by(|a, b| (&a.sender, a.from).cmp(&(&b.sender, b.from)));
         confirmed
+    }
+
+    /// Numbers confirmed missing per sender with an entry logged at or after `since`.
+    pub(super) fn active_senders(&self, since: Timestamp) -> Vec<(String, u64)> {
+        let mut active: Vec<(String, u64)> = self
+            .senders
+            .iter()
+            .filter(|(_, sender)| sender.newest.is_some_and(|newest| newest >= since.0))
+            .map(|(name, sender)| (name.clone(), sender.confirmed_missing))
+            .collect();
+        active.sort();
+        active
     }
 
     /// The gaps left at the end of the input: counted as missing, or (near an edge, or with
@@ -346,6 +365,19 @@ mod tests {
                 ..Left::default()
             }
         );
+    }
+
+    #[test]
+    fn several_gaps_of_a_sender_are_confirmed_in_one_look() {
+        let mut gaps = Gaps::new(policy(Range::default(), Some(Some(Duration::ZERO))));
+        for number in [1, 3, 5, 9] {
+            gaps.saw("s", number, at(0), Format::Alb);
+        }
+        assert_eq!(
+            gaps.confirmed(Timestamp(T0)),
+            [gap(2, 2), gap(4, 4), gap(6, 8)]
+        );
+        assert_eq!(gaps.finish(), Left::default());
     }
 
     #[test]

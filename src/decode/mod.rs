@@ -15,6 +15,7 @@
 mod decoder;
 mod follow;
 mod gaps;
+mod metrics;
 mod output;
 mod reassembly;
 mod s3;
@@ -61,6 +62,11 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .transpose()
         .map_err(Fatal::usage)?;
     let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    let metrics_listener = args
+        .metrics_listen
+        .map(crate::metrics::bind)
+        .transpose()
+        .map_err(Fatal::usage)?;
     let clock = args.now.map_or_else(Clock::default, Clock::starting_at);
     let now = clock.now();
     let range = Range {
@@ -91,6 +97,10 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
+    let published = match (&s3, metrics_listener) {
+        (Some(s3), Some(listener)) => Some(metrics::serve(listener, s3.runtime(), clock)),
+        _ => None,
+    };
     let stopped =
         match (&s3, args.follow) {
             (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
@@ -111,6 +121,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         s3: s3.as_mut(),
         follow: args.follow,
         stopped,
+        published,
     };
     let result = reading
         .run(&inputs, range, args.poll_interval, clock)
@@ -177,6 +188,8 @@ struct Reading<'a, W: Write> {
     s3: Option<&'a mut S3>,
     follow: bool,
     stopped: Option<tokio::sync::watch::Receiver<bool>>,
+    /// `--metrics-listen`: where each look's snapshot goes.
+    published: Option<metrics::Published>,
 }
 
 impl<W: Write> Reading<'_, W> {
@@ -212,9 +225,20 @@ impl<W: Write> Reading<'_, W> {
         Ok(())
     }
 
-    /// `--follow`: the sequence gaps confirmed by now, reported as they are.
+    /// `--follow`: the sequence gaps confirmed by now, reported as they are, and the metrics.
     fn confirm_gaps(&mut self, clock: Clock) -> io::Result<()> {
-        self.decoder.confirm_gaps(clock.now());
+        let now = clock.now();
+        self.decoder.confirm_gaps(now);
+        if let Some(published) = &self.published {
+            let snapshot = metrics::Snapshot {
+                counts: self.decoder.counts.clone(),
+                newest_entry: self.decoder.newest_entry(),
+                active_senders: self
+                    .decoder
+                    .active_senders(now.minus_micros(metrics::ACTIVE_FOR_MICROS)),
+            };
+            metrics::publish(published, snapshot);
+        }
         self.decoder.flush()
     }
 
@@ -326,6 +350,7 @@ mod tests {
             poll_interval: std::time::Duration::from_secs(60),
             gap_grace: None,
             edge_slack: std::time::Duration::from_secs(300),
+            metrics_listen: None,
             jobs: 4,
             s3_endpoint: None,
         }

@@ -20,6 +20,7 @@ mod support;
 
 mod aws_stack;
 mod decode_duckdb;
+mod decode_metrics;
 mod decode_s3;
 mod metrics;
 mod rsyslog_e2e;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
     let trials = [
         aws_stack::trials(),
         decode_duckdb::trials(),
+        decode_metrics::trials(),
         decode_s3::trials(),
         metrics::trials(),
         rsyslog_e2e::trials(),

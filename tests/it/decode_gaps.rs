@@ -143,7 +143,7 @@ async fn follow_a_nodes_file_landing_after_the_next_intervals_is_no_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn follow_reports_a_real_loss_once_its_grace_has_passed_and_counts_it() {
+async fn follow_reports_a_real_loss_once_its_grace_has_passed_and_counts_it_in_its_metrics() {
     let tree = tempfile::tempdir().expect("temp dir");
     // Number 3's entry was lost: the file holds 1, 2, 4.
     alb_file(
@@ -159,8 +159,16 @@ async fn follow_reports_a_real_loss_once_its_grace_has_passed_and_counts_it() {
     // The clock starts at the last entry; a grace of 2 seconds passes while decode follows.
     let (watched, mut lines) = follow(
         tree.path(),
-        &["--now", "2026-12-01T12:04:00Z", "--gap-grace", "2s"],
+        &[
+            "--now",
+            "2026-12-01T12:04:00Z",
+            "--gap-grace",
+            "2s",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     );
+    let metrics = watched.metrics_address().await;
     assert_eq!(next_lines(&mut lines, 3).await, ["m1", "m2", "m4"]);
     let reported = watched.line_with("sequence numbers 3 missing", LIMIT).await;
     assert!(
@@ -169,6 +177,23 @@ async fn follow_reports_a_real_loss_once_its_grace_has_passed_and_counts_it() {
         )),
         "{reported}"
     );
+    // Published after each look: the scrape after the report shows it, per sender too.
+    let counted = support::eventually_async(LIMIT, || async {
+        let (status, text) = support::http_get(metrics, "/metrics").await;
+        status == 200 && text.contains("drifter_decode_missing_messages_total 1\n")
+    })
+    .await;
+    // Counters only grow: a later scrape shows it too.
+    let (_, scraped) = support::http_get(metrics, "/metrics").await;
+    assert!(counted, "{scraped}");
+    for expected in [
+        format!("drifter_decode_sender_missing_messages_total{{sender=\"{SENDER}\"}} 1\n"),
+        "drifter_decode_messages_total 3\n".to_string(),
+        "drifter_decode_newest_entry_timestamp_seconds 1796126640.0\n".to_string(),
+    ] {
+        assert!(scraped.contains(&expected), "{expected} in {scraped}");
+    }
+    assert_eq!(support::http_get(metrics, "/healthz").await.0, 200);
     support::signal(&watched.child, "TERM");
     let run = watched.wait(LIMIT).await;
     assert_eq!(run.code(), Some(1), "a loss: {}", run.stderr);
