@@ -222,7 +222,8 @@ impl<W: Write> Reading<'_, W> {
             self.read_all(inputs, listing, &mut seen, false)?;
             self.confirm_gaps(clock)?;
         }
-        Ok(())
+        // What the grace confirmed since the last look counts too.
+        self.confirm_gaps(clock)
     }
 
     /// `--follow`: the sequence gaps confirmed by now, reported as they are, and the metrics.
