@@ -21,6 +21,7 @@ mod support;
 mod aws_stack;
 mod deb_package;
 mod decode_duckdb;
+mod decode_metrics;
 mod decode_s3;
 mod metrics;
 mod rsyslog_e2e;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         aws_stack::trials(),
         deb_package::trials(),
         decode_duckdb::trials(),
+        decode_metrics::trials(),
         decode_s3::trials(),
         metrics::trials(),
         rsyslog_e2e::trials(),
