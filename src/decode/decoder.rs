@@ -4,11 +4,11 @@
 
 use std::io::{self, Write};
 
+use super::config::Config;
 use super::output::{Found, Output};
 use super::reassembly::{Added, Fragments, Incomplete, RecentIds, Sequences};
 use super::window::Range;
 use crate::access_log::{self, Entry};
-use crate::cli::DecodeArgs;
 use crate::wire::{self, Fields, Signer};
 
 /// Malformed lines, forged requests, incomplete messages and senders with gaps are reported
@@ -60,7 +60,7 @@ pub struct Decoder<W: Write> {
 
 impl<W: Write> Decoder<W> {
     /// `range` is `args`' --since/--until, resolved against the run's clock.
-    pub fn new(args: &DecodeArgs, range: Range, verifier: Option<Signer>, out: W) -> Self {
+    pub fn new(args: &Config, range: Range, verifier: Option<Signer>, out: W) -> Self {
         Decoder {
             range,
             selection: match &args.path {

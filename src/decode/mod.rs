@@ -11,6 +11,7 @@
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids and
 //! sequence numbers, and `output` writes the messages. `follow` looks again for new inputs.
 
+mod config;
 mod decoder;
 mod follow;
 mod output;
@@ -22,10 +23,10 @@ mod window;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cli::DecodeArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::key_file;
 
+pub use config::Config;
 pub use decoder::{Counts, Decoder};
 pub use window::{Clock, Range, TimeSpec, Timestamp, parse_time, parse_time_spec};
 
@@ -51,7 +52,7 @@ impl Input {
     }
 }
 
-pub fn run(args: &DecodeArgs) -> exit::Outcome {
+pub fn run(args: &Config) -> exit::Outcome {
     let verifier = args
         .verify_key
         .as_deref()
@@ -125,7 +126,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
 }
 
 /// The inputs named (stdin if none), checked before anything is read.
-fn inputs(args: &DecodeArgs) -> Result<Vec<Input>, String> {
+fn inputs(args: &Config) -> Result<Vec<Input>, String> {
     let inputs = if args.paths.is_empty() {
         vec![Input::Stdin]
     } else {
@@ -298,10 +299,9 @@ mod tests {
 
     use super::walk::MAX_LINE_BYTES;
     use super::*;
-    use crate::cli::DecodeArgs;
 
-    fn args() -> DecodeArgs {
-        DecodeArgs {
+    fn args() -> Config {
+        Config {
             paths: Vec::new(),
             path: None,
             json: false,
@@ -319,7 +319,7 @@ mod tests {
         }
     }
 
-    fn decode(args: &DecodeArgs, input: &[u8]) -> (Vec<u8>, Counts) {
+    fn decode(args: &Config, input: &[u8]) -> (Vec<u8>, Counts) {
         let mut decoder = Decoder::new(args, Range::default(), None, Vec::new());
         decoder.decode_stream("test", input).expect("decodes");
         decoder.finish().expect("flushes");

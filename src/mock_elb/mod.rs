@@ -25,12 +25,29 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::Balancer;
-use crate::cli::MockElbArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::{Lifecycle, StatusCounts};
 use log_files::LogFiles;
 
 pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
+
+/// `mock-elb`'s configuration, built from the command line at the edge (`cli.rs`); the
+/// meaning of each field is its flag's (`mock-elb --help`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: std::net::SocketAddr,
+    pub log_dir: std::path::PathBuf,
+    pub format: crate::access_log::Format,
+    pub status: u16,
+    pub rotate_secs: u64,
+    pub max_request_line: u64,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
 
 /// `mock-elb`'s metrics: the requests it answered, by status, and the entries it logged.
 struct MockElbCollector {
@@ -62,7 +79,7 @@ impl Collector for MockElbCollector {
     }
 }
 
-pub fn run(args: &MockElbArgs) -> exit::Outcome {
+pub fn run(args: &Config) -> exit::Outcome {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +89,7 @@ pub fn run(args: &MockElbArgs) -> exit::Outcome {
     Ok(Status::Success)
 }
 
-async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
+async fn serve(args: &Config) -> anyhow::Result<()> {
     let status = StatusCode::from_u16(args.status).context("invalid --status")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),

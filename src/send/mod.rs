@@ -12,6 +12,7 @@
 //! drain deadline or a second signal), and joining the workers means "everything is settled".
 
 mod client;
+mod config;
 mod dead_letter;
 mod endpoint;
 mod input;
@@ -37,7 +38,6 @@ use anyhow::Context;
 use tokio::io::BufReader;
 use tokio::sync::watch;
 
-use crate::cli::SendArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::Lifecycle;
 use crate::{key_file, wire};
@@ -48,13 +48,14 @@ use input::{Line, LineReader};
 use omprog::{Mode, ProtocolConfig, Replies};
 use outgoing::Labeler;
 use pipeline::{Aborter, Pipeline, PipelineConfig};
-use retry::{Backoff, Retrier, RetryPolicy};
+use retry::{Retrier, RetryPolicy};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
 use signals::StopSignals;
 use spooling::Spooler;
 use stats::Stats;
 
+pub use config::Config;
 pub use endpoint::{StatusSet, StatusSetError};
 pub use tls::Trust;
 
@@ -75,67 +76,50 @@ struct Prepared {
     spooler: Option<Arc<Spooler>>,
 }
 
-fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
-    let endpoint: Endpoint = args.url.parse()?;
-    let max_line_bytes = max_line_bytes(args)?;
-    if args.retry_initial.is_zero() || args.retry_max < args.retry_initial {
-        anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
+/// Checks the configuration (pure checks first), then opens what `send` uses: the key, the
+/// spool, the client, the metrics listener and the dead-letter file.
+fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    let endpoint: Endpoint = config.url.parse()?;
+    let max_line_bytes = config.max_line_bytes()?;
+    let retry = config.retry_policy()?;
+    let protocol = config.protocol()?;
+    // A dry run writes no file.
+    let spool_dir = config.spool.as_ref().filter(|_| !config.dry_run);
+    if spool_dir.is_some() {
+        config.check_spool()?;
     }
-    let max_url_bytes = usize::try_from(args.max_url_bytes).unwrap_or(usize::MAX);
-    let signer = match &args.sign_key {
+    let max_url_bytes = usize::try_from(config.max_url_bytes).unwrap_or(usize::MAX);
+    let signer = match &config.sign_key {
         Some(path) => Some(key_file::load(path)?),
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
     let stats = Arc::new(Stats::default());
-    // A dry run writes no file.
-    let spooler = match args.spool.as_ref().filter(|_| !args.dry_run) {
-        Some(dir) => Some(Arc::new(open_spool(dir, args, stats.clone())?)),
+    let spooler = match spool_dir {
+        Some(dir) => Some(Arc::new(open_spool(dir, config, stats.clone())?)),
         None => None,
     };
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
-    let labeler = Labeler::new(format, args.ids, args.sequence, max_line_bytes, sender)?;
-    if args.insecure {
+    let labeler = Labeler::new(format, config.ids, config.sequence, max_line_bytes, sender)?;
+    if config.insecure {
         tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
     }
     let options = ClientOptions {
-        concurrency: args.concurrency as usize,
-        proxy: args.proxy.as_deref(),
-        trust: args.trust,
-        connect_timeout: args.connect_timeout,
-        request_timeout: args.request_timeout,
-        ca_cert: args.ca_cert.as_deref(),
-        insecure: args.insecure,
+        concurrency: config.concurrency as usize,
+        proxy: config.proxy.as_deref(),
+        trust: config.trust,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+        ca_cert: config.ca_cert.as_deref(),
+        insecure: config.insecure,
     };
-    let client = Client::new(endpoint, args.accept.clone(), &options, stats.clone())?;
-    let mode = match (args.confirm, args.transactions) {
-        (_, true) => Mode::Transactions,
-        (true, false) => Mode::Confirm,
-        (false, false) => Mode::Plain,
-    };
-    if args.begin_mark.is_empty()
-        || args.commit_mark.is_empty()
-        || args.begin_mark == args.commit_mark
-    {
-        anyhow::bail!("--begin-mark and --commit-mark must be different and not empty");
-    }
-    if args.keepalive_interval.is_zero() {
-        anyhow::bail!("--keepalive-interval must be above zero");
-    }
-    let protocol = ProtocolConfig {
-        mode,
-        begin_mark: args.begin_mark.clone().into_bytes(),
-        commit_mark: args.commit_mark.clone().into_bytes(),
-        keepalive: args.keepalive_interval,
-        message_timeout: args.message_timeout,
-        commit_timeout: args.commit_timeout,
-    };
-    let metrics_listener = match args.metrics_listen.filter(|_| !args.dry_run) {
+    let client = Client::new(endpoint, config.accept.clone(), &options, stats.clone())?;
+    let metrics_listener = match config.metrics_listen.filter(|_| !config.dry_run) {
         Some(address) => Some(crate::metrics::bind(address)?),
         None => None,
     };
     // A dry run writes no file.
-    let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
+    let dead_letter = match config.dead_letter.as_ref().filter(|_| !config.dry_run) {
         Some(path) => Some(Arc::new(DeadLetter::open(path).with_context(|| {
             format!("cannot open dead-letter file {}", path.display())
         })?)),
@@ -145,89 +129,39 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         stats,
         client,
         dead_letter,
-        pipeline: PipelineConfig {
-            concurrency: args.concurrency as usize,
-            queue_messages: args.queue_messages as usize,
-            queue_bytes: args.queue_bytes.unwrap_or(if args.spool.is_some() {
-                4 << 20
-            } else {
-                64 << 20
-            }),
-        },
-        retry: RetryPolicy {
-            backoff: Backoff {
-                initial: args.retry_initial,
-                max: args.retry_max,
-            },
-            max_attempts: args.max_attempts,
-        },
+        pipeline: config.pipeline(),
+        retry,
         labeler: Arc::new(labeler),
         max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
-        drain_timeout: args.drain_timeout,
-        stats_interval: args.stats_interval,
+        drain_timeout: config.drain_timeout,
+        stats_interval: config.stats_interval,
         metrics_listener,
         protocol,
-        probe: args.probe,
+        probe: config.probe,
         spooler,
     })
-}
-
-/// `--max-line-bytes`, or its default: 16M, or less with `--spool` when a spool record cannot
-/// hold that. A line the spool cannot take is refused here, at start, rather than acknowledged
-/// and then dropped as damaged (above 1 GiB) or held until the spool is empty (above
-/// `--spool-max-bytes`) (issue 21 item 12).
-fn max_line_bytes(args: &SendArgs) -> anyhow::Result<u64> {
-    const DEFAULT: u64 = 16 << 20;
-    if args.spool.is_none() {
-        return Ok(args.max_line_bytes.unwrap_or(DEFAULT));
-    }
-    check_spool_max_bytes(args)?;
-    let largest = crate::spool::largest_payload(args.spool_max_bytes)
-        .saturating_sub(outgoing::Outgoing::RECORD_EXTRA_BYTES);
-    match args.max_line_bytes {
-        None => Ok(DEFAULT.min(largest)),
-        Some(bytes) if bytes <= largest => Ok(bytes),
-        Some(bytes) => anyhow::bail!(
-            "--max-line-bytes {bytes} is more than the spool holds in one record: at most {largest} with --spool-max-bytes {}",
-            args.spool_max_bytes
-        ),
-    }
-}
-
-fn check_spool_max_bytes(args: &SendArgs) -> anyhow::Result<()> {
-    if args.spool_max_bytes < crate::spool::MIN_MAX_BYTES {
-        anyhow::bail!(
-            "--spool-max-bytes must be at least {}",
-            crate::spool::MIN_MAX_BYTES
-        );
-    }
-    Ok(())
 }
 
 /// Claims a spool under `dir`, recovering and adopting what earlier processes left there.
 fn open_spool(
     dir: &std::path::Path,
-    args: &SendArgs,
+    config: &Config,
     stats: Arc<Stats>,
 ) -> anyhow::Result<Spooler> {
-    check_spool_max_bytes(args)?;
-    if args.spool_sync_interval.is_zero() {
-        anyhow::bail!("--spool-sync-interval must be above zero");
-    }
-    let limits = crate::spool::Limits::new(args.spool_max_bytes, args.spool_sync);
+    let limits = crate::spool::Limits::new(config.spool_max_bytes, config.spool_sync);
     let spools = crate::spool::Spools::open(dir, limits)?;
     Ok(Spooler::new(
         spools,
         limits,
-        args.spool_sync_interval,
+        config.spool_sync_interval,
         stats,
     ))
 }
 
 /// Runs `send` to completion and returns the exit status.
-pub fn run(args: &SendArgs) -> exit::Outcome {
-    let prepared = prepare(args).map_err(Fatal::usage)?;
-    if args.dry_run {
+pub fn run(config: &Config) -> exit::Outcome {
+    let prepared = prepare(config).map_err(Fatal::usage)?;
+    if config.dry_run {
         return dry_run(&prepared);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
