@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::endpoint::StatusSet;
-use super::omprog::{Mode, ProtocolConfig};
 use super::outgoing::{IdMode, Outgoing};
 use super::pipeline::PipelineConfig;
 use super::retry::{Backoff, RetryPolicy};
+use super::session::omprog::{Mode, ProtocolConfig};
 use super::tls::Trust;
 use crate::spool::SyncPolicy;
 

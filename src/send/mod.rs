@@ -16,8 +16,8 @@ mod config;
 mod dead_letter;
 mod endpoint;
 mod input;
+mod job;
 mod metrics;
-mod omprog;
 pub mod outgoing;
 mod pipeline;
 mod proxy;
@@ -45,10 +45,10 @@ use client::{Client, ClientOptions};
 use dead_letter::DeadLetter;
 use endpoint::Endpoint;
 use input::{Line, LineReader};
-use omprog::{Mode, ProtocolConfig, Replies};
 use outgoing::Labeler;
 use pipeline::{Aborter, Pipeline, PipelineConfig};
 use retry::{Retrier, RetryPolicy};
+use session::omprog::{self, Mode, ProtocolConfig, Replies};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
 use signals::StopSignals;
@@ -63,6 +63,8 @@ pub use tls::Trust;
 struct Prepared {
     stats: Arc<Stats>,
     client: Client,
+    /// `--accept`, for the retrier's classification.
+    accept: StatusSet,
     dead_letter: Option<Arc<DeadLetter>>,
     pipeline: PipelineConfig,
     retry: RetryPolicy,
@@ -113,7 +115,7 @@ fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         ca_cert: config.ca_cert.as_deref(),
         insecure: config.insecure,
     };
-    let client = Client::new(endpoint, config.accept.clone(), &options, stats.clone())?;
+    let client = Client::new(endpoint, &options, stats.clone())?;
     let metrics_listener = match config.metrics_listen.filter(|_| !config.dry_run) {
         Some(address) => Some(crate::metrics::bind(address)?),
         None => None,
@@ -128,6 +130,7 @@ fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         stats,
         client,
+        accept: config.accept.clone(),
         dead_letter,
         pipeline: config.pipeline(),
         retry,
@@ -233,6 +236,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
         prepared.client,
+        prepared.accept,
         prepared.pipeline.concurrency,
         prepared.retry,
         stats.clone(),

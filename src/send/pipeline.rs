@@ -13,60 +13,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
+use super::job::{Ack, Job, Ticket};
 use super::outgoing::{Labeler, Outgoing};
 use super::retry::{self, Failure, LastFailure, Retrier};
 use super::settle::Settler;
-use super::spooling::Ticket;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PipelineConfig {
     pub concurrency: usize,
     pub queue_messages: usize,
     pub queue_bytes: u64,
-}
-
-/// One message on its way, holding its share of the byte budget until it is settled.
-#[derive(Debug)]
-pub(super) struct Job {
-    pub line_number: u64,
-    pub outgoing: Outgoing,
-    ack: Option<Ack>,
-    /// Set when the message came from the spool.
-    pub ticket: Option<Ticket>,
-    _bytes: OwnedSemaphorePermit,
-}
-
-/// How a confirming caller (rsyslog's protocol) learns the fate of one message. A message
-/// with an ack is never dead-lettered or counted lost for a retriable failure: it is handed
-/// back, because rsyslog keeps it and sends it again. Dropping the receiver cancels it.
-#[derive(Debug)]
-pub(super) struct Ack {
-    pub reply: oneshot::Sender<Result<(), Returned>>,
-    /// Stop retrying at this instant and hand the message back. (Every job, spooled ones
-    /// included, is also given up after `--max-attempts` failures of its own, in `retry`.)
-    pub give_up_at: Option<Instant>,
-}
-
-/// A message that was not delivered, handed back to its confirming caller.
-#[derive(Debug)]
-pub(super) struct Returned {
-    pub line_number: u64,
-    /// The line as it was read.
-    pub message: Vec<u8>,
-    pub reason: String,
-}
-
-impl Ack {
-    pub(super) fn new(
-        give_up_at: Option<Instant>,
-    ) -> (Self, oneshot::Receiver<Result<(), Returned>>) {
-        let (reply, receiver) = oneshot::channel();
-        (Ack { reply, give_up_at }, receiver)
-    }
 }
 
 /// Sets the "abort" flag: workers stop retrying and settle what they hold as undelivered.
@@ -207,13 +166,7 @@ impl Submitter {
         let Ok(permit) = self.byte_budget.clone().acquire_many_owned(cost).await else {
             return Err(outgoing);
         };
-        let job = Job {
-            line_number,
-            outgoing,
-            ack,
-            ticket,
-            _bytes: permit,
-        };
+        let job = Job::new(line_number, outgoing, ack, ticket, permit);
         self.sender
             .send(job)
             .await

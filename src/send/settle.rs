@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::dead_letter::DeadLetter;
+use super::job::{Ack, Job, Returned, Ticket};
 use super::outgoing::Labeler;
-use super::pipeline::{Ack, Job, Returned};
 use super::retry::{self, AfterFailure, Failure};
-use super::spooling::Ticket;
 use super::stats::{Loss, Stats};
 
 /// Accounts for messages that were not delivered: into the dead-letter file when there is one,

@@ -11,8 +11,8 @@
 //! are logged once each.
 //!
 //! The rules are here; the [`retrier`] applies them to every request, through a
-//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying); the
-//! circuit's state machine has a file of its own.
+//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying and
+//! returns raw answers, classified here); the circuit's state machine has a file of its own.
 
 mod circuit;
 mod retrier;
@@ -24,8 +24,9 @@ use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::client::Answer;
 use super::endpoint::StatusSet;
-use super::pipeline::Ack;
+use super::job::Ack;
 pub(super) use retrier::{Retrier, RetryPolicy};
 
 /// The longest interval between two probes of an open circuit: delivery resumes within about
@@ -47,6 +48,24 @@ pub(super) enum Attempt {
     },
     /// Trying again would get the same answer: other statuses (4xx, redirects).
     Permanent { reason: String },
+}
+
+/// Sorts what a request came to: a status as [`classify`] does; no answer is worth trying
+/// again, and says the endpoint is failing, unless trying again cannot mend it (a proxy that
+/// refused our credentials).
+pub(super) fn classify_answer(answer: Answer, accept: &StatusSet) -> Attempt {
+    match answer {
+        Answer::Status {
+            status,
+            retry_after,
+        } => classify(status, accept, retry_after),
+        Answer::Failed(reason) => Attempt::Retry {
+            reason,
+            after: None,
+            outage: true,
+        },
+        Answer::Refused(reason) => Attempt::Permanent { reason },
+    }
 }
 
 /// Sorts a response status the way Vector's HTTP sinks do: accepted, retriable or permanent.
