@@ -228,14 +228,16 @@ impl<W: Write> Reading<'_, W> {
                 break;
             }
             match input {
-                Input::Stdin => self.decoder.decode_path(
+                Input::Stdin => walk::decode_path(
+                    self.decoder,
                     Path::new("-"),
                     &mut Pass {
                         listing,
                         seen: None,
                     },
                 )?,
-                Input::Local(path) => self.decoder.decode_path(
+                Input::Local(path) => walk::decode_path(
+                    self.decoder,
                     path,
                     &mut Pass {
                         listing,
@@ -297,7 +299,7 @@ impl<W: Write> Reading<'_, W> {
 mod tests {
     use std::io::Write as _;
 
-    use super::walk::MAX_LINE_BYTES;
+    use super::decoder::MAX_LINE_BYTES;
     use super::*;
 
     fn args() -> Config {
@@ -436,7 +438,7 @@ mod tests {
             listing: Range::default(),
             seen: None,
         };
-        decoder.decode_path(dir.path(), &mut pass).expect("decodes");
+        walk::decode_path(&mut decoder, dir.path(), &mut pass).expect("decodes");
         assert_eq!(
             decoder.counts.files, 2,
             "a.log and the file link, not the loop"
