@@ -283,3 +283,6 @@ where
         Ok(probing.await)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -252,3 +252,55 @@ pub(in crate::send) async fn settle_uncommitted(uncommitted: Vec<Pending>, settl
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reply_is_preceded_by_a_dot_per_keepalive_interval() {
+        let mut out = Vec::new();
+        let mut replies = Replies::new(&mut out, Duration::from_secs(2));
+        let slow = tokio::time::sleep(Duration::from_secs(7));
+        replies.keep_alive(slow).await.expect("written");
+        replies.reply("OK").await.expect("written");
+        assert_eq!(out, b"...OK\n");
+    }
+
+    #[tokio::test]
+    async fn an_error_reply_is_one_bounded_line() {
+        let mut out = Vec::new();
+        let mut replies = Replies::new(&mut out, Duration::from_secs(2));
+        let reason = format!("HTTP 500\nat\r{}", "é".repeat(MAX_ERROR_REPLY));
+        replies.error(&reason).await.expect("written");
+        let text = String::from_utf8(out).expect("whole characters");
+        assert!(text.starts_with("error: HTTP 500 at "), "{text:.40}");
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.len() <= MAX_ERROR_REPLY + 1, "{}", text.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_succeeds_at_once_or_fails_at_its_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (delivered, delivered_outcome) = oneshot::channel();
+        let _ = delivered.send(Ok(()));
+        assert_eq!(commit(vec![delivered_outcome], deadline).await, Ok(()));
+        assert_eq!(Instant::now() + Duration::from_secs(30), deadline);
+
+        let (returned, returned_outcome) = oneshot::channel();
+        let _ = returned.send(Err(Returned {
+            line_number: 1,
+            message: b"m".to_vec(),
+            reason: "HTTP 500".into(),
+        }));
+        let (_never, never_outcome) = oneshot::channel();
+        let failed = commit(vec![returned_outcome, never_outcome], deadline).await;
+        assert_eq!(
+            failed,
+            Err("2 of 2 messages not delivered: HTTP 500".into())
+        );
+        // Held until the deadline: rsyslog replays a failed batch at once.
+        assert_eq!(Instant::now(), deadline);
+    }
+}

@@ -322,3 +322,29 @@ fn probe_intervals_are_capped_and_jittered_over_the_upper_half() {
     };
     assert!(short.probe_interval(10, None) <= Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_startup_probe_waits_for_an_accepted_answer_and_stops_at_a_permanent_one() {
+    // `--probe`: failures are retried at the probe interval until the endpoint accepts.
+    let back_at = Instant::now() + Duration::from_secs(20);
+    let returning = retrier(
+        10,
+        Box::new(move |_, now| {
+            if now < back_at {
+                failing("connection refused")
+            } else {
+                accepted()
+            }
+        }),
+    );
+    assert_eq!(returning.probe().await, Ok(()));
+    let sent = returning.transport.sent();
+    assert!(sent.iter().all(|(_, target)| target == PROBE), "{sent:?}");
+    let last = sent.last().map(|(at, _)| *at).expect("probes were sent");
+    assert!(last - back_at <= PROBE_INTERVAL_MAX + LATENCY, "{last:?}");
+    // A 404 means the URL is wrong: said at once, not retried.
+    let wrong = retrier(10, Box::new(|_, _| status(404)));
+    let refused = wrong.probe().await.expect_err("a 404 is permanent");
+    assert!(refused.contains("HTTP 404"), "{refused}");
+    assert_eq!(wrong.transport.sent().len(), 1);
+}
