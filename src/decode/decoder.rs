@@ -50,6 +50,11 @@ enum Selection {
     PathPrefix(Vec<u8>),
 }
 
+/// Turns access-log streams into messages on `W`: each line parsed as an entry, drifter's
+/// requests selected (by User-Agent or `--path`), their queries verified and taken apart,
+/// fragments joined, copies dropped by id, and sequence gaps counted. The sources (local
+/// files in `walk`, S3 objects in `s3`) feed it streams; it reads nothing by itself.
+/// [`finish`](Self::finish) writes what `--sort` held and reports what never completed.
 pub struct Decoder<W: Write> {
     selection: Selection,
     range: Range,

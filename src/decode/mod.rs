@@ -90,13 +90,13 @@ pub fn run(args: &Config) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
-    let stopped =
-        match (&s3, args.follow) {
-            (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
-                Fatal::usage(anyhow::Error::new(e).context("cannot handle signals"))
-            })?),
-            _ => None,
-        };
+    let stopped = match (&s3, args.follow) {
+        (Some(s3), true) => Some(
+            follow::stop_on_signals(s3.runtime())
+                .map_err(|e| Fatal::io(anyhow::Error::new(e).context("cannot handle signals")))?,
+        ),
+        _ => None,
+    };
 
     let stdout = io::stdout().lock();
     let mut decoder = Decoder::new(
@@ -119,7 +119,7 @@ pub fn run(args: &Config) -> exit::Outcome {
         Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
         Err(e) => {
             let error = anyhow::Error::new(e).context("cannot write the output");
-            return Err(Fatal::usage(error));
+            return Err(Fatal::io(error));
         }
     }
     Ok(summarize(&decoder.counts, &range))
@@ -162,7 +162,7 @@ fn summarize(counts: &Counts, range: &Range) -> Status {
         counts.missing
     );
     if counts.unreadable > 0 {
-        Status::Usage
+        Status::Error
     } else if counts.incomplete > 0 || counts.missing > 0 {
         Status::Lost
     } else {

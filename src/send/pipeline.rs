@@ -38,6 +38,11 @@ impl Aborter {
     }
 }
 
+/// The bounded queue between the session (and the spool's feeder) and `--concurrency`
+/// workers, which deliver each [`Job`] through the shared [`Retrier`] and hand its result to
+/// the [`Settler`]. It owns the workers: [`finish`](Self::finish) closes the queue and joins
+/// them, so every job queued is settled before it returns; its aborter tells them to stop
+/// retrying (the drain deadline).
 pub(super) struct Pipeline {
     /// Workers running; fewer than `concurrency` before the queue closes means some died.
     workers_running: Arc<AtomicUsize>,

@@ -30,7 +30,10 @@ pub(super) struct Ending {
     pub uncommitted: Vec<Pending>,
 }
 
-/// One run of reading stdin, until end of input or a stop.
+/// One run of reading stdin, until end of input or a stop: each line is admitted (counted,
+/// labelled by the [`Labeler`]), then appended to the spool or queued on the [`Pipeline`];
+/// in the confirming modes it is answered through [`Replies`] ([`omprog`] holds those
+/// methods). Backpressure is here: a full queue or spool holds up the next read.
 pub(super) struct Session<'a, R, W> {
     pub reader: &'a mut LineReader<BufReader<R>>,
     pub replies: Replies<W>,
