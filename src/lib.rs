@@ -84,5 +84,6 @@ pub mod manual;
 mod metrics;
 pub mod mock_elb;
 pub mod send;
+mod shutdown;
 pub mod spool;
 pub mod wire;

@@ -90,7 +90,7 @@ pub fn run(args: &Config) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
-    let stopped = match (&s3, args.follow) {
+    let shutdown = match (&s3, args.follow) {
         (Some(s3), true) => Some(
             follow::stop_on_signals(s3.runtime())
                 .map_err(|e| Fatal::io(anyhow::Error::new(e).context("cannot handle signals")))?,
@@ -109,7 +109,7 @@ pub fn run(args: &Config) -> exit::Outcome {
         decoder: &mut decoder,
         s3: s3.as_mut(),
         follow: args.follow,
-        stopped,
+        stopped: shutdown.as_ref().map(|shutdown| shutdown.stopped()),
     };
     let result = reading
         .run(&inputs, range, args.poll_interval, clock)
@@ -122,7 +122,11 @@ pub fn run(args: &Config) -> exit::Outcome {
             return Err(Fatal::io(error));
         }
     }
-    Ok(summarize(&decoder.counts, &range))
+    let status = summarize(&decoder.counts, &range);
+    if let (Some(s3), Some(shutdown)) = (&s3, shutdown) {
+        s3.runtime().block_on(shutdown.join());
+    }
+    Ok(status)
 }
 
 /// The inputs named (stdin if none), checked before anything is read.

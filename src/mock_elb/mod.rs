@@ -20,13 +20,13 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::Balancer;
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::{Lifecycle, StatusCounts};
+use crate::shutdown::{Again, OnSignals, Shutdown};
 use log_files::LogFiles;
 
 pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
@@ -109,10 +109,15 @@ async fn serve(args: &Config) -> anyhow::Result<()> {
         Duration::from_secs(args.rotate_secs),
     )
     .with_context(|| format!("cannot create log directory {}", args.log_dir.display()))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install signal handlers")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    let shutdown = Arc::new(Shutdown::default());
+    shutdown
+        .watch_signals(OnSignals {
+            ignore_interrupt: false,
+            ignore_hangup: false,
+            first: |name| format!("{name}: stopping"),
+            again: Again::Ignore,
+        })
+        .context("cannot install signal handlers")?;
     let metrics_listener = args.metrics_listen.map(crate::metrics::bind).transpose()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -128,7 +133,7 @@ async fn serve(args: &Config) -> anyhow::Result<()> {
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(collector));
-        crate::metrics::serve(metrics_listener, registry, lifecycle.clone());
+        crate::metrics::serve(metrics_listener, registry, lifecycle.clone(), &shutdown);
     }
     let (requests, received) = mpsc::channel(4096);
     let writer = tokio::spawn(async move {
@@ -164,16 +169,14 @@ async fn serve(args: &Config) -> anyhow::Result<()> {
     }
     drop(stdout);
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-    }
+    let _ = shutdown.stopped().wait_for(|stopped| *stopped).await;
     lifecycle.draining();
     elb.shutdown().await;
     let logged = writer
         .await
         .context("the log writer failed")?
         .context("cannot write the access log")?;
+    shutdown.join().await;
     tracing::info!("{logged} requests logged");
     Ok(())
 }

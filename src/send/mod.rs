@@ -24,7 +24,6 @@ mod proxy;
 mod retry;
 mod session;
 mod settle;
-mod signals;
 mod spooling;
 mod stats;
 mod stdio;
@@ -36,22 +35,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::BufReader;
-use tokio::sync::watch;
 
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::Lifecycle;
+use crate::shutdown::{Again, OnSignals, Shutdown};
 use crate::{key_file, wire};
 use client::{Client, ClientOptions};
 use dead_letter::DeadLetter;
 use endpoint::Endpoint;
 use input::{Line, LineReader};
 use outgoing::Labeler;
-use pipeline::{Aborter, Pipeline, PipelineConfig};
+use pipeline::{Pipeline, PipelineConfig};
 use retry::{Retrier, RetryPolicy};
 use session::omprog::{self, Mode, ProtocolConfig, Replies};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
-use signals::StopSignals;
 use spooling::Spooler;
 use stats::Stats;
 
@@ -229,8 +227,62 @@ fn dry_run(prepared: &Prepared) -> exit::Outcome {
     }
 }
 
+/// The run, phase by phase: start delivery, wait for `--probe`, read until end of input or
+/// a stop, drain, join every task, report.
 async fn send(prepared: Prepared) -> exit::Outcome {
-    let signals = StopSignals::install().map_err(Fatal::usage)?;
+    let under_rsyslog = prepared.protocol.mode.under_rsyslog();
+    let shutdown = Arc::new(Shutdown::default());
+    shutdown
+        .watch_signals(signals(under_rsyslog))
+        .context("cannot install signal handlers")
+        .map_err(Fatal::usage)?;
+    let (delivery, reading) = start(prepared, &shutdown);
+    let stats = delivery.stats.clone();
+    let outcome = match read(&delivery, reading, &shutdown).await {
+        Ok(ending) => Ok(drain(delivery, ending, &shutdown).await),
+        Err(ended) => {
+            delivery.pipeline.finish().await;
+            Err(ended)
+        }
+    };
+    shutdown.join().await;
+    match outcome {
+        Ok(all_ok) => Ok(report(&stats, all_ok)),
+        Err(ended) => ended,
+    }
+}
+
+/// SIGTERM and SIGINT stop reading, a second one gives up on the drain.
+fn signals(under_rsyslog: bool) -> OnSignals {
+    OnSignals {
+        ignore_interrupt: under_rsyslog,
+        ignore_hangup: true,
+        first: |name| format!("{name}: reading stopped, delivering what was already read"),
+        again: Again::Abort(|name| format!("{name} again: giving up on undelivered messages")),
+    }
+}
+
+/// What delivers: the pipeline and what it settles with, running from the start.
+struct Delivery {
+    stats: Arc<Stats>,
+    settler: Arc<Settler>,
+    retrier: Arc<Retrier>,
+    pipeline: Pipeline,
+    labeler: Arc<Labeler>,
+    spooler: Option<Arc<Spooler>>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// What the reading needs.
+struct Reading {
+    max_line_bytes: usize,
+    protocol: ProtocolConfig,
+    probe: bool,
+}
+
+/// Starts the pipeline and every background task of the run: the metrics server, the
+/// readiness's drain flag, the drain deadline, the periodic report, the spool's maintenance.
+fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
     let stats = prepared.stats.clone();
     let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter.clone()));
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
@@ -246,6 +298,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         retrier.clone(),
         prepared.labeler.clone(),
         settler.clone(),
+        shutdown.aborted(),
     );
 
     let lifecycle = Arc::new(Lifecycle::default());
@@ -261,51 +314,71 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
             spooler: prepared.spooler.clone(),
         };
-        crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
+        let registry = metrics::registry(sources);
+        crate::metrics::serve(listener, registry, lifecycle.clone(), shutdown);
     }
-
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn({
-        let (mut stopped, lifecycle) = (stopped.clone(), lifecycle.clone());
+    shutdown.spawn({
+        let (mut stopped, lifecycle) = (shutdown.stopped(), lifecycle.clone());
         async move {
             if stopped.wait_for(|stopped| *stopped).await.is_ok() {
                 lifecycle.draining();
             }
         }
     });
-    let under_rsyslog = prepared.protocol.mode.under_rsyslog();
-    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter(), under_rsyslog));
-    tokio::spawn(abort_after_drain_deadline(
-        stopped.clone(),
+    shutdown.spawn(abort_after_drain_deadline(
+        shutdown.clone(),
         prepared.drain_timeout,
         retrier.clone(),
-        pipeline.aborter(),
         stats.clone(),
         prepared.spooler.clone(),
     ));
     if let Some(interval) = prepared.stats_interval {
-        tokio::spawn(report_periodically(stats.clone(), interval));
+        shutdown.spawn(report_periodically(stats.clone(), interval));
     }
-    let spooler = prepared.spooler.clone();
-    if let Some(spooler) = &spooler {
+    if let Some(spooler) = &prepared.spooler {
         let plain = prepared.protocol.mode == Mode::Plain;
-        spooler.watch_stop(stopped.clone(), pipeline.abort_signal(), plain);
+        spooler.watch_stop(shutdown.stopped(), shutdown.aborted(), plain);
         if let Some(dead_letter) = &prepared.dead_letter {
             spooler.sync_before_reclaim(dead_letter.clone());
         }
-        tokio::spawn(spooler.clone().maintain());
+        shutdown.spawn(spooler.clone().maintain());
     }
+    let delivery = Delivery {
+        stats,
+        settler,
+        retrier,
+        pipeline,
+        labeler: prepared.labeler,
+        spooler: prepared.spooler,
+        lifecycle,
+    };
+    let reading = Reading {
+        max_line_bytes: prepared.max_line_bytes,
+        protocol: prepared.protocol,
+        probe: prepared.probe,
+    };
+    (delivery, reading)
+}
 
+/// Waits for `--probe`, then reads until end of input or a stop; with `--spool`, the feeder
+/// delivers from the spool meanwhile. `Err` is the outcome of a run that ended before
+/// reading (the probe failed, or a stop came first).
+async fn read(
+    delivery: &Delivery,
+    reading: Reading,
+    shutdown: &Shutdown,
+) -> Result<session::Ending, exit::Outcome> {
+    let under_rsyslog = reading.protocol.mode.under_rsyslog();
     let stdin = BufReader::with_capacity(256 * 1024, stdio::Input::open(under_rsyslog));
-    let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+    let mut reader = LineReader::new(stdin, reading.max_line_bytes);
     let stdout = stdio::Output::open(under_rsyslog);
-    let mut replies = Replies::new(stdout, prepared.protocol.keepalive);
-    if prepared.probe {
+    let mut replies = Replies::new(stdout, reading.protocol.keepalive);
+    if reading.probe {
         let probed = session::probe_until_ready(
-            &retrier,
+            &delivery.retrier,
             &mut reader,
             &mut replies,
-            stopped.clone(),
+            shutdown.stopped(),
             under_rsyslog,
         )
         .await;
@@ -316,8 +389,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             Err(e) => Some(Some(format!("cannot write to stdout: {e}"))),
         };
         if let Some(failure) = failure {
-            pipeline.finish().await;
-            return match failure {
+            return Err(match failure {
                 None => {
                     tracing::info!("stopped before the probe succeeded; nothing was read");
                     Ok(Status::Success)
@@ -328,73 +400,88 @@ async fn send(prepared: Prepared) -> exit::Outcome {
                     }
                     Err(Fatal::usage(anyhow::anyhow!(reason)))
                 }
-            };
+            });
         }
-        tracing::info!(endpoint = %retrier.client().endpoint(), "probe accepted");
+        tracing::info!(endpoint = %delivery.retrier.client().endpoint(), "probe accepted");
     }
-    lifecycle.started();
+    delivery.lifecycle.started();
+    let spooler = delivery.spooler.as_deref();
     let session = Session {
         reader: &mut reader,
         replies,
-        pipeline: &pipeline,
-        settler: &settler,
-        labeler: &prepared.labeler,
-        max_line_bytes: prepared.max_line_bytes,
-        config: &prepared.protocol,
-        spool: spooler.as_deref(),
+        pipeline: &delivery.pipeline,
+        settler: &delivery.settler,
+        labeler: &delivery.labeler,
+        max_line_bytes: reading.max_line_bytes,
+        config: &reading.protocol,
+        spool: spooler,
     };
-    if let Some(spooler) = &spooler {
+    if let Some(spooler) = &delivery.spooler {
         // Its own task: delivery from the spool runs beside the read loop, and the queue
         // closes once the feeder has taken everything after the end of input (or the drain
         // was given up).
-        tokio::spawn(spooler.clone().feed(
-            pipeline.submitter(),
-            prepared.labeler.clone(),
-            stopped.clone(),
-            pipeline.abort_signal(),
+        shutdown.spawn(spooler.clone().feed(
+            delivery.pipeline.submitter(),
+            delivery.labeler.clone(),
+            shutdown.stopped(),
+            shutdown.aborted(),
         ));
     }
-    let mut ending = session.run(stopped).await;
-    if let Some(spooler) = &spooler
+    let mut ending = session.run(shutdown.stopped()).await;
+    if let Some(spooler) = spooler
         && let Err(e) = spooler.flush().await
     {
         tracing::error!("{e}");
         ending.input_ok = false;
     }
-    stop.send_replace(true);
-    omprog::settle_uncommitted(ending.uncommitted, &settler).await;
-    let input_ok = ending.input_ok;
-    pipeline.finish().await;
-    let synced = settler.sync();
-    let spool_ok = match spooler {
+    Ok(ending)
+}
+
+/// Reading stopped: settles a transaction left open, delivers what is queued (within the
+/// drain deadline), makes the dead-letter file durable and finishes the spool. Whether all of
+/// it went well.
+async fn drain(delivery: Delivery, ending: session::Ending, shutdown: &Shutdown) -> bool {
+    shutdown.stop();
+    omprog::settle_uncommitted(ending.uncommitted, &delivery.settler).await;
+    delivery.pipeline.finish().await;
+    let synced = delivery.settler.sync();
+    let spool_ok = match delivery.spooler {
         Some(spooler) => spooler.finish().await,
         None => true,
     };
+    ending.input_ok && synced && spool_ok
+}
 
+/// The summary, and the exit status it means.
+fn report(stats: &Stats, all_ok: bool) -> Status {
     let summary = stats.snapshot();
     if summary.lost > 0 {
         tracing::error!("{} messages were lost; {summary}", summary.lost);
     } else {
         tracing::info!("done: {summary}");
     }
-    if summary.lost > 0 || !input_ok || !synced || !spool_ok {
-        Ok(Status::Lost)
+    if summary.lost > 0 || !all_ok {
+        Status::Lost
     } else {
-        Ok(Status::Success)
+        Status::Success
     }
 }
 
 /// Once reading stops, the drain has `drain_timeout`: the retrier gives every message its
 /// last attempt before then, and at the deadline the workers give up on what is left.
 async fn abort_after_drain_deadline(
-    mut stopped: watch::Receiver<bool>,
+    shutdown: Arc<Shutdown>,
     drain_timeout: Duration,
     retrier: Arc<Retrier>,
-    aborter: Aborter,
     stats: Arc<Stats>,
     spooler: Option<Arc<Spooler>>,
 ) {
-    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+    if shutdown
+        .stopped()
+        .wait_for(|stopped| *stopped)
+        .await
+        .is_err()
+    {
         return;
     }
     let deadline = tokio::time::Instant::now() + drain_timeout;
@@ -412,7 +499,7 @@ async fn abort_after_drain_deadline(
             );
         }
     }
-    aborter.abort();
+    shutdown.abort();
 }
 
 async fn report_periodically(stats: Arc<Stats>, interval: Duration) {

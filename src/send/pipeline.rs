@@ -28,28 +28,17 @@ pub(super) struct PipelineConfig {
     pub queue_bytes: u64,
 }
 
-/// Sets the "abort" flag: workers stop retrying and settle what they hold as undelivered.
-#[derive(Debug, Clone)]
-pub(super) struct Aborter(Arc<watch::Sender<bool>>);
-
-impl Aborter {
-    pub(super) fn abort(&self) {
-        self.0.send_replace(true);
-    }
-}
-
 /// The bounded queue between the session (and the spool's feeder) and `--concurrency`
 /// workers, which deliver each [`Job`] through the shared [`Retrier`] and hand its result to
 /// the [`Settler`]. It owns the workers: [`finish`](Self::finish) closes the queue and joins
-/// them, so every job queued is settled before it returns; its aborter tells them to stop
-/// retrying (the drain deadline).
+/// them, so every job queued is settled before it returns. The run's abort (the drain
+/// deadline, a second signal) tells them to stop retrying.
 pub(super) struct Pipeline {
     /// Workers running; fewer than `concurrency` before the queue closes means some died.
     workers_running: Arc<AtomicUsize>,
     concurrency: usize,
     submitter: Submitter,
     workers: JoinSet<()>,
-    abort: Aborter,
 }
 
 /// The queue's entrance. The queue closes once every submitter is dropped.
@@ -61,16 +50,17 @@ pub(super) struct Submitter {
 }
 
 impl Pipeline {
-    /// Starts `concurrency` workers sharing one receiver and one retrier (and its client).
+    /// Starts `concurrency` workers sharing one receiver and one retrier (and its client);
+    /// they settle what they hold as undelivered once `abort` is true.
     pub(super) fn start(
         config: PipelineConfig,
         retrier: Arc<Retrier>,
         labeler: Arc<Labeler>,
         settler: Arc<Settler>,
+        abort: watch::Receiver<bool>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(config.queue_messages.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
-        let (abort_sender, abort_receiver) = watch::channel(false);
         let concurrency = config.concurrency.max(1);
         let mut workers = JoinSet::new();
         let workers_running = Arc::new(AtomicUsize::new(0));
@@ -83,7 +73,7 @@ impl Pipeline {
                     concurrency,
                 },
                 settler: settler.clone(),
-                abort: abort_receiver.clone(),
+                abort: abort.clone(),
             };
             let running = Running::count(&workers_running);
             workers.spawn(async move {
@@ -102,7 +92,6 @@ impl Pipeline {
                 byte_budget_size,
             },
             workers,
-            abort: Aborter(Arc::new(abort_sender)),
         }
     }
 
@@ -118,15 +107,6 @@ impl Pipeline {
             submitter.byte_budget.clone(),
             u64::from(submitter.byte_budget_size),
         )
-    }
-
-    pub(super) fn aborter(&self) -> Aborter {
-        self.abort.clone()
-    }
-
-    /// Becomes true when the workers are told to stop retrying.
-    pub(super) fn abort_signal(&self) -> watch::Receiver<bool> {
-        self.abort.0.subscribe()
     }
 
     /// Queues a message, waiting while the queue is full. Gives the message back if the
@@ -185,7 +165,6 @@ impl Pipeline {
         let Pipeline {
             submitter,
             mut workers,
-            abort,
             ..
         } = self;
         drop(submitter);
@@ -194,7 +173,6 @@ impl Pipeline {
                 tracing::error!("a delivery worker failed: {e}");
             }
         }
-        drop(abort);
     }
 }
 

@@ -239,7 +239,7 @@ pub(super) async fn within_limits(
 
 async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
     if abort.wait_for(|aborted| *aborted).await.is_err() {
-        // The pipeline outlives its workers, so this is only reached at teardown.
+        // The run's shutdown outlives the workers, so this is only reached at teardown.
         std::future::pending::<()>().await;
     }
 }

@@ -65,7 +65,8 @@ async fn session(mode: Mode, input: &[u8], max_line_bytes: usize) -> Ran {
         queue_messages: 16,
         queue_bytes: 1 << 20,
     };
-    let pipeline = Pipeline::start(queue, retrier, labeler.clone(), settler.clone());
+    let (_abort, aborted) = watch::channel(false);
+    let pipeline = Pipeline::start(queue, retrier, labeler.clone(), settler.clone(), aborted);
     let config = ProtocolConfig {
         mode,
         begin_mark: b"BEGIN".to_vec(),
