@@ -2,6 +2,9 @@
 //! configuration (`send::Config`, `decode::Config`, `mock_elb::Config`). Parsing only: no
 //! behaviour lives here. This is the edge: only `main.rs` imports it, and it imports only value
 //! types from below.
+//!
+//! Over 400 lines because every flag's help text is here, which is what `--help`, the manual
+//! pages and the completions are generated from.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::decode::{TimeSpec, Timestamp, parse_time_spec};
 use crate::send::StatusSet;
+
+// The typed configuration of each command, built from these structs.
+mod config;
 
 /// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
 ///
@@ -405,92 +411,6 @@ pub struct SendArgs {
     /// input line number, the target's length and the target, separated by tabs.
     #[arg(long, conflicts_with_all = ["confirm", "transactions", "probe"])]
     pub dry_run: bool,
-}
-
-// The typed configuration of each command, built here at the edge: the commands know nothing
-// of clap or of these structs.
-
-impl From<&SendArgs> for crate::send::Config {
-    fn from(args: &SendArgs) -> Self {
-        crate::send::Config {
-            url: args.url.clone(),
-            concurrency: args.concurrency,
-            accept: args.accept.clone(),
-            max_line_bytes: args.max_line_bytes,
-            max_url_bytes: args.max_url_bytes,
-            queue_messages: args.queue_messages,
-            queue_bytes: args.queue_bytes,
-            spool: args.spool.clone(),
-            spool_sync: args.spool_sync,
-            spool_sync_interval: args.spool_sync_interval,
-            spool_max_bytes: args.spool_max_bytes,
-            connect_timeout: args.connect_timeout,
-            request_timeout: args.request_timeout,
-            retry_initial: args.retry_initial,
-            retry_max: args.retry_max,
-            max_attempts: args.max_attempts,
-            drain_timeout: args.drain_timeout,
-            dead_letter: args.dead_letter.clone(),
-            proxy: args.proxy.clone(),
-            trust: args.trust,
-            ca_cert: args.ca_cert.clone(),
-            insecure: args.insecure,
-            confirm: args.confirm,
-            transactions: args.transactions,
-            begin_mark: args.begin_mark.clone(),
-            commit_mark: args.commit_mark.clone(),
-            keepalive_interval: args.keepalive_interval,
-            message_timeout: args.message_timeout,
-            commit_timeout: args.commit_timeout,
-            probe: args.probe,
-            metrics_listen: args.metrics_listen,
-            stats_interval: args.stats_interval,
-            ids: args.ids,
-            sequence: args.sequence,
-            sign_key: args.sign_key.clone(),
-            dry_run: args.dry_run,
-        }
-    }
-}
-
-impl From<&DecodeArgs> for crate::decode::Config {
-    fn from(args: &DecodeArgs) -> Self {
-        crate::decode::Config {
-            paths: args.paths.clone(),
-            path: args.path.clone(),
-            json: args.json,
-            sort: args.sort,
-            verify_key: args.verify_key.clone(),
-            dedup_window: args.dedup_window,
-            max_pending_bytes: args.max_pending_bytes,
-            since: args.since,
-            until: args.until,
-            now: args.now,
-            follow: args.follow,
-            poll_interval: args.poll_interval,
-            jobs: args.jobs,
-            s3_endpoint: args.s3_endpoint.clone(),
-        }
-    }
-}
-
-impl From<&MockElbArgs> for crate::mock_elb::Config {
-    fn from(args: &MockElbArgs) -> Self {
-        crate::mock_elb::Config {
-            listen: args.listen,
-            log_dir: args.log_dir.clone(),
-            format: args.format,
-            status: args.status,
-            rotate_secs: args.rotate_secs,
-            max_request_line: args.max_request_line,
-            tls_cert: args.tls_cert.clone(),
-            tls_key: args.tls_key.clone(),
-            name: args.name.clone(),
-            account: args.account.clone(),
-            region: args.region.clone(),
-            metrics_listen: args.metrics_listen,
-        }
-    }
 }
 
 fn parse_status_set(text: &str) -> Result<StatusSet, String> {

@@ -1,5 +1,6 @@
-//! The `send` command: checks the configuration, then reads stdin into the pipeline until end
-//! of input or a stop signal, drains within the deadline and reports.
+//! The `send` command: checks the configuration (`config`), opens what it names, then runs in
+//! phases: start delivery, read stdin into the pipeline until end of input or a stop signal,
+//! drain within the deadline, join every task, report.
 //!
 //! Data path, left to right: `input` reads bounded lines from stdin; the `session` counts and
 //! labels each one (`outgoing`: id, sequence number, fragments) and queues it, answering
@@ -7,13 +8,18 @@
 //! requests through `retry`, which decides every retry and uses the `client` (HTTP, with
 //! `tls`); `settle` accounts for every message (`stats`, `dead_letter`).
 //!
-//! Shutdown follows mini-redis: a `stop` watch means "read no more" (set by SIGTERM/SIGINT or
-//! end of input, see `signals`), the pipeline's abort flag means "stop retrying" (set by the
-//! drain deadline or a second signal), and joining the workers means "everything is settled".
+//! Shutdown follows mini-redis, with the crate's one `Shutdown`: its stop means "read no more"
+//! (SIGTERM/SIGINT or end of input), its abort "stop retrying" (the drain deadline or a second
+//! signal); joining the workers means "everything is settled", and joining the run's tasks
+//! leaves none running.
+//!
+//! Over 400 lines because preparing (checks, then opening) and the phases of a run are read
+//! together, top to bottom.
 
 mod client;
 mod config;
 mod dead_letter;
+mod dry_run;
 mod endpoint;
 mod input;
 mod job;
@@ -29,7 +35,6 @@ mod stats;
 mod stdio;
 mod tls;
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +48,7 @@ use crate::{key_file, wire};
 use client::{Client, ClientOptions};
 use dead_letter::DeadLetter;
 use endpoint::Endpoint;
-use input::{Line, LineReader};
+use input::LineReader;
 use outgoing::Labeler;
 use pipeline::{Pipeline, PipelineConfig};
 use retry::{Retrier, RetryPolicy};
@@ -163,7 +168,7 @@ fn open_spool(
 pub fn run(config: &Config) -> exit::Outcome {
     let prepared = prepare(config).map_err(Fatal::usage)?;
     if config.dry_run {
-        return dry_run(&prepared);
+        return dry_run::run(&prepared.labeler, prepared.max_line_bytes);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -181,50 +186,6 @@ pub fn run(config: &Config) -> exit::Outcome {
     // A blocking read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     outcome
-}
-
-/// `--dry-run`: every line through the same reading, labelling and cutting as `send`, and the
-/// targets printed instead of sent.
-fn dry_run(prepared: &Prepared) -> exit::Outcome {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Fatal::usage)?;
-    let printed = runtime.block_on(async {
-        let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
-        let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let mut unsendable = 0u64;
-        while let Some(line) = reader.next_line().await? {
-            match line {
-                Line::Empty { .. } => {}
-                Line::TooLong { number, length } => {
-                    unsendable += 1;
-                    tracing::error!(
-                        line = number,
-                        "line is {length} bytes, over --max-line-bytes {}; it would be lost",
-                        prepared.max_line_bytes
-                    );
-                }
-                Line::Message { number, bytes } => {
-                    let Some(outgoing) = prepared.labeler.prepare(number, bytes) else {
-                        continue;
-                    };
-                    for target in prepared.labeler.targets(&outgoing) {
-                        writeln!(out, "{number}\t{}\t{target}", target.len())?;
-                    }
-                }
-            }
-        }
-        out.flush()?;
-        std::io::Result::Ok(unsendable)
-    });
-    match printed {
-        Ok(0) => Ok(Status::Success),
-        Ok(_) => Ok(Status::Lost),
-        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
-        Err(e) => Err(Fatal::lost(e)),
-    }
 }
 
 /// The run, phase by phase: start delivery, wait for `--probe`, read until end of input or
