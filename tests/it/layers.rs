@@ -16,6 +16,18 @@ fn top_level_modules_form_no_cycle() {
 }
 
 #[test]
+fn only_the_binary_knows_the_command_line() {
+    // The commands take their typed Config; clap's structs stay at the edge.
+    let edges = edges(|from, to| Some((from.first()?.clone(), to.first()?.clone())));
+    let importers: Vec<String> = edges
+        .iter()
+        .filter(|((from, to), _)| to == "cli" && from != "cli")
+        .map(|((from, _), place)| format!("{from} ({place})"))
+        .collect();
+    assert!(importers.is_empty(), "cli is imported by {importers:?}");
+}
+
+#[test]
 fn modules_inside_send_form_no_cycle() {
     assert_no_cycle("modules of src/send/", &edges_inside("send"));
 }
