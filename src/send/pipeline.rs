@@ -256,3 +256,84 @@ impl Sending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::send::client::{Client, ClientOptions};
+    use crate::send::retry::{Backoff, RetryPolicy};
+    use crate::send::stats::{Loss, Stats};
+    use crate::send::tls::Trust;
+    use crate::wire::TargetFormat;
+
+    /// A pipeline whose client points at a port nothing listens on (bound, then released):
+    /// no test here gets as far as a request.
+    fn pipeline(
+        abort: watch::Receiver<bool>,
+        queue_bytes: u64,
+    ) -> (Pipeline, Arc<Labeler>, Arc<Stats>) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a port")
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}/").parse().expect("a URL");
+        let stats = Arc::new(Stats::default());
+        let options = ClientOptions {
+            concurrency: 2,
+            proxy: Some("none"),
+            trust: Trust::Webpki,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            ca_cert: None,
+            insecure: false,
+        };
+        let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
+        let policy = RetryPolicy {
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            max_attempts: 3,
+        };
+        let accept = "503".parse().expect("a status list");
+        let retrier = Arc::new(Retrier::new(client, accept, 2, policy, stats.clone()));
+        let format = TargetFormat::new("/", 8192, None);
+        let labeler = Arc::new(Labeler::new(format, None, false, 1 << 20, None).expect("fits"));
+        let settler = Arc::new(Settler::new(stats.clone(), None));
+        let config = PipelineConfig {
+            concurrency: 2,
+            queue_messages: 4,
+            queue_bytes,
+        };
+        let pipeline = Pipeline::start(config, retrier, labeler.clone(), settler, abort);
+        (pipeline, labeler, stats)
+    }
+
+    #[tokio::test]
+    async fn after_the_abort_every_queued_message_is_settled_undelivered() {
+        let (_abort, aborted) = watch::channel(true);
+        let (pipeline, labeler, stats) = pipeline(aborted, 1 << 20);
+        for n in 1..=3 {
+            let outgoing = labeler.prepare(n, b"late".to_vec()).expect("a message");
+            assert!(pipeline.submit(n, outgoing, None).await.is_ok());
+        }
+        pipeline.finish().await;
+        assert_eq!(stats.lost_by(Loss::DrainDeadline), 3);
+        assert_eq!(stats.requests.statuses.seen().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_byte_budget_takes_all_of_it() {
+        let (_abort, aborted) = watch::channel(true);
+        let (pipeline, labeler, _) = pipeline(aborted, 16);
+        let (budget, size) = pipeline.byte_budget();
+        assert_eq!(size, 16);
+        let outgoing = labeler.prepare(1, vec![b'x'; 100]).expect("a message");
+        assert!(pipeline.submit(1, outgoing, None).await.is_ok());
+        pipeline.finish().await;
+        // Settled, so its permits are back.
+        assert_eq!(budget.available_permits(), 16);
+    }
+}
