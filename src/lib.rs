@@ -12,7 +12,7 @@
 //!               │
 //! commands   send/   decode/   mock_elb/   spool::status   manual
 //!               │       (each takes its own Config; none knows clap's structs)
-//! parts      spool/ (durable FIFO)   metrics (server)   key_file
+//! parts      spool/ (durable FIFO)   metrics (server)   key_file   shutdown
 //!               │
 //! formats    wire/ (message ⇄ request target)   access_log/ (entries)   lines, hex
 //!
@@ -60,13 +60,14 @@
 //! | [`cli`] | every flag and its `DRIFTER_*` variable, and their conversion into each command's `Config` |
 //! | [`exit`] | exit statuses and the one error printer |
 //! | [`manual`] | the `completions` and `man` commands, generated from [`cli`] |
-//! | [`send`] | the `send` command: `config`, `input`, `stdio`, `session` (and its `omprog`), `job`, `outgoing`, `spooling`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `signals` |
+//! | [`send`] | the `send` command: `config`, `input`, `stdio`, `session` (and its `omprog`), `job`, `outgoing`, `spooling`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `dry_run` |
 //! | [`spool`] | the durable spool (`record`, `state`, `store`) and the `spool` command (`status`) |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
 //! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |
 //! | [`decode`] | the `decode` command: `config`, `walk` (local), `s3`, `window` (`--since`/`--until`), `follow`, `decoder`, `reassembly`, `output` |
 //! | [`mock_elb`] | the `mock-elb` command: `server`, `log_files` |
 //! | [`key_file`] | reading and checking keys (send and decode) |
+//! | `shutdown` | one `Shutdown` for every command: the stop signals, the phases (stop, abort, done), the join of every task of the run |
 //! | `metrics` | the `--metrics-listen` server (`/metrics`, `/healthz`, `/readyz`) of `send` and `mock-elb` |
 //! | `lines`, `hex` | byte-level helpers: bounded LF-split lines (stdin and access logs), hex digits |
 
