@@ -62,17 +62,9 @@ pub fn run(args: &Config) -> exit::Outcome {
     let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     let clock = args.now.map_or_else(Clock::default, Clock::starting_at);
     let now = clock.now();
-    let range = Range {
-        since: args.since.map(|since| since.resolve(now)),
-        until: args.until.map(|until| until.resolve(now)),
-    };
-    if let (Some(since), Some(until)) = (range.since, range.until)
-        && since >= until
-    {
-        return Err(Fatal::usage(anyhow::anyhow!(
-            "--since must be before --until"
-        )));
-    }
+    let range = args
+        .range(now)
+        .map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     let reads_s3 = inputs.iter().any(|input| matches!(input, Input::S3(_)));
     let mut s3 = if args.follow || reads_s3 {
         let s3 = S3::new(args.s3_endpoint.clone(), usize::from(args.jobs)).map_err(|e| {
