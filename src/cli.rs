@@ -1,4 +1,10 @@
-//! Command-line and environment definitions. Parsing only: no behaviour lives here.
+//! Command-line and environment definitions, and their conversion into each command's typed
+//! configuration (`send::Config`, `decode::Config`, `mock_elb::Config`). Parsing only: no
+//! behaviour lives here. This is the edge: only `main.rs` imports it, and it imports only value
+//! types from below.
+//!
+//! Over 400 lines because every flag's help text is here, which is what `--help`, the manual
+//! pages and the completions are generated from.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::decode::{TimeSpec, Timestamp, parse_time_spec};
 use crate::send::StatusSet;
+
+// The typed configuration of each command, built from these structs.
+mod config;
 
 /// Ship log lines as HTTP GET requests to a load balancer whose access logs are the log store.
 ///

@@ -15,8 +15,10 @@ pub enum Status {
     Success,
     /// Some messages were lost (send), or are known to be missing (decode).
     Lost,
-    /// Bad usage or configuration, reported before any work was done.
-    Usage,
+    /// The command could not do its work: bad usage or configuration, found before any work
+    /// was done, or (decode) an input that could not be read or an output that could not be
+    /// written.
+    Error,
 }
 
 impl From<Status> for ExitCode {
@@ -24,7 +26,7 @@ impl From<Status> for ExitCode {
         ExitCode::from(match status {
             Status::Success => 0,
             Status::Lost => 1,
-            Status::Usage => 2,
+            Status::Error => 2,
         })
     }
 }
@@ -40,7 +42,16 @@ impl Fatal {
     /// Bad usage or configuration.
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Fatal {
-            status: Status::Usage,
+            status: Status::Error,
+            error: error.into(),
+        }
+    }
+
+    /// An input that could not be read, or an output that could not be written, where no
+    /// message is known to be lost (decode).
+    pub fn io(error: impl Into<anyhow::Error>) -> Self {
+        Fatal {
+            status: Status::Error,
             error: error.into(),
         }
     }

@@ -1,7 +1,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use drifter_rsyslog::cli::{Cli, Command, LogFormat};
 use drifter_rsyslog::exit::{self, Fatal};
 use drifter_rsyslog::{decode, manual, mock_elb, send, spool};
@@ -15,12 +15,12 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> exit::Outcome {
     init_tracing(cli).map_err(Fatal::usage)?;
     match &cli.command {
-        Command::Send(args) => send::run(args),
-        Command::MockElb(args) => mock_elb::run(args),
-        Command::Decode(args) => decode::run(args),
-        Command::Spool(args) => spool::status::run(args),
-        Command::Completions(args) => manual::completions(args),
-        Command::Man(args) => manual::man(args),
+        Command::Send(args) => send::run(&args.into()),
+        Command::MockElb(args) => mock_elb::run(&args.into()),
+        Command::Decode(args) => decode::run(&args.into()),
+        Command::Spool(args) => spool::status::run(&args.dir),
+        Command::Completions(args) => manual::completions(Cli::command(), args.shell),
+        Command::Man(args) => manual::man(Cli::command(), args.dir.as_deref()),
     }
 }
 

@@ -1,27 +1,25 @@
-//! `completions` and `man`: generated from the same clap definitions as `--help`, so they
-//! cannot drift from it.
+//! `completions` and `man`: generated from the same clap definitions as `--help` (handed in by
+//! `main.rs`), so they cannot drift from it.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
-use clap::CommandFactory;
-
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
 use crate::exit::{self, Fatal, Status};
+use anyhow::Context;
 
-pub fn completions(args: &CompletionsArgs) -> exit::Outcome {
-    let mut command = Cli::command();
+/// The completion script of `command` (the whole command line's definition) for `shell`.
+pub fn completions(mut command: clap::Command, shell: clap_complete::Shell) -> exit::Outcome {
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut command, "drifter-rsyslog", &mut script);
+    clap_complete::generate(shell, &mut command, "drifter-rsyslog", &mut script);
     write_stdout(&script)
 }
 
-pub fn man(args: &ManArgs) -> exit::Outcome {
-    let mut command = Cli::command();
+/// The manual pages of `command` (the whole command line's definition): the program's on
+/// stdout, or every command's into `dir`.
+pub fn man(mut command: clap::Command, dir: Option<&Path>) -> exit::Outcome {
     // Global flags (--log-level, --log-format) reach each command's page.
     command.build();
-    match &args.dir {
+    match dir {
         None => {
             let mut page = Vec::new();
             clap_mangen::Man::new(command)

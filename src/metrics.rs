@@ -23,6 +23,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::shutdown::Shutdown;
+
 /// Lowest and highest status code counted by code.
 const FIRST_STATUS: u16 = 100;
 const LAST_STATUS: u16 = 599;
@@ -100,14 +102,15 @@ impl Lifecycle {
     }
 }
 
-/// Serves the three paths on `listener` until the process ends.
+/// Serves the three paths on `listener` until the run is done.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     registry: Registry,
     lifecycle: Arc<Lifecycle>,
+    shutdown: &Shutdown,
 ) {
     let registry = Arc::new(registry);
-    tokio::spawn(async move {
+    shutdown.spawn(async move {
         let listener = match listener
             .set_nonblocking(true)
             .and_then(|()| TcpListener::from_std(listener))

@@ -2,14 +2,17 @@
 //! checked, fragments joined, duplicates dropped, sequence gaps tracked; everything that is
 //! not a message is counted, never mixed into the output.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 
+use flate2::bufread::MultiGzDecoder;
+
+use super::config::Config;
 use super::gaps::{Gap, Gaps, Policy};
 use super::output::{Found, Output};
 use super::reassembly::{Added, Fragments, Incomplete, RecentIds};
 use super::window::{self, Range, Timestamp};
 use crate::access_log::{self, Entry};
-use crate::cli::DecodeArgs;
+use crate::lines::BoundedLine;
 use crate::wire::{self, Fields, Signer};
 
 /// Malformed lines, forged requests, incomplete messages and senders with gaps are reported
@@ -40,11 +43,19 @@ pub struct Counts {
     pub outside: u64,
 }
 
+/// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
+/// malformed without being held in memory.
+pub(super) const MAX_LINE_BYTES: usize = 1 << 20;
 enum Selection {
     UserAgent,
     PathPrefix(Vec<u8>),
 }
 
+/// Turns access-log streams into messages on `W`: each line parsed as an entry, drifter's
+/// requests selected (by User-Agent or `--path`), their queries verified and taken apart,
+/// fragments joined, copies dropped by id, and sequence gaps counted. The sources (local
+/// files in `walk`, S3 objects in `s3`) feed it streams; it reads nothing by itself.
+/// [`finish`](Self::finish) writes what `--sort` held and reports what never completed.
 pub struct Decoder<W: Write> {
     selection: Selection,
     range: Range,
@@ -57,13 +68,13 @@ pub struct Decoder<W: Write> {
     /// The time of the newest entry read, as logged (the format sorts as the times do).
     newest_time: Vec<u8>,
     /// Reused for each line and message: the decoding allocates nothing per line.
-    pub(super) line: Vec<u8>,
+    line: Vec<u8>,
     message: Vec<u8>,
 }
 
 impl<W: Write> Decoder<W> {
     /// `range` is `args`' --since/--until, resolved against the run's clock.
-    pub fn new(args: &DecodeArgs, range: Range, verifier: Option<Signer>, out: W) -> Self {
+    pub fn new(args: &Config, range: Range, verifier: Option<Signer>, out: W) -> Self {
         Decoder {
             range,
             selection: match &args.path {
@@ -357,5 +368,92 @@ fn numbers(gap: &Gap) -> String {
         gap.from.to_string()
     } else {
         format!("{}-{}", gap.from, gap.to)
+    }
+}
+
+/// Reading an input failed (reported, counted, and the next input is read), or writing the
+/// output did (which ends the command).
+enum Failure {
+    Input(io::Error),
+    Output(io::Error),
+}
+
+impl<W: Write> Decoder<W> {
+    /// One input, gzip-compressed or not (decided by its first bytes, not its name).
+    pub fn decode_stream<R: BufRead>(&mut self, source: &str, mut input: R) -> io::Result<()> {
+        self.counts.files += 1;
+        let is_gzip = match input.fill_buf() {
+            Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+            Err(e) => {
+                tracing::error!("cannot read {source}: {e}");
+                self.counts.unreadable += 1;
+                return Ok(());
+            }
+        };
+        let read = if is_gzip {
+            let gunzipped = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(input));
+            self.decode_lines(source, gunzipped)
+        } else {
+            self.decode_lines(source, input)
+        };
+        match read {
+            Ok(()) => Ok(()),
+            Err(Failure::Output(e)) => Err(e),
+            Err(Failure::Input(e)) => {
+                tracing::error!("cannot read {source} to its end: {e}");
+                self.counts.unreadable += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn decode_lines<R: BufRead>(&mut self, source: &str, mut input: R) -> Result<(), Failure> {
+        let mut number = 0u64;
+        let mut line = std::mem::take(&mut self.line);
+        let mut bounded = BoundedLine::new(MAX_LINE_BYTES);
+        loop {
+            line.clear();
+            let Some(too_long) = next_line(&mut input, &mut bounded, &mut line)? else {
+                break;
+            };
+            number += 1;
+            if too_long {
+                self.counts.lines += 1;
+                self.malformed(source, number, "line longer than 1 MiB");
+                continue;
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            self.counts.lines += 1;
+            self.decode_line(source, number, &line)
+                .map_err(Failure::Output)?;
+        }
+        self.line = line;
+        Ok(())
+    }
+}
+
+/// Reads one line into `line` (without the LF). Returns `None` at end of input and
+/// `Some(true)` for a line over the bound, which is skipped, not kept.
+fn next_line<R: BufRead>(
+    input: &mut R,
+    bounded: &mut BoundedLine,
+    line: &mut Vec<u8>,
+) -> Result<Option<bool>, Failure> {
+    loop {
+        let available = input.fill_buf().map_err(Failure::Input)?;
+        if available.is_empty() {
+            let ended = bounded.in_progress(line);
+            return Ok(ended.then(|| bounded.finish().is_some()));
+        }
+        let (used, found_end) = bounded.take(available, line);
+        input.consume(used);
+        if found_end {
+            return Ok(Some(bounded.finish().is_some()));
+        }
     }
 }

@@ -4,11 +4,13 @@
 //! recent ids.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::window::{self, Range, Timestamp};
+use crate::shutdown::{Again, OnSignals, Shutdown};
 
 /// How far back each later look lists: a day. Load balancers deliver a file minutes after
 /// its interval ends; a file that lands later than this after its end time is not seen.
@@ -56,29 +58,16 @@ pub(super) fn later_listing(range: &Range, now: Timestamp) -> Range {
 }
 
 /// SIGINT or SIGTERM: stop after the file being read. A second one exits at once.
-pub(super) fn stop_on_signals(
-    runtime: &tokio::runtime::Runtime,
-) -> std::io::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (stop, stopped) = watch::channel(false);
+pub(super) fn stop_on_signals(runtime: &tokio::runtime::Runtime) -> std::io::Result<Arc<Shutdown>> {
+    let shutdown = Arc::new(Shutdown::default());
     let _guard = runtime.enter();
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    runtime.spawn(async move {
-        for round in 0.. {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            if round > 0 {
-                tracing::warn!("second signal: exiting without the summary");
-                std::process::exit(130);
-            }
-            tracing::info!("stopping after the file being read (a second signal exits at once)");
-            let _ = stop.send(true);
-        }
-    });
-    Ok(stopped)
+    shutdown.watch_signals(OnSignals {
+        ignore_interrupt: false,
+        ignore_hangup: false,
+        first: |_| "stopping after the file being read (a second signal exits at once)".into(),
+        again: Again::Exit("second signal: exiting without the summary", 130),
+    })?;
+    Ok(shutdown)
 }
 
 /// Sleeps for `interval`, or less if a stop signal comes; true if it did.

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use super::decoder::Counts;
 use super::window::{Clock, Timestamp};
 use crate::metrics::{Lifecycle, counter, gauge, labelled_counter};
+use crate::shutdown::Shutdown;
 
 /// How long a sender keeps its series after its last entry.
 pub(super) const ACTIVE_FOR_MICROS: i64 = 3600 * 1_000_000;
@@ -39,6 +40,7 @@ pub(super) fn serve(
     listener: std::net::TcpListener,
     runtime: &tokio::runtime::Runtime,
     clock: Clock,
+    shutdown: &Shutdown,
 ) -> Published {
     let published = Published::default();
     let mut registry = Registry::default();
@@ -47,7 +49,7 @@ pub(super) fn serve(
         clock,
     }));
     let _guard = runtime.enter();
-    crate::metrics::serve(listener, registry, Arc::new(Lifecycle::default()));
+    crate::metrics::serve(listener, registry, Arc::new(Lifecycle::default()), shutdown);
     published
 }
 

@@ -12,6 +12,7 @@
 //! judges which sequence numbers are missing, and `output` writes the messages. `follow` looks
 //! again for new inputs.
 
+mod config;
 mod decoder;
 mod follow;
 mod gaps;
@@ -25,10 +26,10 @@ mod window;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cli::DecodeArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::key_file;
 
+pub use config::Config;
 pub use decoder::{Counts, Decoder};
 pub use window::{Clock, Range, TimeSpec, Timestamp, parse_time, parse_time_spec};
 
@@ -54,7 +55,7 @@ impl Input {
     }
 }
 
-pub fn run(args: &DecodeArgs) -> exit::Outcome {
+pub fn run(args: &Config) -> exit::Outcome {
     let verifier = args
         .verify_key
         .as_deref()
@@ -69,17 +70,9 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .map_err(Fatal::usage)?;
     let clock = args.now.map_or_else(Clock::default, Clock::starting_at);
     let now = clock.now();
-    let range = Range {
-        since: args.since.map(|since| since.resolve(now)),
-        until: args.until.map(|until| until.resolve(now)),
-    };
-    if let (Some(since), Some(until)) = (range.since, range.until)
-        && since >= until
-    {
-        return Err(Fatal::usage(anyhow::anyhow!(
-            "--since must be before --until"
-        )));
-    }
+    let range = args
+        .range(now)
+        .map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     let reads_s3 = inputs.iter().any(|input| matches!(input, Input::S3(_)));
     let mut s3 = if args.follow || reads_s3 {
         let s3 = S3::new(args.s3_endpoint.clone(), usize::from(args.jobs)).map_err(|e| {
@@ -97,17 +90,20 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
-    let published = match (&s3, metrics_listener) {
-        (Some(s3), Some(listener)) => Some(metrics::serve(listener, s3.runtime(), clock)),
+    let shutdown = match (&s3, args.follow) {
+        (Some(s3), true) => Some(
+            follow::stop_on_signals(s3.runtime())
+                .map_err(|e| Fatal::io(anyhow::Error::new(e).context("cannot handle signals")))?,
+        ),
         _ => None,
     };
-    let stopped =
-        match (&s3, args.follow) {
-            (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
-                Fatal::usage(anyhow::Error::new(e).context("cannot handle signals"))
-            })?),
-            _ => None,
-        };
+    // --metrics-listen requires --follow, which always has a runtime and a shutdown.
+    let published = match (&s3, metrics_listener, &shutdown) {
+        (Some(s3), Some(listener), Some(shutdown)) => {
+            Some(metrics::serve(listener, s3.runtime(), clock, shutdown))
+        }
+        _ => None,
+    };
 
     let stdout = io::stdout().lock();
     let mut decoder = Decoder::new(
@@ -120,7 +116,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         decoder: &mut decoder,
         s3: s3.as_mut(),
         follow: args.follow,
-        stopped,
+        stopped: shutdown.as_ref().map(|shutdown| shutdown.stopped()),
         published,
     };
     let result = reading
@@ -131,14 +127,18 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
         Err(e) => {
             let error = anyhow::Error::new(e).context("cannot write the output");
-            return Err(Fatal::usage(error));
+            return Err(Fatal::io(error));
         }
     }
-    Ok(summarize(&decoder.counts, &range))
+    let status = summarize(&decoder.counts, &range);
+    if let (Some(s3), Some(shutdown)) = (&s3, shutdown) {
+        s3.runtime().block_on(shutdown.join());
+    }
+    Ok(status)
 }
 
 /// The inputs named (stdin if none), checked before anything is read.
-fn inputs(args: &DecodeArgs) -> Result<Vec<Input>, String> {
+fn inputs(args: &Config) -> Result<Vec<Input>, String> {
     let inputs = if args.paths.is_empty() {
         vec![Input::Stdin]
     } else {
@@ -174,7 +174,7 @@ fn summarize(counts: &Counts, range: &Range) -> Status {
         counts.missing
     );
     if counts.unreadable > 0 {
-        Status::Usage
+        Status::Error
     } else if counts.incomplete > 0 || counts.missing > 0 {
         Status::Lost
     } else {
@@ -262,14 +262,16 @@ impl<W: Write> Reading<'_, W> {
                 break;
             }
             match input {
-                Input::Stdin => self.decoder.decode_path(
+                Input::Stdin => walk::decode_path(
+                    self.decoder,
                     Path::new("-"),
                     &mut Pass {
                         listing,
                         seen: None,
                     },
                 )?,
-                Input::Local(path) => self.decoder.decode_path(
+                Input::Local(path) => walk::decode_path(
+                    self.decoder,
                     path,
                     &mut Pass {
                         listing,
@@ -331,12 +333,11 @@ impl<W: Write> Reading<'_, W> {
 mod tests {
     use std::io::Write as _;
 
-    use super::walk::MAX_LINE_BYTES;
+    use super::decoder::MAX_LINE_BYTES;
     use super::*;
-    use crate::cli::DecodeArgs;
 
-    fn args() -> DecodeArgs {
-        DecodeArgs {
+    fn args() -> Config {
+        Config {
             paths: Vec::new(),
             path: None,
             json: false,
@@ -357,7 +358,7 @@ mod tests {
         }
     }
 
-    fn decode(args: &DecodeArgs, input: &[u8]) -> (Vec<u8>, Counts) {
+    fn decode(args: &Config, input: &[u8]) -> (Vec<u8>, Counts) {
         let mut decoder = Decoder::new(args, Range::default(), None, Vec::new());
         decoder.decode_stream("test", input).expect("decodes");
         decoder.finish().expect("flushes");
@@ -474,7 +475,7 @@ mod tests {
             listing: Range::default(),
             seen: None,
         };
-        decoder.decode_path(dir.path(), &mut pass).expect("decodes");
+        walk::decode_path(&mut decoder, dir.path(), &mut pass).expect("decodes");
         assert_eq!(
             decoder.counts.files, 2,
             "a.log and the file link, not the loop"

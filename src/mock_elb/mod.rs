@@ -20,17 +20,34 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::Balancer;
-use crate::cli::MockElbArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::{Lifecycle, StatusCounts};
+use crate::shutdown::{Again, OnSignals, Shutdown};
 use log_files::LogFiles;
 
 pub use server::{DEFAULT_MAX_REQUEST_LINE, MockElb, ServerOptions};
+
+/// `mock-elb`'s configuration, built from the command line at the edge (`cli.rs`); the
+/// meaning of each field is its flag's (`mock-elb --help`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: std::net::SocketAddr,
+    pub log_dir: std::path::PathBuf,
+    pub format: crate::access_log::Format,
+    pub status: u16,
+    pub rotate_secs: u64,
+    pub max_request_line: u64,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
 
 /// `mock-elb`'s metrics: the requests it answered, by status, and the entries it logged.
 struct MockElbCollector {
@@ -62,7 +79,7 @@ impl Collector for MockElbCollector {
     }
 }
 
-pub fn run(args: &MockElbArgs) -> exit::Outcome {
+pub fn run(args: &Config) -> exit::Outcome {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +89,7 @@ pub fn run(args: &MockElbArgs) -> exit::Outcome {
     Ok(Status::Success)
 }
 
-async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
+async fn serve(args: &Config) -> anyhow::Result<()> {
     let status = StatusCode::from_u16(args.status).context("invalid --status")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
@@ -92,10 +109,15 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.rotate_secs),
     )
     .with_context(|| format!("cannot create log directory {}", args.log_dir.display()))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install signal handlers")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    let shutdown = Arc::new(Shutdown::default());
+    shutdown
+        .watch_signals(OnSignals {
+            ignore_interrupt: false,
+            ignore_hangup: false,
+            first: |name| format!("{name}: stopping"),
+            again: Again::Ignore,
+        })
+        .context("cannot install signal handlers")?;
     let metrics_listener = args.metrics_listen.map(crate::metrics::bind).transpose()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -111,7 +133,7 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(collector));
-        crate::metrics::serve(metrics_listener, registry, lifecycle.clone());
+        crate::metrics::serve(metrics_listener, registry, lifecycle.clone(), &shutdown);
     }
     let (requests, received) = mpsc::channel(4096);
     let writer = tokio::spawn(async move {
@@ -147,16 +169,14 @@ async fn serve(args: &MockElbArgs) -> anyhow::Result<()> {
     }
     drop(stdout);
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-    }
+    let _ = shutdown.stopped().wait_for(|stopped| *stopped).await;
     lifecycle.draining();
     elb.shutdown().await;
     let logged = writer
         .await
         .context("the log writer failed")?
         .context("cannot write the access log")?;
+    shutdown.join().await;
     tracing::info!("{logged} requests logged");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One HTTP request per attempt over keep-alive connections: the endpoint, the request, and
-//! its answer as an [`Attempt`] (classified by [`retry::classify`](super::retry::classify)).
+//! its raw [`Answer`] (a status, or why there was none). What an answer means for delivery
+//! is decided above, in `retry`.
 //!
 //! The client is hyper's rather than reqwest because reqwest carries the URL as a WHATWG
 //! `Url`, which rewrites `'` to `%27` in query strings of http(s) URLs; the compatible wire
@@ -20,10 +21,9 @@ use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
-use super::endpoint::{Endpoint, StatusSet};
+use super::endpoint::Endpoint;
 use super::proxy::{Connector, Route};
-use super::retry::{Attempt, classify};
-use super::stats::{Outcome, RequestError, Stats};
+use super::stats::{RequestError, Stats};
 use super::tls::{self, Trust};
 use crate::exit;
 
@@ -38,7 +38,21 @@ pub(super) struct ClientOptions<'a> {
     pub insecure: bool,
 }
 
-/// Sends requests to one endpoint over its own keep-alive connections and classifies the
+/// What one request came to, unclassified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// The endpoint answered, with a `Retry-After` in seconds if it gave one.
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: no connection, TLS refused, a reset, the request timeout.
+    Failed(String),
+    /// No answer, and none will come by trying again: the proxy refused our credentials.
+    Refused(String),
+}
+
+/// Sends requests to one endpoint over its own keep-alive connections and reports their raw
 /// answers.
 ///
 /// Each connection is hyper's `client::conn::http1`, taken from the idle list by the request
@@ -57,7 +71,6 @@ pub(super) struct Client {
     /// The Host header, as hyper's pooled client writes it: the port only when not the
     /// scheme's default.
     host: HeaderValue,
-    accept: StatusSet,
     request_timeout: Duration,
     user_agent: HeaderValue,
     /// Connections waiting for their next request, the most recently used last.
@@ -96,12 +109,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn proxy_auth_refused() -> Attempt {
-    Attempt::Permanent {
-        reason:
-            "the proxy refused: 407 Proxy Authentication Required (credentials go in the proxy URL)"
-                .into(),
-    }
+fn proxy_auth_refused() -> Answer {
+    Answer::Refused(
+        "the proxy refused: 407 Proxy Authentication Required (credentials go in the proxy URL)"
+            .into(),
+    )
 }
 
 /// A failure to connect: TLS if rustls refused (a certificate, a handshake), else the
@@ -124,7 +136,6 @@ fn connect_error_kind(error: &(dyn std::error::Error + 'static)) -> RequestError
 impl Client {
     pub(super) fn new(
         endpoint: Endpoint,
-        accept: StatusSet,
         options: &ClientOptions<'_>,
         stats: Arc<Stats>,
     ) -> anyhow::Result<Self> {
@@ -152,7 +163,6 @@ impl Client {
             origin,
             forward_to,
             host,
-            accept,
             request_timeout: options.request_timeout,
             user_agent,
             idle: Mutex::new(Vec::new()),
@@ -175,42 +185,28 @@ impl Client {
             .map_err(|e| format!("request target rejected: {e}"))
     }
 
-    /// Sends `GET <target>` once, within the request timeout, and counts it.
-    pub(super) async fn attempt(&self, target: &PathAndQuery) -> Attempt {
+    /// Sends `GET <target>` once, within the request timeout, and counts it (its status, or
+    /// why there was none).
+    pub(super) async fn send(&self, target: &PathAndQuery) -> Answer {
         let requests = &self.stats.requests;
-        let started = std::time::Instant::now();
         let _in_flight = InFlight::count(&requests.in_flight);
         Stats::add(&requests.target_bytes, target.as_str().len() as u64);
-        let (attempt, outcome) =
-            match tokio::time::timeout(self.request_timeout, self.request(target)).await {
-                Ok(Ok((status, attempt))) => {
-                    requests.statuses.count(status);
-                    let outcome = match attempt {
-                        Attempt::Accepted => {
-                            requests.delivered_now();
-                            Outcome::Accepted
-                        }
-                        Attempt::Retry { .. } => Outcome::Retried,
-                        Attempt::Permanent { .. } => Outcome::Rejected,
-                    };
-                    (attempt, outcome)
+        match tokio::time::timeout(self.request_timeout, self.request(target)).await {
+            Ok(Ok(answer)) => {
+                if let Answer::Status { status, .. } = answer {
+                    requests.statuses.count(status.as_u16());
                 }
-                Ok(Err((error, attempt))) => {
-                    requests.failed(error);
-                    (attempt, Outcome::Error)
-                }
-                Err(_) => {
-                    requests.failed(RequestError::Timeout);
-                    let attempt = Attempt::Retry {
-                        reason: format!("no response within {:?}", self.request_timeout),
-                        after: None,
-                        outage: true,
-                    };
-                    (attempt, Outcome::Error)
-                }
-            };
-        requests.observe(outcome, started.elapsed());
-        attempt
+                answer
+            }
+            Ok(Err((error, answer))) => {
+                requests.failed(error);
+                answer
+            }
+            Err(_) => {
+                requests.failed(RequestError::Timeout);
+                Answer::Failed(format!("no response within {:?}", self.request_timeout))
+            }
+        }
     }
 
     fn build_request(&self, path_and_query: &PathAndQuery) -> Request<Empty<Bytes>> {
@@ -239,7 +235,7 @@ impl Client {
     /// Why a connection could not be opened: TLS, the proxy (when there is one: the
     /// connection is to it), or the connection itself; a proxy's 407 is a configuration
     /// error, not worth retrying.
-    fn connect_failed(&self, error: &(dyn std::error::Error + 'static)) -> (RequestError, Attempt) {
+    fn connect_failed(&self, error: &(dyn std::error::Error + 'static)) -> (RequestError, Answer) {
         let reason = exit::one_line(error);
         let kind = match connect_error_kind(error) {
             RequestError::Connect if self.route.proxy().is_some() => RequestError::Proxy,
@@ -248,26 +244,16 @@ impl Client {
         if kind == RequestError::Proxy && reason.contains("proxy authorization required") {
             return (kind, proxy_auth_refused());
         }
-        let attempt = Attempt::Retry {
-            reason,
-            after: None,
-            outage: true,
-        };
-        (kind, attempt)
+        (kind, Answer::Failed(reason))
     }
 
-    /// The status and what it means, or why there was no answer.
+    /// The status, or why there was no answer.
     async fn request(
         &self,
         path_and_query: &PathAndQuery,
-    ) -> Result<(u16, Attempt), (RequestError, Attempt)> {
+    ) -> Result<Answer, (RequestError, Answer)> {
         let failed = |kind: RequestError, error: &(dyn std::error::Error + 'static)| {
-            let attempt = Attempt::Retry {
-                reason: exit::one_line(error),
-                after: None,
-                outage: true,
-            };
-            (kind, attempt)
+            (kind, Answer::Failed(exit::one_line(error)))
         };
         let mut request = self.build_request(path_and_query);
         let (response, mut connection) = loop {
@@ -307,7 +293,10 @@ impl Client {
             connection.idle_since = Instant::now();
             self.checkin(connection);
         }
-        Ok((status.as_u16(), classify(status, &self.accept, retry_after)))
+        Ok(Answer::Status {
+            status,
+            retry_after,
+        })
     }
 
     /// An idle connection that can still carry a request, or a new one; and whether it was

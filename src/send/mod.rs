@@ -1,5 +1,6 @@
-//! The `send` command: checks the configuration, then reads stdin into the pipeline until end
-//! of input or a stop signal, drains within the deadline and reports.
+//! The `send` command: checks the configuration (`config`), opens what it names, then runs in
+//! phases: start delivery, read stdin into the pipeline until end of input or a stop signal,
+//! drain within the deadline, join every task, report.
 //!
 //! Data path, left to right: `input` reads bounded lines from stdin; the `session` counts and
 //! labels each one (`outgoing`: id, sequence number, fragments) and queues it, answering
@@ -7,54 +8,57 @@
 //! requests through `retry`, which decides every retry and uses the `client` (HTTP, with
 //! `tls`); `settle` accounts for every message (`stats`, `dead_letter`).
 //!
-//! Shutdown follows mini-redis: a `stop` watch means "read no more" (set by SIGTERM/SIGINT or
-//! end of input, see `signals`), the pipeline's abort flag means "stop retrying" (set by the
-//! drain deadline or a second signal), and joining the workers means "everything is settled".
+//! Shutdown follows mini-redis, with the crate's one `Shutdown`: its stop means "read no more"
+//! (SIGTERM/SIGINT or end of input), its abort "stop retrying" (the drain deadline or a second
+//! signal); joining the workers means "everything is settled", and joining the run's tasks
+//! leaves none running.
+//!
+//! Over 400 lines because preparing (checks, then opening) and the phases of a run are read
+//! together, top to bottom.
 
 mod client;
+mod config;
 mod dead_letter;
+mod dry_run;
 mod endpoint;
 mod input;
+mod job;
 mod metrics;
-mod omprog;
 pub mod outgoing;
 mod pipeline;
 mod proxy;
 mod retry;
 mod session;
 mod settle;
-mod signals;
 mod spooling;
 mod stats;
 mod stdio;
 mod tls;
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::BufReader;
-use tokio::sync::watch;
 
-use crate::cli::SendArgs;
 use crate::exit::{self, Fatal, Status};
 use crate::metrics::Lifecycle;
+use crate::shutdown::{Again, OnSignals, Shutdown};
 use crate::{key_file, wire};
 use client::{Client, ClientOptions};
 use dead_letter::DeadLetter;
 use endpoint::Endpoint;
-use input::{Line, LineReader};
-use omprog::{Mode, ProtocolConfig, Replies};
+use input::LineReader;
 use outgoing::Labeler;
-use pipeline::{Aborter, Pipeline, PipelineConfig};
-use retry::{Backoff, Retrier, RetryPolicy};
+use pipeline::{Pipeline, PipelineConfig};
+use retry::{Retrier, RetryPolicy};
+use session::omprog::{self, Mode, ProtocolConfig, Replies};
 use session::{ProbeOutcome, Session};
 use settle::Settler;
-use signals::StopSignals;
 use spooling::Spooler;
 use stats::Stats;
 
+pub use config::Config;
 pub use endpoint::{StatusSet, StatusSetError};
 pub use tls::Trust;
 
@@ -62,6 +66,8 @@ pub use tls::Trust;
 struct Prepared {
     stats: Arc<Stats>,
     client: Client,
+    /// `--accept`, for the retrier's classification.
+    accept: StatusSet,
     dead_letter: Option<Arc<DeadLetter>>,
     pipeline: PipelineConfig,
     retry: RetryPolicy,
@@ -75,67 +81,50 @@ struct Prepared {
     spooler: Option<Arc<Spooler>>,
 }
 
-fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
-    let endpoint: Endpoint = args.url.parse()?;
-    let max_line_bytes = max_line_bytes(args)?;
-    if args.retry_initial.is_zero() || args.retry_max < args.retry_initial {
-        anyhow::bail!("--retry-initial must be above zero and at most --retry-max");
+/// Checks the configuration (pure checks first), then opens what `send` uses: the key, the
+/// spool, the client, the metrics listener and the dead-letter file.
+fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    let endpoint: Endpoint = config.url.parse()?;
+    let max_line_bytes = config.max_line_bytes()?;
+    let retry = config.retry_policy()?;
+    let protocol = config.protocol()?;
+    // A dry run writes no file.
+    let spool_dir = config.spool.as_ref().filter(|_| !config.dry_run);
+    if spool_dir.is_some() {
+        config.check_spool()?;
     }
-    let max_url_bytes = usize::try_from(args.max_url_bytes).unwrap_or(usize::MAX);
-    let signer = match &args.sign_key {
+    let max_url_bytes = usize::try_from(config.max_url_bytes).unwrap_or(usize::MAX);
+    let signer = match &config.sign_key {
         Some(path) => Some(key_file::load(path)?),
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
     let stats = Arc::new(Stats::default());
-    // A dry run writes no file.
-    let spooler = match args.spool.as_ref().filter(|_| !args.dry_run) {
-        Some(dir) => Some(Arc::new(open_spool(dir, args, stats.clone())?)),
+    let spooler = match spool_dir {
+        Some(dir) => Some(Arc::new(open_spool(dir, config, stats.clone())?)),
         None => None,
     };
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
-    let labeler = Labeler::new(format, args.ids, args.sequence, max_line_bytes, sender)?;
-    if args.insecure {
+    let labeler = Labeler::new(format, config.ids, config.sequence, max_line_bytes, sender)?;
+    if config.insecure {
         tracing::warn!("--insecure: the load balancer's TLS certificate is not verified");
     }
     let options = ClientOptions {
-        concurrency: args.concurrency as usize,
-        proxy: args.proxy.as_deref(),
-        trust: args.trust,
-        connect_timeout: args.connect_timeout,
-        request_timeout: args.request_timeout,
-        ca_cert: args.ca_cert.as_deref(),
-        insecure: args.insecure,
+        concurrency: config.concurrency as usize,
+        proxy: config.proxy.as_deref(),
+        trust: config.trust,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+        ca_cert: config.ca_cert.as_deref(),
+        insecure: config.insecure,
     };
-    let client = Client::new(endpoint, args.accept.clone(), &options, stats.clone())?;
-    let mode = match (args.confirm, args.transactions) {
-        (_, true) => Mode::Transactions,
-        (true, false) => Mode::Confirm,
-        (false, false) => Mode::Plain,
-    };
-    if args.begin_mark.is_empty()
-        || args.commit_mark.is_empty()
-        || args.begin_mark == args.commit_mark
-    {
-        anyhow::bail!("--begin-mark and --commit-mark must be different and not empty");
-    }
-    if args.keepalive_interval.is_zero() {
-        anyhow::bail!("--keepalive-interval must be above zero");
-    }
-    let protocol = ProtocolConfig {
-        mode,
-        begin_mark: args.begin_mark.clone().into_bytes(),
-        commit_mark: args.commit_mark.clone().into_bytes(),
-        keepalive: args.keepalive_interval,
-        message_timeout: args.message_timeout,
-        commit_timeout: args.commit_timeout,
-    };
-    let metrics_listener = match args.metrics_listen.filter(|_| !args.dry_run) {
+    let client = Client::new(endpoint, &options, stats.clone())?;
+    let metrics_listener = match config.metrics_listen.filter(|_| !config.dry_run) {
         Some(address) => Some(crate::metrics::bind(address)?),
         None => None,
     };
     // A dry run writes no file.
-    let dead_letter = match args.dead_letter.as_ref().filter(|_| !args.dry_run) {
+    let dead_letter = match config.dead_letter.as_ref().filter(|_| !config.dry_run) {
         Some(path) => Some(Arc::new(DeadLetter::open(path).with_context(|| {
             format!("cannot open dead-letter file {}", path.display())
         })?)),
@@ -144,91 +133,42 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         stats,
         client,
+        accept: config.accept.clone(),
         dead_letter,
-        pipeline: PipelineConfig {
-            concurrency: args.concurrency as usize,
-            queue_messages: args.queue_messages as usize,
-            queue_bytes: args.queue_bytes.unwrap_or(if args.spool.is_some() {
-                4 << 20
-            } else {
-                64 << 20
-            }),
-        },
-        retry: RetryPolicy {
-            backoff: Backoff {
-                initial: args.retry_initial,
-                max: args.retry_max,
-            },
-            max_attempts: args.max_attempts,
-        },
+        pipeline: config.pipeline(),
+        retry,
         labeler: Arc::new(labeler),
         max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
-        drain_timeout: args.drain_timeout,
-        stats_interval: args.stats_interval,
+        drain_timeout: config.drain_timeout,
+        stats_interval: config.stats_interval,
         metrics_listener,
         protocol,
-        probe: args.probe,
+        probe: config.probe,
         spooler,
     })
-}
-
-/// `--max-line-bytes`, or its default: 16M, or less with `--spool` when a spool record cannot
-/// hold that. A line the spool cannot take is refused here, at start, rather than acknowledged
-/// and then dropped as damaged (above 1 GiB) or held until the spool is empty (above
-/// `--spool-max-bytes`) (issue 21 item 12).
-fn max_line_bytes(args: &SendArgs) -> anyhow::Result<u64> {
-    const DEFAULT: u64 = 16 << 20;
-    if args.spool.is_none() {
-        return Ok(args.max_line_bytes.unwrap_or(DEFAULT));
-    }
-    check_spool_max_bytes(args)?;
-    let largest = crate::spool::largest_payload(args.spool_max_bytes)
-        .saturating_sub(outgoing::Outgoing::RECORD_EXTRA_BYTES);
-    match args.max_line_bytes {
-        None => Ok(DEFAULT.min(largest)),
-        Some(bytes) if bytes <= largest => Ok(bytes),
-        Some(bytes) => anyhow::bail!(
-            "--max-line-bytes {bytes} is more than the spool holds in one record: at most {largest} with --spool-max-bytes {}",
-            args.spool_max_bytes
-        ),
-    }
-}
-
-fn check_spool_max_bytes(args: &SendArgs) -> anyhow::Result<()> {
-    if args.spool_max_bytes < crate::spool::MIN_MAX_BYTES {
-        anyhow::bail!(
-            "--spool-max-bytes must be at least {}",
-            crate::spool::MIN_MAX_BYTES
-        );
-    }
-    Ok(())
 }
 
 /// Claims a spool under `dir`, recovering and adopting what earlier processes left there.
 fn open_spool(
     dir: &std::path::Path,
-    args: &SendArgs,
+    config: &Config,
     stats: Arc<Stats>,
 ) -> anyhow::Result<Spooler> {
-    check_spool_max_bytes(args)?;
-    if args.spool_sync_interval.is_zero() {
-        anyhow::bail!("--spool-sync-interval must be above zero");
-    }
-    let limits = crate::spool::Limits::new(args.spool_max_bytes, args.spool_sync);
+    let limits = crate::spool::Limits::new(config.spool_max_bytes, config.spool_sync);
     let spools = crate::spool::Spools::open(dir, limits)?;
     Ok(Spooler::new(
         spools,
         limits,
-        args.spool_sync_interval,
+        config.spool_sync_interval,
         stats,
     ))
 }
 
 /// Runs `send` to completion and returns the exit status.
-pub fn run(args: &SendArgs) -> exit::Outcome {
-    let prepared = prepare(args).map_err(Fatal::usage)?;
-    if args.dry_run {
-        return dry_run(&prepared);
+pub fn run(config: &Config) -> exit::Outcome {
+    let prepared = prepare(config).map_err(Fatal::usage)?;
+    if config.dry_run {
+        return dry_run::run(&prepared.labeler, prepared.max_line_bytes);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -248,57 +188,68 @@ pub fn run(args: &SendArgs) -> exit::Outcome {
     outcome
 }
 
-/// `--dry-run`: every line through the same reading, labelling and cutting as `send`, and the
-/// targets printed instead of sent.
-fn dry_run(prepared: &Prepared) -> exit::Outcome {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start the async runtime")
+/// The run, phase by phase: start delivery, wait for `--probe`, read until end of input or
+/// a stop, drain, join every task, report.
+async fn send(prepared: Prepared) -> exit::Outcome {
+    let under_rsyslog = prepared.protocol.mode.under_rsyslog();
+    let shutdown = Arc::new(Shutdown::default());
+    shutdown
+        .watch_signals(signals(under_rsyslog))
+        .context("cannot install signal handlers")
         .map_err(Fatal::usage)?;
-    let printed = runtime.block_on(async {
-        let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
-        let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let mut unsendable = 0u64;
-        while let Some(line) = reader.next_line().await? {
-            match line {
-                Line::Empty { .. } => {}
-                Line::TooLong { number, length } => {
-                    unsendable += 1;
-                    tracing::error!(
-                        line = number,
-                        "line is {length} bytes, over --max-line-bytes {}; it would be lost",
-                        prepared.max_line_bytes
-                    );
-                }
-                Line::Message { number, bytes } => {
-                    let Some(outgoing) = prepared.labeler.prepare(number, bytes) else {
-                        continue;
-                    };
-                    for target in prepared.labeler.targets(&outgoing) {
-                        writeln!(out, "{number}\t{}\t{target}", target.len())?;
-                    }
-                }
-            }
+    let (delivery, reading) = start(prepared, &shutdown);
+    let stats = delivery.stats.clone();
+    let outcome = match read(&delivery, reading, &shutdown).await {
+        Ok(ending) => Ok(drain(delivery, ending, &shutdown).await),
+        Err(ended) => {
+            delivery.pipeline.finish().await;
+            Err(ended)
         }
-        out.flush()?;
-        std::io::Result::Ok(unsendable)
-    });
-    match printed {
-        Ok(0) => Ok(Status::Success),
-        Ok(_) => Ok(Status::Lost),
-        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
-        Err(e) => Err(Fatal::lost(e)),
+    };
+    shutdown.join().await;
+    match outcome {
+        Ok(all_ok) => Ok(report(&stats, all_ok)),
+        Err(ended) => ended,
     }
 }
 
-async fn send(prepared: Prepared) -> exit::Outcome {
-    let signals = StopSignals::install().map_err(Fatal::usage)?;
+/// SIGTERM and SIGINT stop reading, a second one gives up on the drain.
+fn signals(under_rsyslog: bool) -> OnSignals {
+    OnSignals {
+        ignore_interrupt: under_rsyslog,
+        ignore_hangup: true,
+        first: |name| format!("{name}: reading stopped, delivering what was already read"),
+        again: Again::Abort(|name| format!("{name} again: giving up on undelivered messages")),
+    }
+}
+
+/// What delivers: the pipeline and what it settles with, running from the start.
+struct Delivery {
+    stats: Arc<Stats>,
+    settler: Arc<Settler>,
+    retrier: Arc<Retrier>,
+    pipeline: Pipeline,
+    labeler: Arc<Labeler>,
+    spooler: Option<Arc<Spooler>>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// What the reading needs.
+struct Reading {
+    max_line_bytes: usize,
+    protocol: ProtocolConfig,
+    probe: bool,
+}
+
+/// Starts the pipeline and every background task of the run: the metrics server, the
+/// readiness's drain flag, the drain deadline, the periodic report, the spool's maintenance.
+fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
     let stats = prepared.stats.clone();
     let settler = Arc::new(Settler::new(stats.clone(), prepared.dead_letter.clone()));
     tracing::debug!(endpoint = %prepared.client.endpoint(), "sending stdin");
     let retrier = Arc::new(Retrier::new(
         prepared.client,
+        prepared.accept,
         prepared.pipeline.concurrency,
         prepared.retry,
         stats.clone(),
@@ -308,6 +259,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
         retrier.clone(),
         prepared.labeler.clone(),
         settler.clone(),
+        shutdown.aborted(),
     );
 
     let lifecycle = Arc::new(Lifecycle::default());
@@ -323,51 +275,71 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
             spooler: prepared.spooler.clone(),
         };
-        crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
+        let registry = metrics::registry(sources);
+        crate::metrics::serve(listener, registry, lifecycle.clone(), shutdown);
     }
-
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn({
-        let (mut stopped, lifecycle) = (stopped.clone(), lifecycle.clone());
+    shutdown.spawn({
+        let (mut stopped, lifecycle) = (shutdown.stopped(), lifecycle.clone());
         async move {
             if stopped.wait_for(|stopped| *stopped).await.is_ok() {
                 lifecycle.draining();
             }
         }
     });
-    let under_rsyslog = prepared.protocol.mode.under_rsyslog();
-    tokio::spawn(signals.watch(stop.clone(), pipeline.aborter(), under_rsyslog));
-    tokio::spawn(abort_after_drain_deadline(
-        stopped.clone(),
+    shutdown.spawn(abort_after_drain_deadline(
+        shutdown.clone(),
         prepared.drain_timeout,
         retrier.clone(),
-        pipeline.aborter(),
         stats.clone(),
         prepared.spooler.clone(),
     ));
     if let Some(interval) = prepared.stats_interval {
-        tokio::spawn(report_periodically(stats.clone(), interval));
+        shutdown.spawn(report_periodically(stats.clone(), interval));
     }
-    let spooler = prepared.spooler.clone();
-    if let Some(spooler) = &spooler {
+    if let Some(spooler) = &prepared.spooler {
         let plain = prepared.protocol.mode == Mode::Plain;
-        spooler.watch_stop(stopped.clone(), pipeline.abort_signal(), plain);
+        spooler.watch_stop(shutdown.stopped(), shutdown.aborted(), plain);
         if let Some(dead_letter) = &prepared.dead_letter {
             spooler.sync_before_reclaim(dead_letter.clone());
         }
-        tokio::spawn(spooler.clone().maintain());
+        shutdown.spawn(spooler.clone().maintain());
     }
+    let delivery = Delivery {
+        stats,
+        settler,
+        retrier,
+        pipeline,
+        labeler: prepared.labeler,
+        spooler: prepared.spooler,
+        lifecycle,
+    };
+    let reading = Reading {
+        max_line_bytes: prepared.max_line_bytes,
+        protocol: prepared.protocol,
+        probe: prepared.probe,
+    };
+    (delivery, reading)
+}
 
+/// Waits for `--probe`, then reads until end of input or a stop; with `--spool`, the feeder
+/// delivers from the spool meanwhile. `Err` is the outcome of a run that ended before
+/// reading (the probe failed, or a stop came first).
+async fn read(
+    delivery: &Delivery,
+    reading: Reading,
+    shutdown: &Shutdown,
+) -> Result<session::Ending, exit::Outcome> {
+    let under_rsyslog = reading.protocol.mode.under_rsyslog();
     let stdin = BufReader::with_capacity(256 * 1024, stdio::Input::open(under_rsyslog));
-    let mut reader = LineReader::new(stdin, prepared.max_line_bytes);
+    let mut reader = LineReader::new(stdin, reading.max_line_bytes);
     let stdout = stdio::Output::open(under_rsyslog);
-    let mut replies = Replies::new(stdout, prepared.protocol.keepalive);
-    if prepared.probe {
+    let mut replies = Replies::new(stdout, reading.protocol.keepalive);
+    if reading.probe {
         let probed = session::probe_until_ready(
-            &retrier,
+            &delivery.retrier,
             &mut reader,
             &mut replies,
-            stopped.clone(),
+            shutdown.stopped(),
             under_rsyslog,
         )
         .await;
@@ -378,8 +350,7 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             Err(e) => Some(Some(format!("cannot write to stdout: {e}"))),
         };
         if let Some(failure) = failure {
-            pipeline.finish().await;
-            return match failure {
+            return Err(match failure {
                 None => {
                     tracing::info!("stopped before the probe succeeded; nothing was read");
                     Ok(Status::Success)
@@ -390,73 +361,88 @@ async fn send(prepared: Prepared) -> exit::Outcome {
                     }
                     Err(Fatal::usage(anyhow::anyhow!(reason)))
                 }
-            };
+            });
         }
-        tracing::info!(endpoint = %retrier.client().endpoint(), "probe accepted");
+        tracing::info!(endpoint = %delivery.retrier.client().endpoint(), "probe accepted");
     }
-    lifecycle.started();
+    delivery.lifecycle.started();
+    let spooler = delivery.spooler.as_deref();
     let session = Session {
         reader: &mut reader,
         replies,
-        pipeline: &pipeline,
-        settler: &settler,
-        labeler: &prepared.labeler,
-        max_line_bytes: prepared.max_line_bytes,
-        config: &prepared.protocol,
-        spool: spooler.as_deref(),
+        pipeline: &delivery.pipeline,
+        settler: &delivery.settler,
+        labeler: &delivery.labeler,
+        max_line_bytes: reading.max_line_bytes,
+        config: &reading.protocol,
+        spool: spooler,
     };
-    if let Some(spooler) = &spooler {
+    if let Some(spooler) = &delivery.spooler {
         // Its own task: delivery from the spool runs beside the read loop, and the queue
         // closes once the feeder has taken everything after the end of input (or the drain
         // was given up).
-        tokio::spawn(spooler.clone().feed(
-            pipeline.submitter(),
-            prepared.labeler.clone(),
-            stopped.clone(),
-            pipeline.abort_signal(),
+        shutdown.spawn(spooler.clone().feed(
+            delivery.pipeline.submitter(),
+            delivery.labeler.clone(),
+            shutdown.stopped(),
+            shutdown.aborted(),
         ));
     }
-    let mut ending = session.run(stopped).await;
-    if let Some(spooler) = &spooler
+    let mut ending = session.run(shutdown.stopped()).await;
+    if let Some(spooler) = spooler
         && let Err(e) = spooler.flush().await
     {
         tracing::error!("{e}");
         ending.input_ok = false;
     }
-    stop.send_replace(true);
-    omprog::settle_uncommitted(ending.uncommitted, &settler).await;
-    let input_ok = ending.input_ok;
-    pipeline.finish().await;
-    let synced = settler.sync();
-    let spool_ok = match spooler {
+    Ok(ending)
+}
+
+/// Reading stopped: settles a transaction left open, delivers what is queued (within the
+/// drain deadline), makes the dead-letter file durable and finishes the spool. Whether all of
+/// it went well.
+async fn drain(delivery: Delivery, ending: session::Ending, shutdown: &Shutdown) -> bool {
+    shutdown.stop();
+    omprog::settle_uncommitted(ending.uncommitted, &delivery.settler).await;
+    delivery.pipeline.finish().await;
+    let synced = delivery.settler.sync();
+    let spool_ok = match delivery.spooler {
         Some(spooler) => spooler.finish().await,
         None => true,
     };
+    ending.input_ok && synced && spool_ok
+}
 
+/// The summary, and the exit status it means.
+fn report(stats: &Stats, all_ok: bool) -> Status {
     let summary = stats.snapshot();
     if summary.lost > 0 {
         tracing::error!("{} messages were lost; {summary}", summary.lost);
     } else {
         tracing::info!("done: {summary}");
     }
-    if summary.lost > 0 || !input_ok || !synced || !spool_ok {
-        Ok(Status::Lost)
+    if summary.lost > 0 || !all_ok {
+        Status::Lost
     } else {
-        Ok(Status::Success)
+        Status::Success
     }
 }
 
 /// Once reading stops, the drain has `drain_timeout`: the retrier gives every message its
 /// last attempt before then, and at the deadline the workers give up on what is left.
 async fn abort_after_drain_deadline(
-    mut stopped: watch::Receiver<bool>,
+    shutdown: Arc<Shutdown>,
     drain_timeout: Duration,
     retrier: Arc<Retrier>,
-    aborter: Aborter,
     stats: Arc<Stats>,
     spooler: Option<Arc<Spooler>>,
 ) {
-    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+    if shutdown
+        .stopped()
+        .wait_for(|stopped| *stopped)
+        .await
+        .is_err()
+    {
         return;
     }
     let deadline = tokio::time::Instant::now() + drain_timeout;
@@ -474,7 +460,7 @@ async fn abort_after_drain_deadline(
             );
         }
     }
-    aborter.abort();
+    shutdown.abort();
 }
 
 async fn report_periodically(stats: Arc<Stats>, interval: Duration) {

@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
+use super::job::{Ack, Job, Ticket};
 use super::outgoing::{Labeler, Outgoing};
 use super::retry::{self, Failure, LastFailure, Retrier};
 use super::settle::Settler;
-use super::spooling::Ticket;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PipelineConfig {
@@ -29,63 +28,17 @@ pub(super) struct PipelineConfig {
     pub queue_bytes: u64,
 }
 
-/// One message on its way, holding its share of the byte budget until it is settled.
-#[derive(Debug)]
-pub(super) struct Job {
-    pub line_number: u64,
-    pub outgoing: Outgoing,
-    ack: Option<Ack>,
-    /// Set when the message came from the spool.
-    pub ticket: Option<Ticket>,
-    _bytes: OwnedSemaphorePermit,
-}
-
-/// How a confirming caller (rsyslog's protocol) learns the fate of one message. A message
-/// with an ack is never dead-lettered or counted lost for a retriable failure: it is handed
-/// back, because rsyslog keeps it and sends it again. Dropping the receiver cancels it.
-#[derive(Debug)]
-pub(super) struct Ack {
-    pub reply: oneshot::Sender<Result<(), Returned>>,
-    /// Stop retrying at this instant and hand the message back. (Every job, spooled ones
-    /// included, is also given up after `--max-attempts` failures of its own, in `retry`.)
-    pub give_up_at: Option<Instant>,
-}
-
-/// A message that was not delivered, handed back to its confirming caller.
-#[derive(Debug)]
-pub(super) struct Returned {
-    pub line_number: u64,
-    /// The line as it was read.
-    pub message: Vec<u8>,
-    pub reason: String,
-}
-
-impl Ack {
-    pub(super) fn new(
-        give_up_at: Option<Instant>,
-    ) -> (Self, oneshot::Receiver<Result<(), Returned>>) {
-        let (reply, receiver) = oneshot::channel();
-        (Ack { reply, give_up_at }, receiver)
-    }
-}
-
-/// Sets the "abort" flag: workers stop retrying and settle what they hold as undelivered.
-#[derive(Debug, Clone)]
-pub(super) struct Aborter(Arc<watch::Sender<bool>>);
-
-impl Aborter {
-    pub(super) fn abort(&self) {
-        self.0.send_replace(true);
-    }
-}
-
+/// The bounded queue between the session (and the spool's feeder) and `--concurrency`
+/// workers, which deliver each [`Job`] through the shared [`Retrier`] and hand its result to
+/// the [`Settler`]. It owns the workers: [`finish`](Self::finish) closes the queue and joins
+/// them, so every job queued is settled before it returns. The run's abort (the drain
+/// deadline, a second signal) tells them to stop retrying.
 pub(super) struct Pipeline {
     /// Workers running; fewer than `concurrency` before the queue closes means some died.
     workers_running: Arc<AtomicUsize>,
     concurrency: usize,
     submitter: Submitter,
     workers: JoinSet<()>,
-    abort: Aborter,
 }
 
 /// The queue's entrance. The queue closes once every submitter is dropped.
@@ -97,16 +50,17 @@ pub(super) struct Submitter {
 }
 
 impl Pipeline {
-    /// Starts `concurrency` workers sharing one receiver and one retrier (and its client).
+    /// Starts `concurrency` workers sharing one receiver and one retrier (and its client);
+    /// they settle what they hold as undelivered once `abort` is true.
     pub(super) fn start(
         config: PipelineConfig,
         retrier: Arc<Retrier>,
         labeler: Arc<Labeler>,
         settler: Arc<Settler>,
+        abort: watch::Receiver<bool>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(config.queue_messages.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
-        let (abort_sender, abort_receiver) = watch::channel(false);
         let concurrency = config.concurrency.max(1);
         let mut workers = JoinSet::new();
         let workers_running = Arc::new(AtomicUsize::new(0));
@@ -119,7 +73,7 @@ impl Pipeline {
                     concurrency,
                 },
                 settler: settler.clone(),
-                abort: abort_receiver.clone(),
+                abort: abort.clone(),
             };
             let running = Running::count(&workers_running);
             workers.spawn(async move {
@@ -138,7 +92,6 @@ impl Pipeline {
                 byte_budget_size,
             },
             workers,
-            abort: Aborter(Arc::new(abort_sender)),
         }
     }
 
@@ -154,15 +107,6 @@ impl Pipeline {
             submitter.byte_budget.clone(),
             u64::from(submitter.byte_budget_size),
         )
-    }
-
-    pub(super) fn aborter(&self) -> Aborter {
-        self.abort.clone()
-    }
-
-    /// Becomes true when the workers are told to stop retrying.
-    pub(super) fn abort_signal(&self) -> watch::Receiver<bool> {
-        self.abort.0.subscribe()
     }
 
     /// Queues a message, waiting while the queue is full. Gives the message back if the
@@ -207,13 +151,7 @@ impl Submitter {
         let Ok(permit) = self.byte_budget.clone().acquire_many_owned(cost).await else {
             return Err(outgoing);
         };
-        let job = Job {
-            line_number,
-            outgoing,
-            ack,
-            ticket,
-            _bytes: permit,
-        };
+        let job = Job::new(line_number, outgoing, ack, ticket, permit);
         self.sender
             .send(job)
             .await
@@ -227,7 +165,6 @@ impl Pipeline {
         let Pipeline {
             submitter,
             mut workers,
-            abort,
             ..
         } = self;
         drop(submitter);
@@ -236,7 +173,6 @@ impl Pipeline {
                 tracing::error!("a delivery worker failed: {e}");
             }
         }
-        drop(abort);
     }
 }
 
@@ -318,5 +254,86 @@ impl Sending {
                 Some(Err(failure)) => return Err(failure),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::send::client::{Client, ClientOptions};
+    use crate::send::retry::{Backoff, RetryPolicy};
+    use crate::send::stats::{Loss, Stats};
+    use crate::send::tls::Trust;
+    use crate::wire::TargetFormat;
+
+    /// A pipeline whose client points at a port nothing listens on (bound, then released):
+    /// no test here gets as far as a request.
+    fn pipeline(
+        abort: watch::Receiver<bool>,
+        queue_bytes: u64,
+    ) -> (Pipeline, Arc<Labeler>, Arc<Stats>) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a port")
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}/").parse().expect("a URL");
+        let stats = Arc::new(Stats::default());
+        let options = ClientOptions {
+            concurrency: 2,
+            proxy: Some("none"),
+            trust: Trust::Webpki,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            ca_cert: None,
+            insecure: false,
+        };
+        let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
+        let policy = RetryPolicy {
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            max_attempts: 3,
+        };
+        let accept = "503".parse().expect("a status list");
+        let retrier = Arc::new(Retrier::new(client, accept, 2, policy, stats.clone()));
+        let format = TargetFormat::new("/", 8192, None);
+        let labeler = Arc::new(Labeler::new(format, None, false, 1 << 20, None).expect("fits"));
+        let settler = Arc::new(Settler::new(stats.clone(), None));
+        let config = PipelineConfig {
+            concurrency: 2,
+            queue_messages: 4,
+            queue_bytes,
+        };
+        let pipeline = Pipeline::start(config, retrier, labeler.clone(), settler, abort);
+        (pipeline, labeler, stats)
+    }
+
+    #[tokio::test]
+    async fn after_the_abort_every_queued_message_is_settled_undelivered() {
+        let (_abort, aborted) = watch::channel(true);
+        let (pipeline, labeler, stats) = pipeline(aborted, 1 << 20);
+        for n in 1..=3 {
+            let outgoing = labeler.prepare(n, b"late".to_vec()).expect("a message");
+            assert!(pipeline.submit(n, outgoing, None).await.is_ok());
+        }
+        pipeline.finish().await;
+        assert_eq!(stats.lost_by(Loss::DrainDeadline), 3);
+        assert_eq!(stats.requests.statuses.seen().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_byte_budget_takes_all_of_it() {
+        let (_abort, aborted) = watch::channel(true);
+        let (pipeline, labeler, _) = pipeline(aborted, 16);
+        let (budget, size) = pipeline.byte_budget();
+        assert_eq!(size, 16);
+        let outgoing = labeler.prepare(1, vec![b'x'; 100]).expect("a message");
+        assert!(pipeline.submit(1, outgoing, None).await.is_ok());
+        pipeline.finish().await;
+        // Settled, so its permits are back.
+        assert_eq!(budget.available_permits(), 16);
     }
 }

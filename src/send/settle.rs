@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::dead_letter::DeadLetter;
+use super::job::{Ack, Job, Returned, Ticket};
 use super::outgoing::Labeler;
-use super::pipeline::{Ack, Job, Returned};
 use super::retry::{self, AfterFailure, Failure};
-use super::spooling::Ticket;
 use super::stats::{Loss, Stats};
 
 /// Accounts for messages that were not delivered: into the dead-letter file when there is one,
@@ -253,5 +252,137 @@ impl Settler {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::wire::TargetFormat;
+
+    fn labeler() -> Labeler {
+        Labeler::new(
+            TargetFormat::new("/", 8192, None),
+            None,
+            false,
+            1 << 20,
+            None,
+        )
+        .expect("budget is enough")
+    }
+
+    fn job(labeler: &Labeler, line_number: u64, text: &str, ack: Option<Ack>) -> Job {
+        let outgoing = labeler
+            .prepare(line_number, text.as_bytes().to_vec())
+            .expect("a message");
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a free permit");
+        Job::new(line_number, outgoing, ack, None, permit)
+    }
+
+    fn settler(dead_letter: Option<&std::path::Path>) -> Settler {
+        let dead_letter =
+            dead_letter.map(|path| Arc::new(DeadLetter::open(path).expect("a dead-letter file")));
+        Settler::new(Arc::new(Stats::default()), dead_letter)
+    }
+
+    #[test]
+    fn a_delivered_message_is_counted_and_confirmed() {
+        let (labeler, settler) = (labeler(), settler(None));
+        settler.settle(job(&labeler, 1, "plain", None), None, Ok(()), &labeler);
+        let (ack, mut reply) = Ack::new(None);
+        settler.settle(
+            job(&labeler, 2, "confirmed", None),
+            Some(ack),
+            Ok(()),
+            &labeler,
+        );
+        assert_eq!(settler.stats.delivered.load(Relaxed), 2);
+        assert!(matches!(reply.try_recv(), Ok(Ok(()))));
+    }
+
+    #[test]
+    fn a_confirming_caller_gets_a_retriable_failure_back() {
+        let (labeler, settler) = (labeler(), settler(None));
+        let (ack, mut reply) = Ack::new(None);
+        let failure = Failure::GaveUp(Some("HTTP 500".into()));
+        settler.settle(
+            job(&labeler, 7, "hello", None),
+            Some(ack),
+            Err(failure),
+            &labeler,
+        );
+        match reply.try_recv() {
+            Ok(Err(returned)) => {
+                assert_eq!(returned.line_number, 7);
+                assert_eq!(returned.message, b"hello");
+                assert!(returned.reason.contains("HTTP 500"), "{}", returned.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(settler.stats.returned.load(Relaxed), 1);
+        assert_eq!(settler.stats.lost.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_rejected_message_is_dead_lettered_or_counted_lost_by_reason() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dead");
+        let labeler = labeler();
+        let with_file = settler(Some(&path));
+        let (ack, mut reply) = Ack::new(None);
+        let rejected = Failure::Rejected("HTTP 404".into());
+        with_file.settle(
+            job(&labeler, 1, "kept", None),
+            Some(ack),
+            Err(rejected),
+            &labeler,
+        );
+        assert!(with_file.sync());
+        assert_eq!(std::fs::read(&path).expect("the file"), b"kept\n");
+        assert_eq!(with_file.stats.dead_lettered.load(Relaxed), 1);
+        // Kept in the file, so rsyslog is told it is done rather than send it forever.
+        assert!(matches!(reply.try_recv(), Ok(Ok(()))));
+
+        let without = settler(None);
+        let exhausted = Failure::Exhausted {
+            attempts: 10,
+            last: "HTTP 500".into(),
+        };
+        without.settle(
+            job(&labeler, 2, "gone", None),
+            None,
+            Err(exhausted),
+            &labeler,
+        );
+        without.settle(
+            job(&labeler, 3, "late", None),
+            None,
+            Err(Failure::DrainPassed),
+            &labeler,
+        );
+        assert_eq!(without.stats.lost_by(Loss::MaxAttempts), 1);
+        assert_eq!(without.stats.lost_by(Loss::DrainDeadline), 1);
+        assert_eq!(without.stats.lost.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_message_never_committed_is_reclaimed_as_lost() {
+        let settler = settler(None);
+        settler.stats.hand_back();
+        settler.reclaim(Returned {
+            line_number: 4,
+            message: b"uncommitted".to_vec(),
+            reason: "cancelled".into(),
+        });
+        assert_eq!(settler.stats.returned.load(Relaxed), 0);
+        assert_eq!(settler.stats.lost_by(Loss::Uncommitted), 1);
+        settler.unreadable(5, "too long");
+        assert_eq!(settler.stats.lost_by(Loss::TooLong), 1);
     }
 }

@@ -9,26 +9,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::dead_letter::DeadLetter;
+use super::job::{Item, Ticket};
 use super::outgoing::{Labeler, Outgoing};
 use super::pipeline::Submitter;
 use super::stats::{Loss, Stats};
-use crate::spool::{Body, FULL_RETRY, Limits, Refused, Spool, SpoolError, Spools, SyncPolicy};
-
-/// What the window keeps of a message: its line number and the message itself.
-pub(super) type Item = (u64, Outgoing);
-
-/// A spooled message on its way: marked done in its spool once delivered or dead-lettered.
-#[derive(Debug)]
-pub(super) struct Ticket {
-    spool: Arc<Spool<Item>>,
-    index: u64,
-}
-
-impl Ticket {
-    pub(super) fn done(self) {
-        self.spool.done(self.index);
-    }
-}
+use crate::spool::{Body, FULL_RETRY, Limits, Refused, SpoolError, Spools, SyncPolicy};
 
 pub(super) struct Spooler {
     spools: Spools<Item>,
@@ -334,10 +319,7 @@ impl Spooler {
                         }
                     },
                 };
-                let ticket = Ticket {
-                    spool: spool.clone(),
-                    index: taken.meta.index,
-                };
+                let ticket = Ticket::new(spool.clone(), taken.meta.index);
                 tokio::select! {
                     biased;
                     _ = abort.wait_for(|aborted| *aborted) => return,

@@ -39,7 +39,12 @@ use std::time::Duration;
 
 pub(crate) use record::is_full;
 use store::Opened;
-pub(crate) use store::{Body, Recovery, Refused, Spool};
+/// One spool directory claimed by this process: a FIFO of checksummed records in segment
+/// files, appended by the session, taken by the feeder, marked done out of order as messages
+/// settle, with the done frontier in the state file and finished segments deleted. Its
+/// recovery at start never refuses to open: damage is counted and skipped.
+pub(crate) use store::Spool;
+pub(crate) use store::{Body, Recovery, Refused};
 pub(crate) use trust::{file_options, shared_dir_warning};
 
 /// When appended records are made durable against a host crash (a kill never loses them:

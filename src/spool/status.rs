@@ -9,7 +9,6 @@ use anyhow::Context;
 use super::record::{self, SegmentKind};
 use super::state::{Loaded, StateFile};
 use super::store::{segment_first, segment_path};
-use crate::cli::SpoolArgs;
 use crate::exit::{self, Fatal, Status};
 
 /// One spool, as the `spool` command reports it.
@@ -29,8 +28,8 @@ struct Summary {
     untrusted: Option<String>,
 }
 
-pub fn run(args: &SpoolArgs) -> exit::Outcome {
-    let summaries = summarize(&args.dir).map_err(Fatal::usage)?;
+pub fn run(dir: &std::path::Path) -> exit::Outcome {
+    let summaries = summarize(dir).map_err(Fatal::usage)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);

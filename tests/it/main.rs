@@ -13,6 +13,7 @@
 mod support;
 
 mod decode_gaps;
+mod layers;
 mod observe;
 mod omprog_protocol;
 mod round_trip;

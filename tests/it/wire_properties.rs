@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
-use drifter_rsyslog::cli::DecodeArgs;
 use drifter_rsyslog::decode::{Counts, Decoder};
 use drifter_rsyslog::send::outgoing::{IdMode, Labeler};
 use drifter_rsyslog::wire::{self, Signer, TargetFormat};
@@ -92,8 +91,8 @@ fn entry(format: Format, target: &str, out: &mut Vec<u8>) {
     access_log::write_entry(format, &balancer(), &request, out);
 }
 
-fn decode_args() -> DecodeArgs {
-    DecodeArgs {
+fn decode_args() -> drifter_rsyslog::decode::Config {
+    drifter_rsyslog::decode::Config {
         paths: Vec::new(),
         path: None,
         json: false,

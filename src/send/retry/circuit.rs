@@ -46,6 +46,11 @@ enum Health {
     },
 }
 
+/// The endpoint's health as every worker sees it (Starting, Up, Down; see the module doc):
+/// whether a request may go, who probes while it is down, and the counts of answers and
+/// failures by which a request's own failure is told from an outage. Shared by all the
+/// retrier's requests; its state is a watch channel (waiters wake on each change), its "up"
+/// check one atomic load.
 pub(super) struct Circuit {
     /// Mirrors `state == Up`, for the fast path.
     up: AtomicBool,

@@ -11,8 +11,8 @@
 //! are logged once each.
 //!
 //! The rules are here; the [`retrier`] applies them to every request, through a
-//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying); the
-//! circuit's state machine has a file of its own.
+//! [`Transport`](retrier::Transport) (the HTTP client, which knows nothing of retrying and
+//! returns raw answers, classified here); the circuit's state machine has a file of its own.
 
 mod circuit;
 mod retrier;
@@ -24,8 +24,9 @@ use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::client::Answer;
 use super::endpoint::StatusSet;
-use super::pipeline::Ack;
+use super::job::Ack;
 pub(super) use retrier::{Retrier, RetryPolicy};
 
 /// The longest interval between two probes of an open circuit: delivery resumes within about
@@ -47,6 +48,24 @@ pub(super) enum Attempt {
     },
     /// Trying again would get the same answer: other statuses (4xx, redirects).
     Permanent { reason: String },
+}
+
+/// Sorts what a request came to: a status as [`classify`] does; no answer is worth trying
+/// again, and says the endpoint is failing, unless trying again cannot mend it (a proxy that
+/// refused our credentials).
+pub(super) fn classify_answer(answer: Answer, accept: &StatusSet) -> Attempt {
+    match answer {
+        Answer::Status {
+            status,
+            retry_after,
+        } => classify(status, accept, retry_after),
+        Answer::Failed(reason) => Attempt::Retry {
+            reason,
+            after: None,
+            outage: true,
+        },
+        Answer::Refused(reason) => Attempt::Permanent { reason },
+    }
 }
 
 /// Sorts a response status the way Vector's HTTP sinks do: accepted, retriable or permanent.
@@ -220,7 +239,7 @@ pub(super) async fn within_limits(
 
 async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
     if abort.wait_for(|aborted| *aborted).await.is_err() {
-        // The pipeline outlives its workers, so this is only reached at teardown.
+        // The run's shutdown outlives the workers, so this is only reached at teardown.
         std::future::pending::<()>().await;
     }
 }
@@ -275,6 +294,88 @@ mod tests {
         for code in [200, 301, 400, 403, 404, 414] {
             assert!(matches!(class(code), Attempt::Permanent { .. }), "{code}");
         }
+    }
+
+    #[test]
+    fn no_answer_is_retried_as_an_outage_unless_trying_again_cannot_mend_it() {
+        let accept: StatusSet = "503".parse().expect("valid");
+        let failed = classify_answer(Answer::Failed("connection refused".into()), &accept);
+        assert_eq!(
+            failed,
+            Attempt::Retry {
+                reason: "connection refused".into(),
+                after: None,
+                outage: true
+            }
+        );
+        let refused = classify_answer(Answer::Refused("407".into()), &accept);
+        assert_eq!(
+            refused,
+            Attempt::Permanent {
+                reason: "407".into()
+            }
+        );
+        let too_many = Answer::Status {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            classify_answer(too_many, &accept),
+            Attempt::Retry {
+                reason: "HTTP 429 Too Many Requests".into(),
+                after: Some(Duration::from_secs(7)),
+                outage: false
+            }
+        );
+    }
+
+    /// A delivery that never ends: only a limit ends `within_limits`.
+    fn forever() -> impl Future<Output = Result<(), Failure>> {
+        std::future::pending()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_abort_ends_a_delivery() {
+        let (abort, mut aborted) = watch::channel(false);
+        let start = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            abort.send_replace(true);
+            // Held until the end, so the abort is not mistaken for teardown.
+            std::future::pending::<()>().await;
+        });
+        let result = within_limits(forever(), &mut aborted, None, &LastFailure::default()).await;
+        assert!(matches!(result, Err(Failure::DrainPassed)), "{result:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirming_callers_deadline_gives_up_with_the_last_failure() {
+        let (_abort, mut aborted) = watch::channel(false);
+        let start = Instant::now();
+        let (mut ack, _receiver) = Ack::new(Some(start + Duration::from_secs(30)));
+        let last_failure = LastFailure::default();
+        last_failure.set("HTTP 500".into());
+        let result = within_limits(forever(), &mut aborted, Some(&mut ack), &last_failure).await;
+        match result {
+            Err(Failure::GaveUp(Some(last))) => assert_eq!(last, "HTTP 500"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_gone_cancels_and_a_delivery_that_ends_ends_it() {
+        let (_abort, mut aborted) = watch::channel(false);
+        let (mut ack, receiver) = Ack::new(None);
+        drop(receiver);
+        let last_failure = LastFailure::default();
+        let result = within_limits(forever(), &mut aborted, Some(&mut ack), &last_failure).await;
+        assert!(matches!(result, Err(Failure::Cancelled)), "{result:?}");
+        let (mut ack, _receiver) = Ack::new(None);
+        let delivered = async { Ok(()) };
+        let result = within_limits(delivered, &mut aborted, Some(&mut ack), &last_failure).await;
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[test]

@@ -11,21 +11,21 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use super::circuit::{Admission, Circuit, ProbeTime, Role, Verdict};
-use super::{Attempt, Backoff, Failure, LastFailure};
-use crate::send::client::Client;
-use crate::send::endpoint::Endpoint;
-use crate::send::stats::Stats;
+use super::{Attempt, Backoff, Failure, LastFailure, classify_answer};
+use crate::send::client::{Answer, Client};
+use crate::send::endpoint::{Endpoint, StatusSet};
+use crate::send::stats::{Outcome, Stats};
 
-/// Sends one request and classifies its answer, and nothing more: every decision about trying
-/// again is the [`Retrier`]'s. The HTTP client in production; a scripted endpoint on paused
-/// time in the tests.
+/// Sends one request and reports its raw answer, and nothing more: what the answer means and
+/// every decision about trying again are the [`Retrier`]'s. The HTTP client in production; a
+/// scripted endpoint on paused time in the tests.
 pub(in crate::send) trait Transport: Send + Sync {
-    fn attempt(&self, target: &PathAndQuery) -> impl Future<Output = Attempt> + Send;
+    fn send(&self, target: &PathAndQuery) -> impl Future<Output = Answer> + Send;
 }
 
 impl Transport for Client {
-    fn attempt(&self, target: &PathAndQuery) -> impl Future<Output = Attempt> + Send {
-        Client::attempt(self, target)
+    fn send(&self, target: &PathAndQuery) -> impl Future<Output = Answer> + Send {
+        Client::send(self, target)
     }
 }
 
@@ -45,6 +45,8 @@ pub(in crate::send) struct Retrier<T = Client> {
     probe_target: PathAndQuery,
     /// For the log lines.
     endpoint: String,
+    /// `--accept`: the statuses that mean "delivered".
+    accept: StatusSet,
     request_timeout: Duration,
     /// Requests in flight across all workers: the fragments of one long message share it
     /// with everything else, so `--concurrency` holds however messages are cut.
@@ -59,6 +61,7 @@ pub(in crate::send) struct Retrier<T = Client> {
 impl Retrier<Client> {
     pub(in crate::send) fn new(
         client: Client,
+        accept: StatusSet,
         concurrency: usize,
         policy: RetryPolicy,
         stats: Arc<Stats>,
@@ -67,6 +70,7 @@ impl Retrier<Client> {
         let request_timeout = client.request_timeout();
         Retrier::with_transport(
             client,
+            accept,
             &endpoint,
             request_timeout,
             concurrency,
@@ -83,6 +87,7 @@ impl Retrier<Client> {
 impl<T: Transport> Retrier<T> {
     pub(in crate::send) fn with_transport(
         transport: T,
+        accept: StatusSet,
         endpoint: &Endpoint,
         request_timeout: Duration,
         concurrency: usize,
@@ -96,6 +101,7 @@ impl<T: Transport> Retrier<T> {
             transport,
             probe_target,
             endpoint: endpoint.to_string(),
+            accept,
             request_timeout,
             requests: Semaphore::new(concurrency.max(1)),
             policy,
@@ -150,7 +156,27 @@ impl<T: Transport> Retrier<T> {
         let Ok(_slot) = self.requests.acquire().await else {
             return Err(Failure::Cancelled);
         };
-        Ok(self.transport.attempt(target).await)
+        Ok(self.attempt(target).await)
+    }
+
+    /// One request through the transport, its answer classified and timed.
+    async fn attempt(&self, target: &PathAndQuery) -> Attempt {
+        let requests = &self.stats.requests;
+        let started = std::time::Instant::now();
+        let answer = self.transport.send(target).await;
+        let answered = matches!(answer, Answer::Status { .. });
+        let attempt = classify_answer(answer, &self.accept);
+        let outcome = match &attempt {
+            _ if !answered => Outcome::Error,
+            Attempt::Accepted => {
+                requests.delivered_now();
+                Outcome::Accepted
+            }
+            Attempt::Retry { .. } => Outcome::Retried,
+            Attempt::Permanent { .. } => Outcome::Rejected,
+        };
+        requests.observe(outcome, started.elapsed());
+        attempt
     }
 
     /// One request, retried until accepted or rejected for good. While the circuit is open,
@@ -270,7 +296,7 @@ impl<T: Transport> Retrier<T> {
     pub(in crate::send) async fn probe(&self) -> Result<(), String> {
         let mut failures = 0;
         loop {
-            match self.transport.attempt(&self.probe_target).await {
+            match self.attempt(&self.probe_target).await {
                 Attempt::Accepted => {
                     self.circuit.answered();
                     return Ok(());

@@ -30,8 +30,8 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use clap::Parser as _;
 use drifter_rsyslog::access_log::{self, Balancer, Format, Request};
-use drifter_rsyslog::cli::{Cli, Command, DecodeArgs};
-use drifter_rsyslog::decode::{Decoder, Range};
+use drifter_rsyslog::cli::{Cli, Command};
+use drifter_rsyslog::decode::{Config, Decoder, Range};
 use drifter_rsyslog::send::outgoing::{IdMode, Labeler};
 use drifter_rsyslog::wire::{self, Signer, TargetFormat};
 use libfuzzer_sys::fuzz_target;
@@ -196,14 +196,14 @@ fn check(options: &Options, sent: &[(&[u8], u8)], noise: &[&[u8]], input_len: us
     }
 }
 
-fn base_args() -> &'static DecodeArgs {
-    static ARGS: OnceLock<DecodeArgs> = OnceLock::new();
+fn base_args() -> &'static Config {
+    static ARGS: OnceLock<Config> = OnceLock::new();
     ARGS.get_or_init(
         || match Cli::try_parse_from(["drifter-rsyslog", "decode"]) {
             Ok(Cli {
                 command: Command::Decode(args),
                 ..
-            }) => args,
+            }) => Config::from(&args),
             other => panic!("`decode` parses to {other:?}"),
         },
     )

@@ -10,7 +10,7 @@ use super::super::PROBE_INTERVAL_MAX;
 use super::*;
 
 /// What the scripted endpoint answers: to a target, at a (virtual) time.
-type Script = Box<dyn Fn(&str, Instant) -> Attempt + Send + Sync>;
+type Script = Box<dyn Fn(&str, Instant) -> Answer + Send + Sync>;
 
 /// An endpoint that answers by script after a fixed latency, and records every request.
 struct Scripted {
@@ -22,7 +22,7 @@ const LATENCY: Duration = Duration::from_millis(5);
 const PROBE: &str = "/";
 
 impl Transport for Scripted {
-    fn attempt(&self, target: &PathAndQuery) -> impl Future<Output = Attempt> + Send {
+    fn send(&self, target: &PathAndQuery) -> impl Future<Output = Answer> + Send {
         let target = target.as_str().to_string();
         async move {
             tokio::time::sleep(LATENCY).await;
@@ -46,12 +46,21 @@ impl Scripted {
     }
 }
 
-fn failing(reason: &str) -> Attempt {
-    Attempt::Retry {
-        reason: reason.into(),
-        after: None,
-        outage: true,
+/// A failure that says the endpoint is failing (no answer, or a 5xx, as the reason says).
+fn failing(reason: &str) -> Answer {
+    Answer::Failed(reason.into())
+}
+
+/// An answer with `code`; the retrier accepts 503.
+fn status(code: u16) -> Answer {
+    Answer::Status {
+        status: http::StatusCode::from_u16(code).expect("a valid status"),
+        retry_after: None,
     }
+}
+
+fn accepted() -> Answer {
+    status(503)
 }
 
 /// A retrier with the default backoff (200 ms to 30 s), 64 requests at once.
@@ -71,6 +80,7 @@ fn retrier(max_attempts: u32, script: Script) -> Retrier<Scripted> {
     let stats = Arc::new(Stats::default());
     Retrier::with_transport(
         transport,
+        "503".parse().expect("a valid status list"),
         &endpoint,
         Duration::from_secs(10),
         64,
@@ -102,7 +112,7 @@ async fn a_message_that_keeps_failing_holds_no_one_and_is_given_up() {
         5,
         Box::new(|target, _| match target {
             "/?poison" => failing("HTTP 500"),
-            _ => Attempt::Accepted,
+            _ => accepted(),
         }),
     );
     let mut deliveries = FuturesUnordered::new();
@@ -149,7 +159,7 @@ async fn a_message_failing_alone_is_given_up_too() {
         3,
         Box::new(|target, _| {
             if target == PROBE {
-                Attempt::Accepted
+                accepted()
             } else {
                 failing("HTTP 502")
             }
@@ -179,12 +189,8 @@ async fn flaky_endpoint_round(seed: u64) {
         Box::new(move |_, _| match fastrand::u8(0..4) {
             0 => failing("connection reset"),
             1 => failing("HTTP 500"),
-            2 => Attempt::Retry {
-                reason: "HTTP 429".into(),
-                after: None,
-                outage: false,
-            },
-            _ => Attempt::Accepted,
+            2 => status(429),
+            _ => accepted(),
         }),
     );
     let mut deliveries: FuturesUnordered<_> = (0..200)
@@ -208,7 +214,7 @@ async fn delivery_resumes_within_five_seconds_of_the_endpoints_return() {
                 if now < back_at {
                     failing("connection refused")
                 } else {
-                    Attempt::Accepted
+                    accepted()
                 }
             }),
         );
@@ -315,4 +321,30 @@ fn probe_intervals_are_capped_and_jittered_over_the_upper_half() {
         ..backoff
     };
     assert!(short.probe_interval(10, None) <= Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_startup_probe_waits_for_an_accepted_answer_and_stops_at_a_permanent_one() {
+    // `--probe`: failures are retried at the probe interval until the endpoint accepts.
+    let back_at = Instant::now() + Duration::from_secs(20);
+    let returning = retrier(
+        10,
+        Box::new(move |_, now| {
+            if now < back_at {
+                failing("connection refused")
+            } else {
+                accepted()
+            }
+        }),
+    );
+    assert_eq!(returning.probe().await, Ok(()));
+    let sent = returning.transport.sent();
+    assert!(sent.iter().all(|(_, target)| target == PROBE), "{sent:?}");
+    let last = sent.last().map(|(at, _)| *at).expect("probes were sent");
+    assert!(last - back_at <= PROBE_INTERVAL_MAX + LATENCY, "{last:?}");
+    // A 404 means the URL is wrong: said at once, not retried.
+    let wrong = retrier(10, Box::new(|_, _| status(404)));
+    let refused = wrong.probe().await.expect_err("a 404 is permanent");
+    assert!(refused.contains("HTTP 404"), "{refused}");
+    assert_eq!(wrong.transport.sent().len(), 1);
 }

@@ -23,13 +23,13 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::input::Line;
-use super::pipeline::{Ack, Returned};
-use super::session::{Halt, Session};
-use super::settle::Settler;
+use super::{Halt, Session};
+use crate::send::input::Line;
+use crate::send::job::{Ack, Returned};
+use crate::send::settle::Settler;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
+pub(in crate::send) enum Mode {
     Plain,
     Confirm,
     Transactions,
@@ -37,13 +37,13 @@ pub(super) enum Mode {
 
 impl Mode {
     /// The confirming modes are rsyslog's: the program's stdout is rsyslog's to read.
-    pub(super) fn under_rsyslog(self) -> bool {
+    pub(in crate::send) fn under_rsyslog(self) -> bool {
         self != Mode::Plain
     }
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct ProtocolConfig {
+pub(in crate::send) struct ProtocolConfig {
     pub mode: Mode,
     pub begin_mark: Vec<u8>,
     pub commit_mark: Vec<u8>,
@@ -58,23 +58,23 @@ pub(super) struct ProtocolConfig {
 const MAX_ERROR_REPLY: usize = 4000;
 
 /// The protocol's side of stdout: whole replies, each flushed at once, and keep-alive dots.
-pub(super) struct Replies<W> {
+pub(in crate::send) struct Replies<W> {
     out: W,
     keepalive: Duration,
 }
 
 impl<W: AsyncWrite + Unpin> Replies<W> {
-    pub(super) fn new(out: W, keepalive: Duration) -> Self {
+    pub(in crate::send) fn new(out: W, keepalive: Duration) -> Self {
         Replies { out, keepalive }
     }
 
-    pub(super) async fn reply(&mut self, word: &str) -> io::Result<()> {
+    pub(in crate::send) async fn reply(&mut self, word: &str) -> io::Result<()> {
         self.out.write_all(format!("{word}\n").as_bytes()).await?;
         self.out.flush().await
     }
 
     /// One line that rsyslog reads as a failure: never `OK`, never leading dots, no LF.
-    pub(super) async fn error(&mut self, reason: &str) -> io::Result<()> {
+    pub(in crate::send) async fn error(&mut self, reason: &str) -> io::Result<()> {
         let mut text: String = format!("error: {reason}")
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -90,7 +90,10 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
     }
 
     /// Awaits `work`, writing a dot each keep-alive interval until it completes.
-    pub(super) async fn keep_alive<F: Future>(&mut self, work: F) -> io::Result<F::Output> {
+    pub(in crate::send) async fn keep_alive<F: Future>(
+        &mut self,
+        work: F,
+    ) -> io::Result<F::Output> {
         tokio::pin!(work);
         let mut ticks = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
         loop {
@@ -106,12 +109,12 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
 }
 
 /// A message deferred to its transaction's commit: its outcome, once known.
-pub(super) type Pending = oneshot::Receiver<Result<(), Returned>>;
+pub(in crate::send) type Pending = oneshot::Receiver<Result<(), Returned>>;
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     /// Confirm mode: one reply per line, after the message's fate is known (or, with the
     /// spool, once it is in the spool).
-    pub(super) async fn confirm(&mut self, line: Line) -> Result<(), Halt> {
+    pub(in crate::send) async fn confirm(&mut self, line: Line) -> Result<(), Halt> {
         let Some((number, outgoing)) = self.admit(line) else {
             // Nothing to send (empty), or already settled (dead-lettered or counted lost):
             // an error would only make rsyslog send the same unsendable line again.
@@ -148,7 +151,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     }
 
     /// Transactions mode: begin and commit marks, messages deferred to the commit.
-    pub(super) async fn transact(
+    pub(in crate::send) async fn transact(
         &mut self,
         line: Line,
         batch: &mut Vec<Pending>,
@@ -235,7 +238,7 @@ async fn commit(batch: Vec<Pending>, deadline: Instant) -> Result<(), String> {
 /// After EOF or a stop inside a transaction: rsyslog 8.2302 does not resend deferred messages
 /// of a batch it never saw committed, so they are delivered within the drain deadline or kept
 /// in the dead-letter file, never silently dropped.
-pub(super) async fn settle_uncommitted(uncommitted: Vec<Pending>, settler: &Settler) {
+pub(in crate::send) async fn settle_uncommitted(uncommitted: Vec<Pending>, settler: &Settler) {
     if uncommitted.is_empty() {
         return;
     }
@@ -247,5 +250,57 @@ pub(super) async fn settle_uncommitted(uncommitted: Vec<Pending>, settler: &Sett
         if let Ok(Err(returned)) = outcome.await {
             settler.reclaim(returned);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reply_is_preceded_by_a_dot_per_keepalive_interval() {
+        let mut out = Vec::new();
+        let mut replies = Replies::new(&mut out, Duration::from_secs(2));
+        let slow = tokio::time::sleep(Duration::from_secs(7));
+        replies.keep_alive(slow).await.expect("written");
+        replies.reply("OK").await.expect("written");
+        assert_eq!(out, b"...OK\n");
+    }
+
+    #[tokio::test]
+    async fn an_error_reply_is_one_bounded_line() {
+        let mut out = Vec::new();
+        let mut replies = Replies::new(&mut out, Duration::from_secs(2));
+        let reason = format!("HTTP 500\nat\r{}", "é".repeat(MAX_ERROR_REPLY));
+        replies.error(&reason).await.expect("written");
+        let text = String::from_utf8(out).expect("whole characters");
+        assert!(text.starts_with("error: HTTP 500 at "), "{text:.40}");
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.len() <= MAX_ERROR_REPLY + 1, "{}", text.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_succeeds_at_once_or_fails_at_its_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (delivered, delivered_outcome) = oneshot::channel();
+        let _ = delivered.send(Ok(()));
+        assert_eq!(commit(vec![delivered_outcome], deadline).await, Ok(()));
+        assert_eq!(Instant::now() + Duration::from_secs(30), deadline);
+
+        let (returned, returned_outcome) = oneshot::channel();
+        let _ = returned.send(Err(Returned {
+            line_number: 1,
+            message: b"m".to_vec(),
+            reason: "HTTP 500".into(),
+        }));
+        let (_never, never_outcome) = oneshot::channel();
+        let failed = commit(vec![returned_outcome, never_outcome], deadline).await;
+        assert_eq!(
+            failed,
+            Err("2 of 2 messages not delivered: HTTP 500".into())
+        );
+        // Held until the deadline: rsyslog replays a failed batch at once.
+        assert_eq!(Instant::now(), deadline);
     }
 }

@@ -1,6 +1,6 @@
 //! The read loop of every mode, the plain shell-pipe and sidecar case included: a line is
 //! read, counted, labelled and queued (or, with `--spool`, appended to the spool); in the
-//! confirming modes, [`omprog`](super::omprog) answers it. Backpressure is here: while the
+//! confirming modes, [`omprog`] answers it. Backpressure is here: while the
 //! queue (or the spool) is full, the next line is not read.
 
 use std::{fmt, io};
@@ -9,15 +9,18 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::watch;
 
-use super::input::{Line, LineReader};
-use super::omprog::{Mode, Pending, ProtocolConfig, Replies};
-use super::outgoing::{Labeler, Outgoing};
-use super::pipeline::{Ack, Pipeline};
-use super::retry::Retrier;
-use super::settle::Settler;
-use super::spooling::{Spooler, Unspooled};
-use super::stats::{Loss, Stats};
+pub(super) mod omprog;
+
+use crate::send::input::{Line, LineReader};
+use crate::send::job::Ack;
+use crate::send::outgoing::{Labeler, Outgoing};
+use crate::send::pipeline::Pipeline;
+use crate::send::retry::Retrier;
+use crate::send::settle::Settler;
+use crate::send::spooling::{Spooler, Unspooled};
+use crate::send::stats::{Loss, Stats};
 use crate::spool::SpoolError;
+use omprog::{Mode, Pending, ProtocolConfig, Replies};
 
 /// How reading ended.
 pub(super) struct Ending {
@@ -27,7 +30,10 @@ pub(super) struct Ending {
     pub uncommitted: Vec<Pending>,
 }
 
-/// One run of reading stdin, until end of input or a stop.
+/// One run of reading stdin, until end of input or a stop: each line is admitted (counted,
+/// labelled by the [`Labeler`]), then appended to the spool or queued on the [`Pipeline`];
+/// in the confirming modes it is answered through [`Replies`] ([`omprog`] holds those
+/// methods). Backpressure is here: a full queue or spool holds up the next read.
 pub(super) struct Session<'a, R, W> {
     pub reader: &'a mut LineReader<BufReader<R>>,
     pub replies: Replies<W>,
@@ -280,3 +286,6 @@ where
         Ok(probing.await)
     }
 }
+
+#[cfg(test)]
+mod tests;
