@@ -259,13 +259,8 @@ impl Sending {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::send::client::{Client, ClientOptions};
-    use crate::send::retry::{Backoff, RetryPolicy};
     use crate::send::stats::{Loss, Stats};
-    use crate::send::tls::Trust;
     use crate::wire::TargetFormat;
 
     /// A pipeline whose client points at a port nothing listens on (bound, then released):
@@ -278,27 +273,8 @@ mod tests {
             .and_then(|listener| listener.local_addr())
             .expect("a port")
             .port();
-        let endpoint = format!("http://127.0.0.1:{port}/").parse().expect("a URL");
         let stats = Arc::new(Stats::default());
-        let options = ClientOptions {
-            concurrency: 2,
-            proxy: Some("none"),
-            trust: Trust::Webpki,
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            ca_cert: None,
-            insecure: false,
-        };
-        let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
-        let policy = RetryPolicy {
-            backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-            },
-            max_attempts: 3,
-        };
-        let accept = "503".parse().expect("a status list");
-        let retrier = Arc::new(Retrier::new(client, accept, 2, policy, stats.clone()));
+        let retrier = Retrier::for_tests(&format!("http://127.0.0.1:{port}/"), stats.clone());
         let format = TargetFormat::new("/", 8192, None);
         let labeler = Arc::new(Labeler::new(format, None, false, 1 << 20, None).expect("fits"));
         let settler = Arc::new(Settler::new(stats.clone(), None));

@@ -84,6 +84,34 @@ impl Retrier<Client> {
     }
 }
 
+#[cfg(test)]
+impl Retrier<Client> {
+    /// A retrier with a real client to `url`, for the tests of the layers above: 503
+    /// accepted, 4 requests at once, retries from 200 ms to 1 s, 3 attempts of a request's own.
+    pub(in crate::send) fn for_tests(url: &str, stats: Arc<Stats>) -> Arc<Self> {
+        let options = crate::send::client::ClientOptions {
+            concurrency: 4,
+            proxy: Some("none"),
+            trust: crate::send::tls::Trust::Webpki,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            ca_cert: None,
+            insecure: false,
+        };
+        let endpoint = url.parse().expect("a valid URL");
+        let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
+        let policy = RetryPolicy {
+            backoff: Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(1),
+            },
+            max_attempts: 3,
+        };
+        let accept = "503".parse().expect("a valid status list");
+        Arc::new(Retrier::new(client, accept, 4, policy, stats))
+    }
+}
+
 impl<T: Transport> Retrier<T> {
     pub(in crate::send) fn with_transport(
         transport: T,

@@ -11,10 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::mock_elb::{MockElb, ServerOptions};
-use crate::send::client::{Client, ClientOptions};
 use crate::send::pipeline::PipelineConfig;
-use crate::send::retry::{Backoff, RetryPolicy};
-use crate::send::tls::Trust;
 use crate::wire::TargetFormat;
 
 /// What one session came to.
@@ -33,29 +30,9 @@ async fn session(mode: Mode, input: &[u8], max_line_bytes: usize) -> Ran {
     let (requests, mut received) = mpsc::channel(1024);
     let answer = ServerOptions::plain(StatusCode::SERVICE_UNAVAILABLE);
     let server = MockElb::serve(listener, answer, Some(requests)).expect("the server runs");
-    let endpoint = format!("http://{}/", server.local_addr())
-        .parse()
-        .expect("a valid URL");
     let stats = Arc::new(Stats::default());
-    let options = ClientOptions {
-        concurrency: 4,
-        proxy: Some("none"),
-        trust: Trust::Webpki,
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        ca_cert: None,
-        insecure: false,
-    };
-    let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
-    let policy = RetryPolicy {
-        backoff: Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-        },
-        max_attempts: 3,
-    };
-    let accept = "503".parse().expect("a valid status list");
-    let retrier = Arc::new(Retrier::new(client, accept, 4, policy, stats.clone()));
+    let url = format!("http://{}/", server.local_addr());
+    let retrier = Retrier::for_tests(&url, stats.clone());
     let format = TargetFormat::new("/", 8192, None);
     let labeler = Labeler::new(format, None, false, max_line_bytes as u64, None);
     let labeler = Arc::new(labeler.expect("budget is enough"));
