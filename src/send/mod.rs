@@ -27,6 +27,7 @@ mod signals;
 mod spooling;
 mod stats;
 mod stdio;
+mod tail;
 mod tls;
 
 use std::io::Write as _;
@@ -54,6 +55,7 @@ use settle::Settler;
 use signals::StopSignals;
 use spooling::Spooler;
 use stats::Stats;
+use tail::{Tail, TailInput};
 
 pub use endpoint::{StatusSet, StatusSetError};
 pub use tls::Trust;
@@ -73,6 +75,8 @@ struct Prepared {
     protocol: ProtocolConfig,
     probe: bool,
     spooler: Option<Arc<Spooler>>,
+    /// `--file`: files read in place of stdin.
+    tail: Option<TailInput>,
 }
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
@@ -87,10 +91,15 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
+    let patterns = TailInput::check(args)?;
     let stats = Arc::new(Stats::default());
     // A dry run writes no file.
     let spooler = match args.spool.as_ref().filter(|_| !args.dry_run) {
         Some(dir) => Some(Arc::new(open_spool(dir, args, stats.clone())?)),
+        None => None,
+    };
+    let tail = match patterns {
+        Some(patterns) => Some(TailInput::open(args, patterns)?),
         None => None,
     };
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
@@ -169,6 +178,7 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         protocol,
         probe: args.probe,
         spooler,
+        tail,
     })
 }
 
@@ -350,7 +360,8 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     }
     let spooler = prepared.spooler.clone();
     if let Some(spooler) = &spooler {
-        let plain = prepared.protocol.mode == Mode::Plain;
+        // A line read from a file and not spooled stays in the file: given back, not lost.
+        let plain = prepared.protocol.mode == Mode::Plain && prepared.tail.is_none();
         spooler.watch_stop(stopped.clone(), pipeline.abort_signal(), plain);
         if let Some(dead_letter) = &prepared.dead_letter {
             spooler.sync_before_reclaim(dead_letter.clone());
@@ -363,14 +374,26 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     let stdout = stdio::Output::open(under_rsyslog);
     let mut replies = Replies::new(stdout, prepared.protocol.keepalive);
     if prepared.probe {
-        let probed = session::probe_until_ready(
-            &retrier,
-            &mut reader,
-            &mut replies,
-            stopped.clone(),
-            under_rsyslog,
-        )
-        .await;
+        let probed = if prepared.tail.is_some() {
+            // No stdin to watch: only a stop ends the wait.
+            let mut stopped = stopped.clone();
+            tokio::select! {
+                probed = retrier.probe() => Ok(match probed {
+                    Ok(()) => ProbeOutcome::Ready,
+                    Err(reason) => ProbeOutcome::Failed(reason),
+                }),
+                _ = stopped.wait_for(|stopped| *stopped) => Ok(ProbeOutcome::Ended),
+            }
+        } else {
+            session::probe_until_ready(
+                &retrier,
+                &mut reader,
+                &mut replies,
+                stopped.clone(),
+                under_rsyslog,
+            )
+            .await
+        };
         let failure = match probed {
             Ok(ProbeOutcome::Ready) => None,
             Ok(ProbeOutcome::Ended) => Some(None),
@@ -416,7 +439,22 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             pipeline.abort_signal(),
         ));
     }
-    let mut ending = session.run(stopped).await;
+    let mut ending = match (prepared.tail, spooler.as_deref()) {
+        (Some(input), Some(spooler)) => {
+            let tail = Tail {
+                input,
+                spooler,
+                settler: &settler,
+                labeler: &prepared.labeler,
+                max_line_bytes: prepared.max_line_bytes,
+            };
+            session::Ending {
+                input_ok: tail.run(stopped).await,
+                uncommitted: Vec::new(),
+            }
+        }
+        _ => session.run(stopped).await,
+    };
     if let Some(spooler) = &spooler
         && let Err(e) = spooler.flush().await
     {

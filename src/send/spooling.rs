@@ -300,6 +300,27 @@ impl Spooler {
             .map_err(|e| SpoolError::Failed(format!("the sync task failed: {e}")))?
     }
 
+    /// Flushes, then syncs what was appended unless the policy is off, whatever the policy's
+    /// timing: what a `--file` position may move past.
+    pub(super) async fn make_durable(&self) -> Result<(), SpoolError> {
+        self.flush().await?;
+        if self.sync == SyncPolicy::Off || !self.spools.own.needs_sync() {
+            return Ok(());
+        }
+        let own = self.spools.own.clone();
+        tokio::task::spawn_blocking(move || own.sync())
+            .await
+            .map_err(|e| SpoolError::Failed(format!("the sync task failed: {e}")))?
+    }
+
+    pub(super) fn sync_policy(&self) -> SyncPolicy {
+        self.sync
+    }
+
+    pub(super) fn sync_interval(&self) -> Duration {
+        self.sync_interval
+    }
+
     /// Hands spooled messages to the pipeline, the adopted spools' first, until input has
     /// ended and everything was taken, or the drain is given up (`abort`).
     pub(super) async fn feed(

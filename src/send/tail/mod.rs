@@ -1,0 +1,511 @@
+//! `send --file`: log files read in place of stdin, with each file's position kept in the
+//! spool directory, so a restart resumes at the next line and rotation loses nothing.
+//!
+//! Lines go the way stdin's go in plain mode (counted, labelled by the `Labeler`, appended
+//! to the spool), with one difference: when `--ids` is off, each line's id is its file's key
+//! and its offset (see [`Tracked::line_id`]), so a line read again after a kill carries the id
+//! it first had, and `decode` drops the copy. A position moves only once the lines before it
+//! are in the spool and synced as `--spool-sync` says ([`Tail::commit`]).
+//!
+//! Files are found by polling (every `--file-poll-interval` once everything was read) rather
+//! than inotify: it works the same on overlay, NFS and bind mounts, where inotify misses
+//! events, one code path covers rotation, deletion and globs, and while lines keep coming no
+//! poll waits at all.
+//!
+//! Rotation: a path that names another file (rename and create) or none (deletion) leaves the
+//! old file open; it is read to its end, and once a poll interval passes with nothing new, its
+//! last line without LF is sent as is and it is closed. The file now at the path is read only
+//! after that. A file that shrank, or whose first bytes changed, was truncated
+//! (copytruncate): its line in progress is sent as is and it is read again from 0 under a new
+//! key.
+
+mod discover;
+mod identity;
+mod positions;
+mod tracked;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::input::Line;
+use super::outgoing::Labeler;
+use super::settle::Settler;
+use super::spooling::{Spooler, Unspooled};
+use super::stats::Stats;
+use crate::cli::{FileStart, SendArgs};
+use crate::spool::{SpoolError, SyncPolicy};
+use discover::Pattern;
+use identity::{FileId, Fingerprint};
+use positions::{Entry, Positions};
+use tracked::{FileLine, Rotated, Tracked};
+
+/// Hex digits of a file's key in message ids.
+const KEY_DIGITS: usize = 12;
+/// Chunks read from one file before the next file gets its turn.
+const CHUNKS_PER_TURN: usize = 4;
+/// Bytes looked at from the end of a file for `--file-start end`.
+const TAIL_SEARCH_BYTES: u64 = 64 * 1024;
+
+/// `--file` and what goes with it, checked and locked before anything is read.
+pub(super) struct TailInput {
+    patterns: Vec<Pattern>,
+    start: FileStart,
+    poll: Duration,
+    positions: Positions,
+}
+
+impl TailInput {
+    /// `None` without `--file`. Checked before the spool is opened: a mistake here reads
+    /// nothing and writes nothing.
+    pub(super) fn check(args: &SendArgs) -> anyhow::Result<Option<Vec<Pattern>>> {
+        if args.files.is_empty() {
+            return Ok(None);
+        }
+        if args.spool.is_none() {
+            anyhow::bail!("--file needs --spool DIR, where each file's read position is kept");
+        }
+        if args.confirm || args.transactions || args.dry_run {
+            anyhow::bail!("--file cannot go with --confirm, --transactions or --dry-run");
+        }
+        if args.file_poll_interval.is_zero() {
+            anyhow::bail!("--file-poll-interval must be above zero");
+        }
+        let patterns = args
+            .files
+            .iter()
+            .map(|text| Pattern::parse(text))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(patterns))
+    }
+
+    /// Locks the positions in the spool directory (which the spool created).
+    pub(super) fn open(args: &SendArgs, patterns: Vec<Pattern>) -> anyhow::Result<Self> {
+        let dir = args
+            .spool
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--file needs --spool DIR"))?;
+        Ok(TailInput {
+            patterns,
+            start: args.file_start,
+            poll: args.file_poll_interval,
+            positions: Positions::open(dir, args.spool_sync != SyncPolicy::Off)?,
+        })
+    }
+}
+
+pub(super) struct Tail<'a> {
+    pub input: TailInput,
+    pub spooler: &'a Spooler,
+    pub settler: &'a Settler,
+    pub labeler: &'a Labeler,
+    pub max_line_bytes: usize,
+}
+
+/// Why reading stopped early.
+enum Halt {
+    /// The spool failed: nothing more may be read.
+    Failed(String),
+    /// Stopped with the disk full: the line in hand stays in its file for the next run.
+    GaveUp,
+}
+
+impl From<SpoolError> for Halt {
+    fn from(e: SpoolError) -> Self {
+        Halt::Failed(e.to_string())
+    }
+}
+
+struct Reading<'a> {
+    tail: Tail<'a>,
+    files: Vec<Tracked>,
+    line_number: u64,
+    /// Lines handed on, or entries changed, since positions were last stored.
+    uncommitted: bool,
+    last_commit: Instant,
+}
+
+impl Tail<'_> {
+    /// Reads until `stop`; false if the spool or the positions failed.
+    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) -> bool {
+        let poll = self.input.poll;
+        let mut reading = Reading {
+            tail: self,
+            files: Vec::new(),
+            line_number: 0,
+            uncommitted: false,
+            last_commit: Instant::now(),
+        };
+        let mut last_look: Option<Instant> = None;
+        let halted = loop {
+            if *stop.borrow() {
+                break None;
+            }
+            if last_look.is_none_or(|at| at.elapsed() >= poll) {
+                if let Err(halt) = reading.look(last_look.is_none()).await {
+                    break Some(halt);
+                }
+                last_look = Some(Instant::now());
+            }
+            let progressed = match reading.read_round(false).await {
+                Ok(progressed) => progressed,
+                Err(halt) => break Some(halt),
+            };
+            if let Err(halt) = reading.commit(false).await {
+                break Some(halt);
+            }
+            if !progressed {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopped| *stopped) => break None,
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        };
+        let mut ok = match halted {
+            None => reading.drain_rotated().await,
+            Some(Halt::GaveUp) => true,
+            Some(Halt::Failed(e)) => {
+                tracing::error!("{e}; stopping");
+                false
+            }
+        };
+        if let Err(halt) = reading.commit(true).await {
+            if let Halt::Failed(e) = halt {
+                tracing::error!("{e}");
+            }
+            ok = false;
+        }
+        ok
+    }
+}
+
+impl Reading<'_> {
+    /// Stopped: a rotated file is read to its end now, since after a restart it may no
+    /// longer be found.
+    async fn drain_rotated(&mut self) -> bool {
+        loop {
+            match self.read_round(true).await {
+                Ok(true) => {}
+                Ok(false) | Err(Halt::GaveUp) => return true,
+                Err(Halt::Failed(e)) => {
+                    tracing::error!("{e}; stopping");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Finds new, rotated, truncated and finished files.
+    async fn look(&mut self, startup: bool) -> Result<(), Halt> {
+        let found = discover::matching(&self.tail.input.patterns);
+        let mut seen: Vec<FileId> = Vec::with_capacity(found.len());
+        for (path, meta) in found {
+            let id = FileId::of(&meta);
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            if let Some(known) = self.files.iter_mut().find(|t| t.id == id) {
+                // Renamed to another name that is also read: still a live file.
+                known.path = path;
+                known.rotated = None;
+                continue;
+            }
+            let replaced = self
+                .files
+                .iter()
+                .find(|t| t.path == path && t.rotated.is_none())
+                .map(|t| t.id);
+            match self.open(path.clone(), id, startup).await {
+                Ok(Some(mut tracked)) => {
+                    tracked.after = replaced;
+                    self.files.push(tracked);
+                }
+                Ok(None) => {}
+                Err(OpenError::Spool(halt)) => return Err(halt),
+                Err(OpenError::Io(e)) => {
+                    tracing::warn!("cannot read {}: {e}; trying again", path.display());
+                }
+            }
+        }
+        self.finish_quiet_rotated().await?;
+        for tracked in &mut self.files {
+            if !seen.contains(&tracked.id) && tracked.rotated.is_none() {
+                tracing::info!(
+                    file = %tracked.path.display(),
+                    "rotated or deleted: reading it to its end"
+                );
+                tracked.rotated = Some(Rotated { quiet_looks: 0 });
+            }
+        }
+        self.check_live_files().await
+    }
+
+    /// A rotated file read to its end at two looks in a row is finished.
+    async fn finish_quiet_rotated(&mut self) -> Result<(), Halt> {
+        let mut i = 0;
+        while i < self.files.len() {
+            let tracked = &mut self.files[i];
+            if tracked.rotated.is_none() {
+                i += 1;
+                continue;
+            }
+            let at_end = tracked
+                .file()
+                .metadata()
+                .is_ok_and(|meta| tracked.read_to(meta.len()));
+            let quiet_looks = match &mut tracked.rotated {
+                Some(rotated) if at_end => {
+                    rotated.quiet_looks += 1;
+                    rotated.quiet_looks
+                }
+                Some(rotated) => {
+                    rotated.quiet_looks = 0;
+                    0
+                }
+                None => 0,
+            };
+            if quiet_looks < 2 {
+                i += 1;
+                continue;
+            }
+            if let Some(line) = tracked.take_partial(&mut self.line_number) {
+                self.hand_on(i, line).await?;
+            }
+            let finished = self.files.remove(i);
+            tracing::info!(file = %finished.path.display(), "rotated file read to its end");
+            self.tail.input.positions.remove(finished.id);
+            self.uncommitted = true;
+            self.commit(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Live files: truncated (shorter than read, or other first bytes), or grown.
+    async fn check_live_files(&mut self) -> Result<(), Halt> {
+        for i in 0..self.files.len() {
+            let tracked = &mut self.files[i];
+            if tracked.rotated.is_some() {
+                continue;
+            }
+            let Ok(size) = tracked.file().metadata().map(|meta| meta.len()) else {
+                continue;
+            };
+            let replaced = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true);
+            if !tracked.shrank(size) && !replaced {
+                if tracked.fingerprint.can_grow(size)
+                    && let Ok(grown) = Fingerprint::read(tracked.file(), size)
+                {
+                    tracked.fingerprint = grown;
+                }
+                continue;
+            }
+            tracing::warn!(
+                file = %tracked.path.display(),
+                "truncated (copytruncate?): reading it again from its start"
+            );
+            if let Some(line) = tracked.take_partial(&mut self.line_number) {
+                self.hand_on(i, line).await?;
+            }
+            // The old content's lines are in the spool before its position is let go.
+            self.commit(true).await?;
+            let tracked = &mut self.files[i];
+            let fingerprint =
+                Fingerprint::read(tracked.file(), size).map_err(|e| Halt::Failed(e.to_string()))?;
+            tracked.restart(crate::hex::random(KEY_DIGITS), fingerprint);
+            let entry = entry_of(tracked);
+            self.tail.input.positions.set(tracked.id, entry);
+            self.store_positions().await?;
+        }
+        Ok(())
+    }
+
+    async fn open(
+        &mut self,
+        path: PathBuf,
+        id: FileId,
+        startup: bool,
+    ) -> Result<Option<Tracked>, OpenError> {
+        let file = File::open(&path)?;
+        let meta = file.metadata()?;
+        if FileId::of(&meta) != id {
+            // Replaced between the look and the open: the next look sees it.
+            return Ok(None);
+        }
+        let size = meta.len();
+        let max = self.tail.max_line_bytes;
+        if let Some(entry) = self.tail.input.positions.get(id)
+            && entry.fingerprint.matches(&file)?
+        {
+            if entry.offset <= size {
+                tracing::info!(file = %path.display(), offset = entry.offset, "resuming");
+                let (key, fingerprint, offset) =
+                    (entry.key.clone(), entry.fingerprint, entry.offset);
+                return Ok(Some(Tracked::new(
+                    id,
+                    file,
+                    path,
+                    key,
+                    fingerprint,
+                    offset,
+                    max,
+                )));
+            }
+            tracing::warn!(file = %path.display(), "truncated while stopped: reading it from its start");
+        }
+        let offset = match self.tail.input.start {
+            FileStart::End if startup => after_last_line(&file, size)?,
+            _ => 0,
+        };
+        let fingerprint = Fingerprint::read(&file, size)?;
+        let key = crate::hex::random(KEY_DIGITS);
+        tracing::info!(file = %path.display(), offset, "reading a new file");
+        let tracked = Tracked::new(id, file, path, key, fingerprint, offset, max);
+        // Its key is stored before any of its lines goes out: read again after a kill, they
+        // get the same ids.
+        self.tail.input.positions.set(id, entry_of(&tracked));
+        self.store_positions().await.map_err(OpenError::Spool)?;
+        Ok(Some(tracked))
+    }
+
+    /// Reads what each file has (rotated ones only, if asked); true if anything was read.
+    async fn read_round(&mut self, rotated_only: bool) -> Result<bool, Halt> {
+        let mut progressed = false;
+        for i in 0..self.files.len() {
+            if rotated_only && self.files[i].rotated.is_none() {
+                continue;
+            }
+            if let Some(before) = self.files[i].after {
+                if self.files.iter().any(|t| t.id == before) {
+                    continue;
+                }
+                self.files[i].after = None;
+            }
+            for _ in 0..CHUNKS_PER_TURN {
+                let read = self.files[i].read_lines(&mut self.line_number).await;
+                let lines = match read {
+                    Ok(Some(lines)) => lines,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(file = %self.files[i].path.display(), "cannot read: {e}");
+                        break;
+                    }
+                };
+                progressed = true;
+                for line in lines {
+                    self.hand_on(i, line).await?;
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// One line of file `i` to the spool, as stdin's in plain mode; its position moves past.
+    async fn hand_on(&mut self, i: usize, line: FileLine) -> Result<(), Halt> {
+        let tail = &self.tail;
+        let stats = &tail.settler.stats;
+        match line.line {
+            Line::Empty { .. } => Stats::add(&stats.empty, 1),
+            Line::TooLong { number, length } => {
+                Stats::add(&stats.read, 1);
+                let reason = format!(
+                    "line is {length} bytes, over --max-line-bytes {}",
+                    tail.max_line_bytes
+                );
+                tail.settler.unreadable(number, &reason);
+            }
+            Line::Message { number, bytes } => {
+                let id = self.files[i].line_id(line.start);
+                match tail.labeler.prepare_identified(number, bytes, Some(id)) {
+                    None => Stats::add(&stats.empty, 1),
+                    Some(outgoing) => {
+                        Stats::add(&stats.read, 1);
+                        match tail.spooler.append(number, outgoing).await {
+                            Ok(()) => {}
+                            Err(Unspooled::Failed(e)) => return Err(e.into()),
+                            Err(Unspooled::GaveUp(..)) => {
+                                // Its position did not move: the next run reads it again.
+                                stats.hand_back();
+                                return Err(Halt::GaveUp);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.files[i].done = line.end;
+        self.uncommitted = true;
+        Ok(())
+    }
+
+    /// Stores the positions of the lines handed on, once they are in the spool: synced first
+    /// under `--spool-sync strict` (every time) and `interval` (at most every
+    /// `--spool-sync-interval`, `force` or not), only written with `off`.
+    async fn commit(&mut self, force: bool) -> Result<(), Halt> {
+        if !self.uncommitted {
+            return Ok(());
+        }
+        let spooler = self.tail.spooler;
+        let due = force
+            || spooler.sync_policy() != SyncPolicy::Interval
+            || self.last_commit.elapsed() >= spooler.sync_interval();
+        if !due {
+            spooler.flush().await?;
+            return Ok(());
+        }
+        spooler.make_durable().await?;
+        for tracked in &self.files {
+            self.tail.input.positions.set(tracked.id, entry_of(tracked));
+        }
+        self.store_positions().await?;
+        self.uncommitted = false;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    async fn store_positions(&mut self) -> Result<(), Halt> {
+        let snapshot = self.tail.input.positions.snapshot();
+        tokio::task::spawn_blocking(move || snapshot.write())
+            .await
+            .map_err(|e| Halt::Failed(format!("the positions task failed: {e}")))?
+            .map_err(|e| Halt::Failed(format!("cannot store the --file positions: {e}")))
+    }
+}
+
+enum OpenError {
+    Io(std::io::Error),
+    Spool(Halt),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+fn entry_of(tracked: &Tracked) -> Entry {
+    Entry {
+        key: tracked.key.clone(),
+        fingerprint: tracked.fingerprint,
+        offset: tracked.done,
+        path: tracked.path.clone(),
+        touched: 0,
+    }
+}
+
+/// Where the first line after `size` starts: after the last LF, so a line being written is
+/// read whole (or at `size` when no LF is near the end).
+fn after_last_line(file: &File, size: u64) -> std::io::Result<u64> {
+    let from = size.saturating_sub(TAIL_SEARCH_BYTES);
+    let mut end = vec![0; (size - from) as usize];
+    file.read_exact_at(&mut end, from)?;
+    Ok(match memchr::memrchr(b'\n', &end) {
+        Some(lf) => from + lf as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    })
+}
