@@ -107,24 +107,35 @@ impl Tracked {
     ) -> io::Result<Option<Vec<FileLine>>> {
         let file = self.file.clone();
         let at = self.read;
-        let chunk = tokio::task::spawn_blocking(move || {
+        let fingerprint = self.fingerprint;
+        let (chunk, fingerprint) = tokio::task::spawn_blocking(move || {
             let mut chunk = vec![0; CHUNK_BYTES];
             loop {
                 match file.read_at(&mut chunk, at) {
                     Ok(n) => {
                         chunk.truncate(n);
-                        return Ok(chunk);
+                        break;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             }
+            // Grown with what is read, not at the next look: a rewrite of the file in
+            // between (copytruncate) is then told apart by its first bytes.
+            let end = at + chunk.len() as u64;
+            let fingerprint = if fingerprint.can_grow(end) {
+                Fingerprint::read(&file, end)?
+            } else {
+                fingerprint
+            };
+            Ok((chunk, fingerprint))
         })
         .await
         .map_err(io::Error::other)??;
         if chunk.is_empty() {
             return Ok(None);
         }
+        self.fingerprint = fingerprint;
         let mut lines = Vec::new();
         let mut rest = &chunk[..];
         while !rest.is_empty() {
