@@ -386,6 +386,9 @@ impl Reading<'_> {
                 self.files[i].after = None;
             }
             for _ in 0..CHUNKS_PER_TURN {
+                // As stdin's lines before the next read: what was appended is written, so a
+                // kill finds it in the spool (and its sequence numbers used).
+                self.tail.spooler.flush().await?;
                 let read = self.files[i].read_lines(&mut self.line_number).await;
                 let lines = match read {
                     Ok(Some(lines)) => lines,
