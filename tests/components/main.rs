@@ -1,6 +1,6 @@
 //! The integration tests that need third-party components beside the binary: a real rsyslogd,
-//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, and a mount
-//! namespace for a small tmpfs.
+//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, podman (the
+//! sidecar image), and a mount namespace for a small tmpfs.
 //!
 //! This binary has its own harness (libtest-mimic) so that a test whose component is missing
 //! is reported as ignored in `cargo test`'s own output, with the reason and the install line,
@@ -19,6 +19,7 @@ mod rsyslogd;
 mod support;
 
 mod aws_stack;
+mod container_sidecar;
 mod decode_duckdb;
 mod decode_s3;
 mod metrics;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     let arguments = Arguments::from_args();
     let trials = [
         aws_stack::trials(),
+        container_sidecar::trials(),
         decode_duckdb::trials(),
         decode_s3::trials(),
         metrics::trials(),
