@@ -333,7 +333,11 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
             spooler: prepared.spooler.clone(),
         };
-        crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
+        let mut registry = metrics::registry(sources);
+        if let Some(tail) = &prepared.tail {
+            registry.register_collector(tail.metrics.collector());
+        }
+        crate::metrics::serve(listener, registry, lifecycle.clone());
     }
 
     let (stop, stopped) = watch::channel(false);

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::observe::Metrics;
 use crate::support::{self, Reply, TestServer, Watched};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -244,11 +245,23 @@ async fn a_glob_picks_up_files_that_appear_later() {
     append(&dir.path().join("skipped.txt"), &lines("txt", 0, 5));
     let server = server().await;
     let pattern = format!("{}/*.log", dir.path().display());
-    let watched = start(&pattern, &spool, &server, &[]);
+    let watched = start(
+        &pattern,
+        &spool,
+        &server,
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = Metrics::of(&watched).await;
     until_received(&server, 20).await;
     append(&dir.path().join("b.log"), &lines("b", 0, 30));
     append(&dir.path().join("a.log"), &lines("a", 20, 25));
     until_received(&server, 55).await;
+    // Per file: 55 lines of 8 bytes each, all of them read.
+    assert_eq!(metrics.value("drifter_file_lines_total").await, 55.0);
+    assert_eq!(
+        metrics.value("drifter_file_read_bytes_total").await,
+        55.0 * 8.0
+    );
     stop(watched).await;
     assert_exactly(&server, &[expected("a", 0, 25), expected("b", 0, 30)]);
 }

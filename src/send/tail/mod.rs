@@ -21,12 +21,14 @@
 
 mod discover;
 mod identity;
+mod metrics;
 mod positions;
 mod tracked;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -40,6 +42,7 @@ use crate::cli::{FileStart, SendArgs};
 use crate::spool::{SpoolError, SyncPolicy};
 use discover::Pattern;
 use identity::{FileId, Fingerprint};
+pub(super) use metrics::FileMetrics;
 use positions::{Entry, Positions};
 use tracked::{FileLine, Rotated, Tracked};
 
@@ -56,6 +59,7 @@ pub(super) struct TailInput {
     start: FileStart,
     poll: Duration,
     positions: Positions,
+    pub metrics: Arc<FileMetrics>,
 }
 
 impl TailInput {
@@ -93,6 +97,7 @@ impl TailInput {
             start: args.file_start,
             poll: args.file_poll_interval,
             positions: Positions::open(dir, args.spool_sync != SyncPolicy::Off)?,
+            metrics: Arc::default(),
         })
     }
 }
@@ -295,6 +300,8 @@ impl Reading<'_> {
             let Ok(size) = tracked.file().metadata().map(|meta| meta.len()) else {
                 continue;
             };
+            let metrics = &self.tail.input.metrics;
+            metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
             let replaced = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true);
             if !tracked.shrank(size) && !replaced {
                 if tracked.fingerprint.can_grow(size)
@@ -440,7 +447,10 @@ impl Reading<'_> {
                 }
             }
         }
-        self.files[i].done = line.end;
+        let tracked = &mut self.files[i];
+        tracked.done = line.end;
+        let metrics = &self.tail.input.metrics;
+        metrics.line(&tracked.path, line.end - line.start);
         self.uncommitted = true;
         Ok(())
     }
