@@ -320,3 +320,53 @@ async fn file_without_spool_is_refused_before_reading() {
     run.assert_logged("--file needs --spool DIR");
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_start_end_skips_what_was_there_but_not_the_line_being_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("old", 0, 10));
+    append(&log, "being");
+    let server = server().await;
+    let watched = start(
+        &log.display().to_string(),
+        &spool,
+        &server,
+        &["--file-start", "end"],
+    );
+    watched.line_with("reading a new file", LIMIT).await;
+    append(&log, " written\n");
+    append(&log, &lines("new", 0, 5));
+    until_received(&server, 6).await;
+    stop(watched).await;
+    let mut want = vec![b"being written".to_vec()];
+    want.extend(expected("new", 0, 5));
+    assert_exactly(&server, &[want]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_and_settings_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    append(&a, &lines("a", 0, 3));
+    append(&b, &lines("b", 0, 4));
+    let server = server().await;
+    let files = format!("{},{}", a.display(), b.display());
+    let spool = dir.path().join("spool").display().to_string();
+    let url = server.url();
+    let child = support::spawn_with_env(
+        &["send"],
+        &[
+            ("DRIFTER_URL", &url),
+            ("DRIFTER_FILE", &files),
+            ("DRIFTER_SPOOL", &spool),
+            ("DRIFTER_FILE_START", "beginning"),
+            ("DRIFTER_FILE_POLL_INTERVAL", "50ms"),
+        ],
+    );
+    let watched = Watched::new(child);
+    until_received(&server, 7).await;
+    stop(watched).await;
+    assert_exactly(&server, &[expected("a", 0, 3), expected("b", 0, 4)]);
+}
