@@ -370,3 +370,26 @@ async fn files_and_settings_come_from_the_environment_too() {
     stop(watched).await;
     assert_exactly(&server, &[expected("a", 0, 3), expected("b", 0, 4)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_renamed_to_a_name_the_glob_also_matches_is_read_once_and_the_new_one_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("first", 0, 30));
+    let server = server().await;
+    let pattern = format!("{}/app.log*", dir.path().display());
+    let watched = start(&pattern, &spool, &server, &[]);
+    until_received(&server, 30).await;
+    let rotated = dir.path().join("app.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    append(&rotated, &lines("first", 30, 40));
+    append(&log, &lines("second", 0, 20));
+    until_received(&server, 60).await;
+    stop(watched).await;
+    assert_exactly(
+        &server,
+        &[expected("first", 0, 40), expected("second", 0, 20)],
+    );
+    assert_eq!(server.answered(503).len(), 60, "nothing read twice");
+}
