@@ -160,6 +160,7 @@ impl Reading<'_> {
         }
         let size = meta.len();
         let max = self.tail.max_line_bytes;
+        let mut truncated = false;
         if let Some(entry) = self.tail.input.positions.get(id)
             && entry.fingerprint.matches(&file)?
         {
@@ -178,9 +179,10 @@ impl Reading<'_> {
                 )));
             }
             tracing::warn!(file = %path.display(), "truncated while stopped: reading it from its start");
+            truncated = true;
         }
         let offset = match self.tail.input.start {
-            FileStart::End if startup => after_last_line(&file, size)?,
+            FileStart::End if startup && !truncated => after_last_line(&file, size)?,
             _ => 0,
         };
         let fingerprint = Fingerprint::read(&file, size)?;
