@@ -25,7 +25,7 @@ if [ -z "${SKIP_CARGO:-}" ]; then
         cargo build --release --locked --target "$target")
 fi
 [ -x "$binary" ] || { echo "no binary at $binary" >&2; exit 2; }
-if ldd "$binary" >/dev/null 2>&1; then
+if ldd "$binary" 2>/dev/null | grep -q '=>'; then
     echo "$binary is dynamically linked; the image has no shared libraries" >&2
     exit 2
 fi
