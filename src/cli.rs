@@ -260,26 +260,15 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_SPOOL", value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
-    /// Read this file instead of stdin; repeatable. A glob (`/var/log/app/*.log`) also picks
-    /// up files that appear later. Needs --spool, which keeps each file's read position: a
-    /// restart resumes at the next line, and rotation (rename or copytruncate) and deletion
-    /// lose nothing. In the environment, several are separated by commas.
-    #[arg(
-        long = "file",
-        env = "DRIFTER_FILE",
-        value_name = "PATH",
-        value_delimiter = ','
-    )]
-    pub files: Vec<String>,
+    /// Read this file (a glob also matches later files) instead of stdin; repeatable; needs --spool.
+    #[arg(long, env = "DRIFTER_FILE", value_name = "PATH", value_delimiter = ',')]
+    pub file: Vec<String>,
 
-    /// Where --file starts reading a file it has no position for at start-up: at its
-    /// beginning, or at its end (only lines written from then on). A file that appears later
-    /// is always read from its beginning.
-    #[arg(long, env = "DRIFTER_FILE_START", value_enum, default_value_t = FileStart::Beginning)]
-    pub file_start: FileStart,
+    /// Where --file starts in a file without a position at start-up (later files: beginning).
+    #[arg(long, env = "DRIFTER_FILE_START", value_enum, default_value_t = crate::send::FileStart::Beginning)]
+    pub file_start: crate::send::FileStart,
 
-    /// How often --file looks for new, grown, rotated and truncated files once it has read
-    /// everything.
+    /// How often --file looks for new, rotated and truncated files once all is read.
     #[arg(long, env = "DRIFTER_FILE_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
     pub file_poll_interval: Duration,
 
@@ -425,13 +414,6 @@ pub struct SendArgs {
     /// input line number, the target's length and the target, separated by tabs.
     #[arg(long, conflicts_with_all = ["confirm", "transactions", "probe"])]
     pub dry_run: bool,
-}
-
-/// Where `send --file` starts in a file it has no position for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FileStart {
-    Beginning,
-    End,
 }
 
 fn parse_status_set(text: &str) -> Result<StatusSet, String> {

@@ -55,9 +55,9 @@ use settle::Settler;
 use signals::StopSignals;
 use spooling::Spooler;
 use stats::Stats;
-use tail::{Tail, TailInput};
 
 pub use endpoint::{StatusSet, StatusSetError};
+pub use tail::FileStart;
 pub use tls::Trust;
 
 /// Everything checked before the first line is read.
@@ -75,8 +75,7 @@ struct Prepared {
     protocol: ProtocolConfig,
     probe: bool,
     spooler: Option<Arc<Spooler>>,
-    /// `--file`: files read in place of stdin.
-    tail: Option<TailInput>,
+    tail: Option<tail::TailInput>,
 }
 
 fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
@@ -91,17 +90,14 @@ fn prepare(args: &SendArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
-    let patterns = TailInput::check(args)?;
+    let patterns = tail::TailInput::check(args)?;
     let stats = Arc::new(Stats::default());
     // A dry run writes no file.
     let spooler = match args.spool.as_ref().filter(|_| !args.dry_run) {
         Some(dir) => Some(Arc::new(open_spool(dir, args, stats.clone())?)),
         None => None,
     };
-    let tail = match patterns {
-        Some(patterns) => Some(TailInput::open(args, patterns)?),
-        None => None,
-    };
+    let tail = tail::TailInput::open(args, patterns)?;
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
     let labeler = Labeler::new(format, args.ids, args.sequence, max_line_bytes, sender)?;
     if args.insecure {
@@ -332,12 +328,9 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             queue_bytes_capacity,
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
             spooler: prepared.spooler.clone(),
+            files: prepared.tail.as_ref().map(|tail| tail.metrics.clone()),
         };
-        let mut registry = metrics::registry(sources);
-        if let Some(tail) = &prepared.tail {
-            registry.register_collector(tail.metrics.collector());
-        }
-        crate::metrics::serve(listener, registry, lifecycle.clone());
+        crate::metrics::serve(listener, metrics::registry(sources), lifecycle.clone());
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -378,26 +371,15 @@ async fn send(prepared: Prepared) -> exit::Outcome {
     let stdout = stdio::Output::open(under_rsyslog);
     let mut replies = Replies::new(stdout, prepared.protocol.keepalive);
     if prepared.probe {
-        let probed = if prepared.tail.is_some() {
-            // No stdin to watch: only a stop ends the wait.
-            let mut stopped = stopped.clone();
-            tokio::select! {
-                probed = retrier.probe() => Ok(match probed {
-                    Ok(()) => ProbeOutcome::Ready,
-                    Err(reason) => ProbeOutcome::Failed(reason),
-                }),
-                _ = stopped.wait_for(|stopped| *stopped) => Ok(ProbeOutcome::Ended),
-            }
-        } else {
-            session::probe_until_ready(
-                &retrier,
-                &mut reader,
-                &mut replies,
-                stopped.clone(),
-                under_rsyslog,
-            )
-            .await
-        };
+        let probed = session::probe_until_ready(
+            &retrier,
+            &mut reader,
+            &mut replies,
+            stopped.clone(),
+            under_rsyslog,
+            prepared.tail.is_none(),
+        )
+        .await;
         let failure = match probed {
             Ok(ProbeOutcome::Ready) => None,
             Ok(ProbeOutcome::Ended) => Some(None),
@@ -443,21 +425,9 @@ async fn send(prepared: Prepared) -> exit::Outcome {
             pipeline.abort_signal(),
         ));
     }
-    let mut ending = match (prepared.tail, spooler.as_deref()) {
-        (Some(input), Some(spooler)) => {
-            let tail = Tail {
-                input,
-                spooler,
-                settler: &settler,
-                labeler: &prepared.labeler,
-                max_line_bytes: prepared.max_line_bytes,
-            };
-            session::Ending {
-                input_ok: tail.run(stopped).await,
-                uncommitted: Vec::new(),
-            }
-        }
-        _ => session.run(stopped).await,
+    let mut ending = match prepared.tail {
+        Some(input) => tail::read(input, &session, stopped).await,
+        None => session.run(stopped).await,
     };
     if let Some(spooler) = &spooler
         && let Err(e) = spooler.flush().await

@@ -290,35 +290,20 @@ impl Spooler {
 
     /// Makes an acknowledgement durable under the strict policy (flushed first in any policy).
     pub(super) async fn before_ack(&self) -> Result<(), SpoolError> {
+        self.make_durable(self.sync == SyncPolicy::Strict).await
+    }
+
+    /// Flushes, then syncs if `sync` says so (`--file`: unless the policy is off, before a
+    /// position moves past what was appended).
+    pub(super) async fn make_durable(&self, sync: bool) -> Result<(), SpoolError> {
         self.flush().await?;
-        if self.sync != SyncPolicy::Strict || !self.spools.own.needs_sync() {
+        if !sync || !self.spools.own.needs_sync() {
             return Ok(());
         }
         let own = self.spools.own.clone();
         tokio::task::spawn_blocking(move || own.sync())
             .await
             .map_err(|e| SpoolError::Failed(format!("the sync task failed: {e}")))?
-    }
-
-    /// Flushes, then syncs what was appended unless the policy is off, whatever the policy's
-    /// timing: what a `--file` position may move past.
-    pub(super) async fn make_durable(&self) -> Result<(), SpoolError> {
-        self.flush().await?;
-        if self.sync == SyncPolicy::Off || !self.spools.own.needs_sync() {
-            return Ok(());
-        }
-        let own = self.spools.own.clone();
-        tokio::task::spawn_blocking(move || own.sync())
-            .await
-            .map_err(|e| SpoolError::Failed(format!("the sync task failed: {e}")))?
-    }
-
-    pub(super) fn sync_policy(&self) -> SyncPolicy {
-        self.sync
-    }
-
-    pub(super) fn sync_interval(&self) -> Duration {
-        self.sync_interval
     }
 
     /// Hands spooled messages to the pipeline, the adopted spools' first, until input has

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use super::discover;
 use super::identity::{FileId, Fingerprint};
 use super::tracked::{Rotated, Tracked};
-use super::{Halt, KEY_DIGITS, Reading, entry_of};
-use crate::cli::FileStart;
+use super::{FileStart, Halt, KEY_DIGITS, Reading, entry_of};
 
 /// Bytes looked at from the end of a file for `--file-start end`.
 const TAIL_SEARCH_BYTES: u64 = 64 * 1024;

@@ -35,10 +35,11 @@ use tokio::sync::watch;
 
 use super::input::Line;
 use super::outgoing::Labeler;
+use super::session::{Ending, Session};
 use super::settle::Settler;
 use super::spooling::{Spooler, Unspooled};
 use super::stats::Stats;
-use crate::cli::{FileStart, SendArgs};
+use crate::cli::SendArgs;
 use crate::spool::{SpoolError, SyncPolicy};
 use discover::Pattern;
 
@@ -51,11 +52,21 @@ const KEY_DIGITS: usize = 12;
 /// Chunks read from one file before the next file gets its turn.
 const CHUNKS_PER_TURN: usize = 4;
 
+/// Where `send --file` starts in a file it has no position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileStart {
+    Beginning,
+    End,
+}
+
 /// `--file` and what goes with it, checked and locked before anything is read.
 pub(super) struct TailInput {
     patterns: Vec<Pattern>,
     start: FileStart,
     poll: Duration,
+    /// `--spool-sync` and its interval: when positions are stored.
+    sync: SyncPolicy,
+    sync_interval: Duration,
     positions: Positions,
     pub metrics: Arc<FileMetrics>,
 }
@@ -64,7 +75,7 @@ impl TailInput {
     /// `None` without `--file`. Checked before the spool is opened: a mistake here reads
     /// nothing and writes nothing.
     pub(super) fn check(args: &SendArgs) -> anyhow::Result<Option<Vec<Pattern>>> {
-        if args.files.is_empty() {
+        if args.file.is_empty() {
             return Ok(None);
         }
         if args.spool.is_none() {
@@ -77,35 +88,71 @@ impl TailInput {
             anyhow::bail!("--file-poll-interval must be above zero");
         }
         let patterns = args
-            .files
+            .file
             .iter()
             .map(|text| Pattern::parse(text))
             .collect::<anyhow::Result<_>>()?;
         Ok(Some(patterns))
     }
 
-    /// Locks the positions in the spool directory (which the spool created).
-    pub(super) fn open(args: &SendArgs, patterns: Vec<Pattern>) -> anyhow::Result<Self> {
+    /// Locks the positions in the spool directory (which the spool created); `None`
+    /// without `--file`.
+    pub(super) fn open(
+        args: &SendArgs,
+        patterns: Option<Vec<Pattern>>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(patterns) = patterns else {
+            return Ok(None);
+        };
         let dir = args
             .spool
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("--file needs --spool DIR"))?;
-        Ok(TailInput {
+        Ok(Some(TailInput {
             patterns,
             start: args.file_start,
             poll: args.file_poll_interval,
+            sync: args.spool_sync,
+            sync_interval: args.spool_sync_interval,
             positions: Positions::open(dir, args.spool_sync != SyncPolicy::Off)?,
             metrics: Arc::default(),
-        })
+        }))
     }
 }
 
-pub(super) struct Tail<'a> {
-    pub input: TailInput,
-    pub spooler: &'a Spooler,
-    pub settler: &'a Settler,
-    pub labeler: &'a Labeler,
-    pub max_line_bytes: usize,
+struct Tail<'a> {
+    input: TailInput,
+    spooler: &'a Spooler,
+    settler: &'a Settler,
+    labeler: &'a Labeler,
+    max_line_bytes: usize,
+}
+
+/// Reads the files until `stop`, in place of `session` reading stdin, with its spool, its
+/// labels and its accounting.
+pub(super) async fn read<R, W>(
+    input: TailInput,
+    session: &Session<'_, R, W>,
+    stop: watch::Receiver<bool>,
+) -> Ending {
+    let input_ok = match session.spool {
+        Some(spooler) => {
+            let tail = Tail {
+                input,
+                spooler,
+                settler: session.settler,
+                labeler: session.labeler,
+                max_line_bytes: session.max_line_bytes,
+            };
+            tail.run(stop).await
+        }
+        // TailInput::check requires --spool.
+        None => false,
+    };
+    Ending {
+        input_ok,
+        uncommitted: Vec::new(),
+    }
 }
 
 /// Why reading stopped early.
@@ -135,7 +182,7 @@ struct Reading<'a> {
 
 impl Tail<'_> {
     /// Reads until `stop`; false if the spool or the positions failed.
-    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) -> bool {
+    async fn run(self, mut stop: watch::Receiver<bool>) -> bool {
         let poll = self.input.poll;
         let mut reading = Reading {
             tail: self,
@@ -294,15 +341,15 @@ impl Reading<'_> {
         if !self.uncommitted {
             return Ok(());
         }
-        let spooler = self.tail.spooler;
+        let (spooler, input) = (self.tail.spooler, &self.tail.input);
         let due = force
-            || spooler.sync_policy() != SyncPolicy::Interval
-            || self.last_commit.elapsed() >= spooler.sync_interval();
+            || input.sync != SyncPolicy::Interval
+            || self.last_commit.elapsed() >= input.sync_interval;
         if !due {
             spooler.flush().await?;
             return Ok(());
         }
-        spooler.make_durable().await?;
+        spooler.make_durable(input.sync != SyncPolicy::Off).await?;
         for tracked in &self.files {
             self.tail.input.positions.set(tracked.id, entry_of(tracked));
         }
