@@ -222,7 +222,8 @@ async fn a_deleted_file_still_open_is_read_to_its_end() {
     let spool = dir.path().join("spool");
     append(&log, &lines("gone", 0, 10));
     let server = server().await;
-    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    let strict = ["--spool-sync", "strict"];
+    let watched = start(&log.display().to_string(), &spool, &server, &strict);
     until_received(&server, 10).await;
     let mut writer = OpenOptions::new().append(true).open(&log).expect("open");
     std::fs::remove_file(&log).expect("delete");
@@ -379,7 +380,7 @@ async fn a_file_renamed_to_a_name_the_glob_also_matches_is_read_once_and_the_new
     append(&log, &lines("first", 0, 30));
     let server = server().await;
     let pattern = format!("{}/app.log*", dir.path().display());
-    let watched = start(&pattern, &spool, &server, &[]);
+    let watched = start(&pattern, &spool, &server, &["--spool-sync", "off"]);
     until_received(&server, 30).await;
     let rotated = dir.path().join("app.log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
