@@ -201,6 +201,23 @@ pub struct DecodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
+    /// With --follow, a sequence gap is reported once the clock is this far past the entries
+    /// around it, when every file that can fill it has landed. Default by format, from AWS's
+    /// delivery: 10m for ALB (a file per node every 5 minutes), 75m for Classic (every 5 or 60
+    /// minutes, delivered up to 15 minutes later).
+    #[arg(long, value_name = "DURATION", requires = "follow", value_parser = parse_duration)]
+    pub gap_grace: Option<Duration>,
+
+    /// Sequence gaps next to an entry logged within this of --since or --until are not counted
+    /// as missing: their messages may have been logged just outside the window.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub edge_slack: Duration,
+
+    /// With --follow, serve /metrics (Prometheus: messages, losses by kind, missing per active
+    /// sender, the newest entry's time and the lag) and /healthz on ADDR, e.g. 127.0.0.1:9465.
+    #[arg(long, value_name = "ADDR", requires = "follow")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// S3 objects fetched at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

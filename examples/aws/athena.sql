@@ -1,6 +1,6 @@
 -- What `drifter-rsyslog decode` prints, in Athena (engine v3, Trino), over the load
--- balancer's access logs where they lie. Not runnable from the test machines (no Athena):
--- duckdb.sql beside it is the same logic, and the tests run that one.
+-- balancer's access logs where they lie. No Athena is reachable from the test machines: the
+-- tests run this view's translation to DuckDB by sqlglot (duckdb.sql beside it, generated).
 -- Replace BUCKET, PREFIX, ACCOUNT and REGION (the stack's DecodeUrl output holds them).
 
 -- One string per log line: reads Classic and ALB alike, and does not turn every row into
@@ -45,7 +45,9 @@ requests AS (
     SELECT day, file, time,
            regexp_extract(query, '^([^&]*)', 1) AS message,
            regexp_extract(query, '&i=([^&]*)', 1) AS id,
-           regexp_extract(query, '&q=([^&]*)', 1) AS sequence,
+           -- The sender's name and its counter (u64: decimal(20) holds every value).
+           regexp_extract(query, '&q=([^&.]*)\.', 1) AS sender,
+           try_cast(regexp_extract(query, '&q=[^&.]*\.([0-9]+)', 1) AS decimal(20, 0)) AS sequence,
            try_cast(regexp_extract(query, '&f=([0-9]+)\.', 1) AS bigint) AS fragment,
            try_cast(regexp_extract(query, '&f=[0-9]+\.([0-9]+)', 1) AS bigint) AS fragments,
            regexp_extract(query, '&m=([0-9a-f]{32})$', 1) AS mac,
@@ -62,7 +64,7 @@ requests AS (
 ),
 whole AS (
     -- Sent again after a failed confirm or commit: the first copy of an id is kept.
-    SELECT day, time, message FROM (
+    SELECT day, time, sender, sequence, message FROM (
         SELECT *, row_number() OVER (PARTITION BY coalesce(id, file || time || message)
                                      ORDER BY time, file) AS copy
         FROM requests WHERE fragment IS NULL)
@@ -76,7 +78,7 @@ pieces AS (
 ),
 joined AS (
     -- Fragments joined in order before decoding: a character may be cut between two.
-    SELECT min(day) AS day, max(time) AS time,
+    SELECT min(day) AS day, max(time) AS time, max(sender) AS sender, max(sequence) AS sequence,
            array_join(array_agg(message ORDER BY fragment), '') AS message
     FROM pieces
     GROUP BY id
@@ -84,13 +86,15 @@ joined AS (
 )
 -- url_decode turns + into a space (drifter sends %2B, and a raw + is kept as itself here, as
 -- decode does), fails the query on a bad escape (try), and turns bytes that are not UTF-8 into
--- U+FFFD.
-SELECT day, time, try(url_decode(replace(message, '+', '%2B'))) AS message
+-- U+FFFD. Each sender's messages in the order it numbered them (`send --sequence`), then the
+-- rest by request time.
+SELECT day, time, sender, sequence, try(url_decode(replace(message, '+', '%2B'))) AS message
 FROM (SELECT * FROM whole UNION ALL SELECT * FROM joined)
-WHERE NOT regexp_like(message, '%0[Aa]');
+WHERE NOT regexp_like(message, '%0[Aa]')
+ORDER BY sender, sequence, time, message;
 
 -- The messages of a time range. Partitions are by delivery day: widen the range by a day.
 -- SELECT message FROM drifter_messages
 -- WHERE day BETWEEN '2026/11/30' AND '2026/12/02'
 --   AND time >= '2026-11-30T05:00:00' AND time < '2026-11-30T13:00:00'
--- ORDER BY time
+-- ORDER BY sender, sequence, time, message

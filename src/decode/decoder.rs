@@ -4,9 +4,10 @@
 
 use std::io::{self, Write};
 
+use super::gaps::{Gap, Gaps, Policy};
 use super::output::{Found, Output};
-use super::reassembly::{Added, Fragments, Incomplete, RecentIds, Sequences};
-use super::window::Range;
+use super::reassembly::{Added, Fragments, Incomplete, RecentIds};
+use super::window::{self, Range, Timestamp};
 use crate::access_log::{self, Entry};
 use crate::cli::DecodeArgs;
 use crate::wire::{self, Fields, Signer};
@@ -52,7 +53,9 @@ pub struct Decoder<W: Write> {
     verifier: Option<Signer>,
     recent_ids: RecentIds,
     fragments: Fragments,
-    sequences: Sequences,
+    gaps: Gaps,
+    /// The time of the newest entry read, as logged (the format sorts as the times do).
+    newest_time: Vec<u8>,
     /// Reused for each line and message: the decoding allocates nothing per line.
     pub(super) line: Vec<u8>,
     message: Vec<u8>,
@@ -74,10 +77,25 @@ impl<W: Write> Decoder<W> {
             fragments: Fragments::new(
                 usize::try_from(args.max_pending_bytes).unwrap_or(usize::MAX),
             ),
-            sequences: Sequences::default(),
+            gaps: Gaps::new(Policy {
+                range,
+                edge_slack: args.edge_slack,
+                follow: args.follow.then_some(args.gap_grace),
+            }),
+            newest_time: Vec::new(),
             line: Vec::new(),
             message: Vec::new(),
         }
+    }
+
+    /// The log time of the newest entry read.
+    pub(super) fn newest_entry(&self) -> Option<Timestamp> {
+        window::entry_time(&self.newest_time)
+    }
+
+    /// Numbers confirmed missing per sender with an entry logged at or after `since`.
+    pub(super) fn active_senders(&self, since: Timestamp) -> Vec<(String, u64)> {
+        self.gaps.active_senders(since)
     }
 
     pub(super) fn decode_line(&mut self, source: &str, number: u64, line: &[u8]) -> io::Result<()> {
@@ -98,6 +116,10 @@ impl<W: Write> Decoder<W> {
                 self.malformed(source, number, "the time cannot be read");
                 return Ok(());
             }
+        }
+        if entry.time > self.newest_time.as_slice() {
+            self.newest_time.clear();
+            self.newest_time.extend_from_slice(entry.time);
         }
         let url = entry.raw_url();
         let (path, query) = access_log::split_url(&url);
@@ -142,7 +164,9 @@ impl<W: Write> Decoder<W> {
             }
         }
         if let Some(sequence) = parsed.fields.sequence {
-            self.sequences.saw(sequence.sender, sequence.number);
+            let time = window::entry_time(entry.time);
+            self.gaps
+                .saw(sequence.sender, sequence.number, time, entry.format);
         }
         let mut message = std::mem::take(&mut self.message);
         let decoded = wire::percent_decode_strict(parsed.message, &mut message);
@@ -256,44 +280,82 @@ impl<W: Write> Decoder<W> {
         self.output.out.flush()
     }
 
+    /// `--follow`: reports the sequence gaps confirmed by `now`, one line per sender and range,
+    /// and counts them as missing.
+    pub fn confirm_gaps(&mut self, now: Timestamp) {
+        let confirmed = self.gaps.confirmed(now);
+        for (reported, gap) in confirmed.iter().enumerate() {
+            self.counts.missing += gap.missing();
+            if reported as u64 == REPORTED_EACH {
+                tracing::warn!("{} more gaps confirmed", confirmed.len() - reported);
+            }
+            if reported as u64 >= REPORTED_EACH {
+                continue;
+            }
+            tracing::warn!(
+                "sender {}: sequence numbers {} missing ({} messages)",
+                gap.sender,
+                numbers(gap),
+                gap.missing()
+            );
+        }
+    }
+
     /// Reports what never completed and the sequence gaps, writes what `--sort` held back,
     /// and flushes.
     pub fn finish(&mut self) -> io::Result<()> {
         for incomplete in self.fragments.finish() {
             self.incomplete(&incomplete, "never completed");
         }
-        for (reported, gaps) in self.sequences.gaps().into_iter().enumerate() {
-            self.counts.missing += gaps.missing;
-            if reported as u64 >= REPORTED_EACH {
-                continue;
+        let left = self.gaps.finish();
+        let mut by_sender: Vec<(&str, Vec<&Gap>)> = Vec::new();
+        for gap in &left.missing {
+            self.counts.missing += gap.missing();
+            match by_sender.last_mut() {
+                Some((sender, gaps)) if *sender == gap.sender => gaps.push(gap),
+                _ => by_sender.push((&gap.sender, vec![gap])),
             }
+        }
+        for (sender, gaps) in by_sender.iter().take(REPORTED_EACH as usize) {
             let ranges: Vec<String> = gaps
-                .ranges
                 .iter()
-                .map(|&(from, to)| {
-                    if from == to {
-                        from.to_string()
-                    } else {
-                        format!("{from}-{to}")
-                    }
-                })
+                .take(LISTED_GAPS)
+                .map(|gap| numbers(gap))
                 .collect();
             tracing::warn!(
-                "sender {}: {} messages missing, sequence numbers {}{}",
-                gaps.sender,
-                gaps.missing,
+                "sender {sender}: {} messages missing, sequence numbers {}{}",
+                gaps.iter().map(|gap| gap.missing()).sum::<u64>(),
                 ranges.join(", "),
-                if listed_missing(&gaps.ranges) < gaps.missing {
+                if gaps.len() > LISTED_GAPS {
                     ", ..."
                 } else {
                     ""
                 }
             );
         }
+        if left.near_edges > 0 {
+            tracing::info!(
+                "not counted as missing: {} sequence numbers in gaps within --edge-slack of --since/--until (they may have been logged outside)",
+                left.near_edges
+            );
+        }
+        if left.unconfirmed > 0 {
+            tracing::info!(
+                "not counted as missing: {} sequence numbers in gaps still within --gap-grace (their files may still land)",
+                left.unconfirmed
+            );
+        }
         self.output.finish()
     }
 }
 
-fn listed_missing(ranges: &[(u64, u64)]) -> u64 {
-    ranges.iter().map(|(from, to)| to - from + 1).sum()
+/// Gaps listed per sender at the end; the rest are only counted.
+const LISTED_GAPS: usize = 10;
+
+fn numbers(gap: &Gap) -> String {
+    if gap.from == gap.to {
+        gap.from.to_string()
+    } else {
+        format!("{}-{}", gap.from, gap.to)
+    }
 }

@@ -8,11 +8,14 @@
 //!
 //! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
 //! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
-//! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids and
-//! sequence numbers, and `output` writes the messages. `follow` looks again for new inputs.
+//! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
+//! judges which sequence numbers are missing, and `output` writes the messages. `follow` looks
+//! again for new inputs.
 
 mod decoder;
 mod follow;
+mod gaps;
+mod metrics;
 mod output;
 mod reassembly;
 mod s3;
@@ -59,6 +62,11 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         .transpose()
         .map_err(Fatal::usage)?;
     let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    let metrics_listener = args
+        .metrics_listen
+        .map(crate::metrics::bind)
+        .transpose()
+        .map_err(Fatal::usage)?;
     let clock = args.now.map_or_else(Clock::default, Clock::starting_at);
     let now = clock.now();
     let range = Range {
@@ -89,6 +97,10 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
             "AWS_PROFILE is not read: export the profile's keys, e.g. eval \"$(aws configure export-credentials --format env)\""
         );
     }
+    let published = match (&s3, metrics_listener) {
+        (Some(s3), Some(listener)) => Some(metrics::serve(listener, s3.runtime(), clock)),
+        _ => None,
+    };
     let stopped =
         match (&s3, args.follow) {
             (Some(s3), true) => Some(follow::stop_on_signals(s3.runtime()).map_err(|e| {
@@ -109,6 +121,7 @@ pub fn run(args: &DecodeArgs) -> exit::Outcome {
         s3: s3.as_mut(),
         follow: args.follow,
         stopped,
+        published,
     };
     let result = reading
         .run(&inputs, range, args.poll_interval, clock)
@@ -175,6 +188,8 @@ struct Reading<'a, W: Write> {
     s3: Option<&'a mut S3>,
     follow: bool,
     stopped: Option<tokio::sync::watch::Receiver<bool>>,
+    /// `--metrics-listen`: where each look's snapshot goes.
+    published: Option<metrics::Published>,
 }
 
 impl<W: Write> Reading<'_, W> {
@@ -192,6 +207,7 @@ impl<W: Write> Reading<'_, W> {
         let Some(mut stopped) = self.stopped.clone() else {
             return Ok(());
         };
+        self.confirm_gaps(clock)?;
         while !*stopped.borrow() {
             let Some(runtime) = self.s3.as_deref().map(S3::runtime) else {
                 break;
@@ -204,8 +220,27 @@ impl<W: Write> Reading<'_, W> {
                 seen.forget_outside(&listing);
             }
             self.read_all(inputs, listing, &mut seen, false)?;
+            self.confirm_gaps(clock)?;
         }
-        Ok(())
+        // What the grace confirmed since the last look counts too.
+        self.confirm_gaps(clock)
+    }
+
+    /// `--follow`: the sequence gaps confirmed by now, reported as they are, and the metrics.
+    fn confirm_gaps(&mut self, clock: Clock) -> io::Result<()> {
+        let now = clock.now();
+        self.decoder.confirm_gaps(now);
+        if let Some(published) = &self.published {
+            let snapshot = metrics::Snapshot {
+                counts: self.decoder.counts.clone(),
+                newest_entry: self.decoder.newest_entry(),
+                active_senders: self
+                    .decoder
+                    .active_senders(now.minus_micros(metrics::ACTIVE_FOR_MICROS)),
+            };
+            metrics::publish(published, snapshot);
+        }
+        self.decoder.flush()
     }
 
     fn stop_requested(&self) -> bool {
@@ -314,6 +349,9 @@ mod tests {
             now: None,
             follow: false,
             poll_interval: std::time::Duration::from_secs(60),
+            gap_grace: None,
+            edge_slack: std::time::Duration::from_secs(300),
+            metrics_listen: None,
             jobs: 4,
             s3_endpoint: None,
         }

@@ -1,10 +1,9 @@
 //! What `decode` remembers across lines and files: fragments waiting for the rest of their
-//! message, the ids of recent messages (to drop copies sent again), and the sequence numbers
-//! seen from each sender (to report the ones that never showed up).
+//! message, and the ids of recent messages (to drop copies sent again). The sequence numbers
+//! seen are in [`super::gaps`].
 //!
 //! Each is bounded: fragments by bytes (the oldest unfinished message is given up first), ids
-//! by count (the oldest is forgotten first), and sequence numbers are kept as ranges, which
-//! stay few as long as most numbers arrive.
+//! by count (the oldest is forgotten first).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -182,81 +181,6 @@ impl Fragments {
     }
 }
 
-/// Sequence numbers that never arrived from one sender, between the lowest and highest that did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SenderGaps {
-    pub sender: String,
-    pub missing: u64,
-    /// Missing numbers as inclusive ranges, the first few.
-    pub ranges: Vec<(u64, u64)>,
-}
-
-/// Sequence numbers seen, per sender, as disjoint inclusive ranges keyed by their start.
-#[derive(Default)]
-pub(super) struct Sequences {
-    senders: HashMap<String, BTreeMap<u64, u64>>,
-}
-
-const LISTED_GAPS: usize = 10;
-
-impl Sequences {
-    pub(super) fn saw(&mut self, sender: &str, number: u64) {
-        if !self.senders.contains_key(sender) {
-            self.senders.insert(sender.to_string(), BTreeMap::new());
-        }
-        let Some(ranges) = self.senders.get_mut(sender) else {
-            return;
-        };
-        let before = ranges
-            .range(..=number)
-            .next_back()
-            .map(|(&start, &end)| (start, end));
-        if let Some((_, end)) = before
-            && end >= number
-        {
-            return;
-        }
-        let mut start = number;
-        let mut end = number;
-        if let Some((before_start, before_end)) = before
-            && before_end.checked_add(1) == Some(number)
-        {
-            start = before_start;
-        }
-        if let Some(after_start) = number.checked_add(1)
-            && let Some(after_end) = ranges.remove(&after_start)
-        {
-            end = after_end;
-        }
-        ranges.insert(start, end);
-    }
-
-    /// The senders with gaps, by sender name.
-    pub(super) fn gaps(&self) -> Vec<SenderGaps> {
-        let mut found: Vec<SenderGaps> = self
-            .senders
-            .iter()
-            .filter_map(|(sender, ranges)| {
-                let holes: Vec<(u64, u64)> = ranges
-                    .iter()
-                    .zip(ranges.iter().skip(1))
-                    .map(|((_, &end), (&next_start, _))| (end + 1, next_start - 1))
-                    .collect();
-                if holes.is_empty() {
-                    return None;
-                }
-                Some(SenderGaps {
-                    sender: sender.clone(),
-                    missing: holes.iter().map(|(from, to)| to - from + 1).sum(),
-                    ranges: holes.into_iter().take(LISTED_GAPS).collect(),
-                })
-            })
-            .collect();
-        found.sort_by(|a, b| a.sender.cmp(&b.sender));
-        found
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,28 +237,5 @@ mod tests {
         assert!(ids.insert("c"));
         assert!(!ids.contains("a"));
         assert!(ids.contains("b") && ids.contains("c"));
-    }
-
-    #[test]
-    fn sequence_gaps_between_what_arrived() {
-        let mut sequences = Sequences::default();
-        for number in [5, 1, 2, 9, 3, 3, 10, 7] {
-            sequences.saw("s", number);
-        }
-        for number in 1..=4 {
-            sequences.saw("whole", number);
-        }
-        assert_eq!(
-            sequences.gaps(),
-            [SenderGaps {
-                sender: "s".into(),
-                missing: 3,
-                ranges: vec![(4, 4), (6, 6), (8, 8)],
-            }]
-        );
-        sequences.saw("s", 4);
-        sequences.saw("s", 6);
-        sequences.saw("s", 8);
-        assert!(sequences.gaps().is_empty());
     }
 }

@@ -207,7 +207,7 @@ pub(super) fn name_end_time(name: &str) -> Option<i64> {
 }
 
 /// An access-log timestamp, `yyyy-mm-ddThh:mm:ss[.ffffff]Z`, in microseconds.
-fn entry_time(text: &[u8]) -> Option<Timestamp> {
+pub(super) fn entry_time(text: &[u8]) -> Option<Timestamp> {
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = text.get(range)?;
         part.iter().all(u8::is_ascii_digit).then(|| {

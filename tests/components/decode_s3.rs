@@ -48,9 +48,14 @@ pub fn corpus_lines() -> Vec<u8> {
 /// as after a resend. The stand-in answers 204, as the CloudFormation stack's fixed response
 /// does, and `send --accept 204` takes that as delivered.
 pub async fn corpus_tree(format: &str) -> tempfile::TempDir {
+    corpus_tree_sent_with(format, &[]).await
+}
+
+/// [`corpus_tree`], each batch sent with `send_args` too.
+pub async fn corpus_tree_sent_with(format: &str, send_args: &[&str]) -> tempfile::TempDir {
     let stand = Stand::start(&["--format", format, "--rotate-secs", "1", "--status", "204"]).await;
     for batch in [&corpus_lines()[..], b"second file\n"] {
-        let args = [
+        let mut args = vec![
             "send",
             "--ids",
             "content",
@@ -58,8 +63,9 @@ pub async fn corpus_tree(format: &str) -> tempfile::TempDir {
             "300",
             "--accept",
             "204",
-            &stand.url,
         ];
+        args.extend_from_slice(send_args);
+        args.push(&stand.url);
         let sent = support::run_with_input(&args, batch, LIMIT).await;
         assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
         // The next batch goes to a later file once this one's file is complete.

@@ -33,7 +33,7 @@ async fn scrape(addr: SocketAddr) -> (String, BTreeMap<String, f64>) {
 }
 
 /// `promtool check metrics` on a scrape.
-fn promtool_accepts(text: &str) -> Result<(), Missing> {
+pub(crate) fn promtool_accepts(text: &str) -> Result<(), Missing> {
     let Some(promtool) = support::on_path("promtool") else {
         return Err(Missing::because(
             "promtool is not on PATH",

@@ -11,8 +11,8 @@ use crate::rsyslogd::{self, Rsyslogd};
 use crate::support;
 use crate::support::{Missing, Outage, Reply, TestServer};
 
-/// Long enough for rsyslogd to resume an action whose program was killed, with its default
-/// resumeInterval of 30 s and the longer ones after a retry.
+/// Long enough for rsyslogd to resume an action whose program was killed: the shipped
+/// configs' resumeInterval is 10 s, and rsyslogd lengthens it after repeated retries.
 const RESUMED: Duration = Duration::from_secs(180);
 
 /// The installed rsyslogd.
@@ -369,9 +369,10 @@ async fn every_shipped_config_loses_nothing_to_kills_during_an_outage() -> Resul
                 .await
                 .expect("send");
             sent += per_burst;
-            // rsyslogd restarts a killed program when it resumes the action: the plain
-            // config keeps rsyslog's default resumeInterval (30 s, longer after a retry), so a
-            // burst can wait that long before a program is there to read it.
+            // rsyslogd restarts a killed program when it resumes the action, so a burst can
+            // wait a resumeInterval (10 s in the shipped configs) for a program to read it.
+            // Before the configs retried forever, a burst that met the suspended action was
+            // discarded by rsyslogd and never arrived.
             let held = support::eventually_async(RESUMED, || async {
                 support::spooled(&spool_dir).await >= sent as u64
             })

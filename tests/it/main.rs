@@ -12,6 +12,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod decode_gaps;
 mod observe;
 mod omprog_protocol;
 mod round_trip;

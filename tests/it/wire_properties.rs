@@ -106,6 +106,9 @@ fn decode_args() -> DecodeArgs {
         now: None,
         follow: false,
         poll_interval: std::time::Duration::from_secs(60),
+        gap_grace: None,
+        edge_slack: std::time::Duration::from_secs(300),
+        metrics_listen: None,
         jobs: 4,
         s3_endpoint: None,
     }
