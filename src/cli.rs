@@ -286,6 +286,18 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_SPOOL", value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
+    /// Read this file (a glob also matches later files) instead of stdin; repeatable; needs --spool.
+    #[arg(long, env = "DRIFTER_FILE", value_name = "PATH", value_delimiter = ',')]
+    pub file: Vec<String>,
+
+    /// Where --file starts in a file without a position at start-up (later files: beginning).
+    #[arg(long, env = "DRIFTER_FILE_START", value_enum, default_value_t = crate::send::FileStart::Beginning)]
+    pub file_start: crate::send::FileStart,
+
+    /// How often --file looks for new, rotated and truncated files once all is read.
+    #[arg(long, env = "DRIFTER_FILE_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub file_poll_interval: Duration,
+
     /// When spooled messages are made durable against a host crash: every
     /// --spool-sync-interval, before every acknowledgement (strict), or never (off).
     #[arg(long, env = "DRIFTER_SPOOL_SYNC", value_enum, default_value_t = crate::spool::SyncPolicy::Interval)]

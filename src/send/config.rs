@@ -14,6 +14,13 @@ use super::session::omprog::{Mode, ProtocolConfig};
 use super::tls::Trust;
 use crate::spool::SyncPolicy;
 
+/// Where `send --file` starts in a file it has no position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileStart {
+    Beginning,
+    End,
+}
+
 /// Everything `send` is told; the meaning of each field is its flag's (`send --help`).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,6 +32,9 @@ pub struct Config {
     pub queue_messages: u32,
     pub queue_bytes: Option<u64>,
     pub spool: Option<PathBuf>,
+    pub file: Vec<String>,
+    pub file_start: FileStart,
+    pub file_poll_interval: Duration,
     pub spool_sync: SyncPolicy,
     pub spool_sync_interval: Duration,
     pub spool_max_bytes: u64,
@@ -167,6 +177,9 @@ mod tests {
             queue_messages: 10_000,
             queue_bytes: None,
             spool: None,
+            file: Vec::new(),
+            file_start: FileStart::Beginning,
+            file_poll_interval: Duration::from_millis(250),
             spool_sync: SyncPolicy::Interval,
             spool_sync_interval: Duration::from_millis(500),
             spool_max_bytes: 1 << 30,

@@ -85,11 +85,28 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 
     fn finish_line(&mut self) -> Line {
         self.line_number += 1;
-        let number = self.line_number;
-        if let Some(length) = self.bounded.finish() {
+        Line::complete(
+            self.line_number,
+            &mut self.bounded,
+            &mut self.partial,
+            self.max_line_bytes,
+        )
+    }
+}
+
+impl Line {
+    /// The line `bounded` took into `partial` (LF excluded), numbered `number`; `partial` is
+    /// left empty for the next one. Shared by stdin and `--file`.
+    pub(super) fn complete(
+        number: u64,
+        bounded: &mut BoundedLine,
+        partial: &mut Vec<u8>,
+        max_line_bytes: usize,
+    ) -> Line {
+        if let Some(length) = bounded.finish() {
             return Line::TooLong { number, length };
         }
-        let mut bytes = std::mem::take(&mut self.partial);
+        let mut bytes = std::mem::take(partial);
         // The buffer grew by doubling: give back what a long line left unused, or the queue
         // (which counts the line's length) would hold up to twice --queue-bytes.
         if bytes.capacity() - bytes.len() > SHRINK_ABOVE_UNUSED_BYTES {
@@ -101,7 +118,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         }
         if bytes.is_empty() {
             Line::Empty { number }
-        } else if bytes.len() > self.max_line_bytes {
+        } else if bytes.len() > max_line_bytes {
             Line::TooLong {
                 number,
                 length: raw_length,

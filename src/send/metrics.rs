@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use super::retry::Retrier;
 use super::spooling::Spooler;
 use super::stats::{Loss, Outcome, RequestError, Stats};
+use super::tail::FileMetrics;
 use crate::metrics::{counter, gauge, labelled_counter};
 
 /// What the collector reads at scrape time.
@@ -31,11 +32,16 @@ pub(super) struct Sources {
     pub queue_bytes_capacity: u64,
     pub queue_messages_capacity: u64,
     pub spooler: Option<Arc<Spooler>>,
+    /// `--file`'s per-file counts.
+    pub files: Option<Arc<FileMetrics>>,
 }
 
 /// The registry `/metrics` encodes for `send`.
 pub(super) fn registry(sources: Sources) -> Registry {
     let mut registry = Registry::default();
+    if let Some(files) = &sources.files {
+        registry.register_collector(files.collector());
+    }
     registry.register_collector(Box::new(SendCollector(sources)));
     registry
 }

@@ -33,6 +33,7 @@ mod settle;
 mod spooling;
 mod stats;
 mod stdio;
+mod tail;
 mod tls;
 
 use std::sync::Arc;
@@ -58,7 +59,7 @@ use settle::Settler;
 use spooling::Spooler;
 use stats::Stats;
 
-pub use config::Config;
+pub use config::{Config, FileStart};
 pub use endpoint::{StatusSet, StatusSetError};
 pub use tls::Trust;
 
@@ -79,6 +80,7 @@ struct Prepared {
     protocol: ProtocolConfig,
     probe: bool,
     spooler: Option<Arc<Spooler>>,
+    tail: Option<tail::TailInput>,
 }
 
 /// Checks the configuration (pure checks first), then opens what `send` uses: the key, the
@@ -99,11 +101,13 @@ fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         None => None,
     };
     let format = wire::TargetFormat::new(endpoint.path(), max_url_bytes, signer);
+    let patterns = tail::TailInput::check(config)?;
     let stats = Arc::new(Stats::default());
     let spooler = match spool_dir {
         Some(dir) => Some(Arc::new(open_spool(dir, config, stats.clone())?)),
         None => None,
     };
+    let tail = tail::TailInput::open(config, patterns)?;
     let sender = spooler.as_ref().map(|spooler| spooler.sender());
     let labeler = Labeler::new(format, config.ids, config.sequence, max_line_bytes, sender)?;
     if config.insecure {
@@ -145,6 +149,7 @@ fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         protocol,
         probe: config.probe,
         spooler,
+        tail,
     })
 }
 
@@ -239,6 +244,8 @@ struct Reading {
     max_line_bytes: usize,
     protocol: ProtocolConfig,
     probe: bool,
+    /// `--file`: read instead of stdin.
+    tail: Option<tail::TailInput>,
 }
 
 /// Starts the pipeline and every background task of the run: the metrics server, the
@@ -274,6 +281,7 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
             queue_bytes_capacity,
             queue_messages_capacity: prepared.pipeline.queue_messages as u64,
             spooler: prepared.spooler.clone(),
+            files: prepared.tail.as_ref().map(|tail| tail.metrics.clone()),
         };
         let registry = metrics::registry(sources);
         crate::metrics::serve(listener, registry, lifecycle.clone(), shutdown);
@@ -297,7 +305,8 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         shutdown.spawn(report_periodically(stats.clone(), interval));
     }
     if let Some(spooler) = &prepared.spooler {
-        let plain = prepared.protocol.mode == Mode::Plain;
+        // A line read from a file and not spooled stays in the file: given back, not lost.
+        let plain = prepared.protocol.mode == Mode::Plain && prepared.tail.is_none();
         spooler.watch_stop(shutdown.stopped(), shutdown.aborted(), plain);
         if let Some(dead_letter) = &prepared.dead_letter {
             spooler.sync_before_reclaim(dead_letter.clone());
@@ -317,6 +326,7 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         max_line_bytes: prepared.max_line_bytes,
         protocol: prepared.protocol,
         probe: prepared.probe,
+        tail: prepared.tail,
     };
     (delivery, reading)
 }
@@ -341,6 +351,7 @@ async fn read(
             &mut replies,
             shutdown.stopped(),
             under_rsyslog,
+            reading.tail.is_none(),
         )
         .await;
         let failure = match probed {
@@ -388,7 +399,10 @@ async fn read(
             shutdown.aborted(),
         ));
     }
-    let mut ending = session.run(shutdown.stopped()).await;
+    let mut ending = match reading.tail {
+        Some(input) => tail::read(input, &session, shutdown.stopped()).await,
+        None => session.run(shutdown.stopped()).await,
+    };
     if let Some(spooler) = spooler
         && let Err(e) = spooler.flush().await
     {

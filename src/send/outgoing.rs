@@ -202,8 +202,20 @@ impl Labeler {
     /// The message a line carries, labelled and cut to fit; `None` when it carries no text
     /// (a `prefix` line that is only an id).
     pub fn prepare(&self, line_number: u64, line: Vec<u8>) -> Option<Outgoing> {
+        self.prepare_identified(line_number, line, None)
+    }
+
+    /// [`prepare`](Self::prepare), with the id a line gets when `--ids` is off: `send --file`
+    /// names each line by where it is in its file, so a line read again after a kill carries
+    /// the id it was first sent with.
+    pub fn prepare_identified(
+        &self,
+        line_number: u64,
+        line: Vec<u8>,
+        id: Option<String>,
+    ) -> Option<Outgoing> {
         let (id, text_start) = match self.ids {
-            None => (None, 0),
+            None => (id, 0),
             Some(IdMode::Content) => (Some(content_id(&line)), 0),
             Some(IdMode::Prefix) => match split_prefix_id(&line) {
                 Some((id, text_start)) => (Some(id), text_start),

@@ -275,8 +275,14 @@ impl Spooler {
 
     /// Makes an acknowledgement durable under the strict policy (flushed first in any policy).
     pub(super) async fn before_ack(&self) -> Result<(), SpoolError> {
+        self.make_durable(self.sync == SyncPolicy::Strict).await
+    }
+
+    /// Flushes, then syncs if `sync` says so (`--file`: unless the policy is off, before a
+    /// position moves past what was appended).
+    pub(super) async fn make_durable(&self, sync: bool) -> Result<(), SpoolError> {
         self.flush().await?;
-        if self.sync != SyncPolicy::Strict || !self.spools.own.needs_sync() {
+        if !sync || !self.spools.own.needs_sync() {
             return Ok(());
         }
         let own = self.spools.own.clone();

@@ -1,6 +1,7 @@
 //! The integration tests that need third-party components beside the binary: a real rsyslogd,
-//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, a mount
-//! namespace for a small tmpfs, and dpkg with cargo-deb and lintian for the Debian package.
+//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, podman (the
+//! sidecar image), a mount namespace for a small tmpfs, and dpkg with cargo-deb and lintian for
+//! the Debian package.
 //!
 //! This binary has its own harness (libtest-mimic) so that a test whose component is missing
 //! is reported as ignored in `cargo test`'s own output, with the reason and the install line,
@@ -19,6 +20,7 @@ mod rsyslogd;
 mod support;
 
 mod aws_stack;
+mod container_sidecar;
 mod deb_package;
 mod decode_duckdb;
 mod decode_metrics;
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     let arguments = Arguments::from_args();
     let trials = [
         aws_stack::trials(),
+        container_sidecar::trials(),
         deb_package::trials(),
         decode_duckdb::trials(),
         decode_metrics::trials(),

@@ -256,6 +256,8 @@ pub(super) async fn probe_until_ready<R, W>(
     replies: &mut Replies<W>,
     mut stopped: watch::Receiver<bool>,
     under_rsyslog: bool,
+    // False with `--file`: stdin is not the input, its end ends nothing.
+    watch_input: bool,
 ) -> std::io::Result<ProbeOutcome>
 where
     R: tokio::io::AsyncBufRead + Unpin,
@@ -264,7 +266,7 @@ where
     let probing = async {
         let probe = retrier.probe();
         tokio::pin!(probe);
-        let mut watch_input = true;
+        let mut watch_input = watch_input;
         loop {
             tokio::select! {
                 result = &mut probe => return match result {

@@ -1,0 +1,221 @@
+//! What a look at the `--file` patterns finds: new files (resumed from their stored
+//! position, or read from their start), files rotated away or deleted (read to their end,
+//! then closed), and files truncated in place (read again from 0 under a new key).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::discover;
+use super::identity::{FileId, Fingerprint};
+use super::tracked::{Rotated, Tracked};
+use super::{FileStart, Halt, KEY_DIGITS, Reading, entry_of};
+
+/// Bytes looked at from the end of a file for `--file-start end`.
+const TAIL_SEARCH_BYTES: u64 = 64 * 1024;
+
+impl Reading<'_> {
+    /// Finds new, rotated, truncated and finished files.
+    pub(super) async fn look(&mut self, startup: bool) -> Result<(), Halt> {
+        let found = discover::matching(&self.tail.input.patterns);
+        let mut seen: Vec<FileId> = Vec::with_capacity(found.len());
+        for (path, meta) in found {
+            let id = FileId::of(&meta);
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            if let Some(known) = self.files.iter_mut().find(|t| t.id == id) {
+                // Renamed to another name that is also read: still a live file.
+                known.path = path;
+                known.rotated = None;
+                continue;
+            }
+            let replaced = self
+                .files
+                .iter()
+                .find(|t| t.path == path && t.rotated.is_none())
+                .map(|t| t.id);
+            match self.open(path.clone(), id, startup).await {
+                Ok(Some(mut tracked)) => {
+                    tracked.after = replaced;
+                    self.files.push(tracked);
+                }
+                Ok(None) => {}
+                Err(OpenError::Spool(halt)) => return Err(halt),
+                Err(OpenError::Io(e)) => {
+                    // Once per path: it is tried again at every look.
+                    if self.unreadable.insert(path.clone()) {
+                        tracing::warn!("cannot read {}: {e}; trying again", path.display());
+                    }
+                }
+            }
+        }
+        self.finish_quiet_rotated().await?;
+        for tracked in &mut self.files {
+            if !seen.contains(&tracked.id) && tracked.rotated.is_none() {
+                tracing::info!(
+                    file = %tracked.path.display(),
+                    "rotated or deleted: reading it to its end"
+                );
+                tracked.rotated = Some(Rotated { quiet_looks: 0 });
+            }
+        }
+        self.check_live_files().await
+    }
+
+    /// A rotated file read to its end at two looks in a row is finished.
+    async fn finish_quiet_rotated(&mut self) -> Result<(), Halt> {
+        let mut i = 0;
+        while i < self.files.len() {
+            let tracked = &mut self.files[i];
+            if tracked.rotated.is_none() {
+                i += 1;
+                continue;
+            }
+            let at_end = tracked
+                .file()
+                .metadata()
+                .is_ok_and(|meta| tracked.read_to(meta.len()));
+            let quiet_looks = match &mut tracked.rotated {
+                Some(rotated) if at_end => {
+                    rotated.quiet_looks += 1;
+                    rotated.quiet_looks
+                }
+                Some(rotated) => {
+                    rotated.quiet_looks = 0;
+                    0
+                }
+                None => 0,
+            };
+            if quiet_looks < 2 {
+                i += 1;
+                continue;
+            }
+            if let Some(line) = tracked.take_partial(&mut self.line_number) {
+                self.hand_on(i, line).await?;
+            }
+            let finished = self.files.remove(i);
+            tracing::info!(file = %finished.path.display(), "rotated file read to its end");
+            self.tail.input.positions.remove(finished.id);
+            self.uncommitted = true;
+            self.commit(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Live files: truncated (shorter than read, or other first bytes), or grown.
+    async fn check_live_files(&mut self) -> Result<(), Halt> {
+        for i in 0..self.files.len() {
+            let tracked = &mut self.files[i];
+            if tracked.rotated.is_some() {
+                continue;
+            }
+            let Ok(size) = tracked.file().metadata().map(|meta| meta.len()) else {
+                continue;
+            };
+            let metrics = &self.tail.input.metrics;
+            metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
+            let replaced = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true);
+            if !tracked.shrank(size) && !replaced {
+                if tracked.fingerprint.can_grow(size)
+                    && let Ok(grown) = Fingerprint::read(tracked.file(), size)
+                {
+                    tracked.fingerprint = grown;
+                }
+                continue;
+            }
+            tracing::warn!(
+                file = %tracked.path.display(),
+                "truncated (copytruncate?): reading it again from its start"
+            );
+            if let Some(line) = tracked.take_partial(&mut self.line_number) {
+                self.hand_on(i, line).await?;
+            }
+            // The old content's lines are in the spool before its position is let go.
+            self.commit(true).await?;
+            let tracked = &mut self.files[i];
+            let fingerprint =
+                Fingerprint::read(tracked.file(), size).map_err(|e| Halt::Failed(e.to_string()))?;
+            tracked.restart(crate::hex::random(KEY_DIGITS), fingerprint);
+            let entry = entry_of(tracked);
+            self.tail.input.positions.set(tracked.id, entry);
+            self.store_positions().await?;
+        }
+        Ok(())
+    }
+
+    async fn open(
+        &mut self,
+        path: PathBuf,
+        id: FileId,
+        startup: bool,
+    ) -> Result<Option<Tracked>, OpenError> {
+        let file = File::open(&path)?;
+        let meta = file.metadata()?;
+        if FileId::of(&meta) != id {
+            // Replaced between the look and the open: the next look sees it.
+            return Ok(None);
+        }
+        let size = meta.len();
+        let max = self.tail.max_line_bytes;
+        let mut truncated = false;
+        if let Some(entry) = self.tail.input.positions.get(id)
+            && entry.fingerprint.matches(&file)?
+        {
+            if entry.offset <= size {
+                tracing::info!(file = %path.display(), offset = entry.offset, "resuming");
+                let (key, fingerprint, offset) =
+                    (entry.key.clone(), entry.fingerprint, entry.offset);
+                return Ok(Some(Tracked::new(
+                    id,
+                    file,
+                    path,
+                    key,
+                    fingerprint,
+                    offset,
+                    max,
+                )));
+            }
+            tracing::warn!(file = %path.display(), "truncated while stopped: reading it from its start");
+            truncated = true;
+        }
+        let offset = match self.tail.input.start {
+            FileStart::End if startup && !truncated => after_last_line(&file, size)?,
+            _ => 0,
+        };
+        let fingerprint = Fingerprint::read(&file, size)?;
+        let key = crate::hex::random(KEY_DIGITS);
+        tracing::info!(file = %path.display(), offset, "reading a new file");
+        let tracked = Tracked::new(id, file, path, key, fingerprint, offset, max);
+        // Its key is stored before any of its lines goes out: read again after a kill, they
+        // get the same ids.
+        self.tail.input.positions.set(id, entry_of(&tracked));
+        self.store_positions().await.map_err(OpenError::Spool)?;
+        Ok(Some(tracked))
+    }
+}
+
+enum OpenError {
+    Io(std::io::Error),
+    Spool(Halt),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+/// Where the first line after `size` starts: after the last LF, so a line being written is
+/// read whole (or at `size` when no LF is near the end).
+fn after_last_line(file: &File, size: u64) -> std::io::Result<u64> {
+    let from = size.saturating_sub(TAIL_SEARCH_BYTES);
+    let mut end = vec![0; (size - from) as usize];
+    file.read_exact_at(&mut end, from)?;
+    Ok(match memchr::memrchr(b'\n', &end) {
+        Some(lf) => from + lf as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    })
+}
