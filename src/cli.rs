@@ -332,6 +332,12 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_INSECURE")]
     pub insecure: bool,
 
+    /// HTTP version to an https:// endpoint: auto (HTTP/2 when the load balancer offers it by
+    /// ALPN, else HTTP/1.1), 1.1, or 2 (an endpoint without HTTP/2 is an error). http:// URLs
+    /// always use HTTP/1.1.
+    #[arg(long, env = "DRIFTER_HTTP", value_enum, default_value_t = crate::send::HttpVersion::Auto)]
+    pub http: crate::send::HttpVersion,
+
     /// rsyslog omprog confirmMessages="on": write OK when ready, then OK or an error line per
     /// message once its fate is known.
     #[arg(long, env = "DRIFTER_CONFIRM")]
@@ -435,6 +441,7 @@ impl From<&SendArgs> for crate::send::Config {
             trust: args.trust,
             ca_cert: args.ca_cert.clone(),
             insecure: args.insecure,
+            http: args.http,
             confirm: args.confirm,
             transactions: args.transactions,
             begin_mark: args.begin_mark.clone(),

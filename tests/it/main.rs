@@ -19,6 +19,7 @@ mod round_trip;
 mod send_config;
 mod send_delivery;
 mod send_faults;
+mod send_http2;
 mod send_outages;
 mod send_resources;
 mod send_spool;

@@ -45,6 +45,7 @@ async fn session(mode: Mode, input: &[u8], max_line_bytes: usize) -> Ran {
         request_timeout: Duration::from_secs(10),
         ca_cert: None,
         insecure: false,
+        http: crate::send::HttpVersion::Auto,
     };
     let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
     let policy = RetryPolicy {
