@@ -270,10 +270,9 @@ impl Client {
         let mut request = Request::new(Empty::<Bytes>::new());
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(http::uri::Scheme::HTTPS);
-        parts.authority = http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(
-            self.host.as_bytes(),
-        ))
-        .ok();
+        parts.authority =
+            http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(self.host.as_bytes()))
+                .ok();
         parts.path_and_query = Some(path_and_query.clone());
         *request.uri_mut() =
             Uri::from_parts(parts).unwrap_or_else(|_| Uri::from(path_and_query.clone()));
@@ -303,10 +302,11 @@ impl Client {
         &self,
         path_and_query: &PathAndQuery,
     ) -> Result<Answer, (RequestError, Answer)> {
-        if self.http != HttpVersion::Http1 && !self.chose_http1.load(Ordering::Relaxed) {
-            if let Some(answer) = self.request_h2(path_and_query).await? {
-                return Ok(answer);
-            }
+        if self.http != HttpVersion::Http1
+            && !self.chose_http1.load(Ordering::Relaxed)
+            && let Some(answer) = self.request_h2(path_and_query).await?
+        {
+            return Ok(answer);
         }
         let failed = |kind: RequestError, error: &(dyn std::error::Error + 'static)| {
             (kind, Answer::Failed(exit::one_line(error)))

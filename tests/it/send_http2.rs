@@ -89,7 +89,10 @@ async fn http2_round_trip_is_byte_exact_with_the_targets_of_http1() {
     let (h2, h1): (Vec<&String>, Vec<&String>) = lines.iter().partition(|l| l.starts_with("h2 "));
     assert_eq!(h2.len(), count, "every --http 2 request logged as h2");
     assert!(h2.iter().all(|l| l.contains(" HTTP/2.0\" ")), "{h2:?}");
-    assert!(h1.iter().all(|l| l.starts_with("https ") && l.contains(" HTTP/1.1\" ")));
+    assert!(
+        h1.iter()
+            .all(|l| l.starts_with("https ") && l.contains(" HTTP/1.1\" "))
+    );
     let urls = |entries: &[&String]| -> Vec<String> {
         let mut urls: Vec<String> = entries.iter().map(|l| url_and_client(l).0).collect();
         urls.sort();
@@ -118,8 +121,15 @@ async fn without_h2_offered_auto_falls_back_and_http2_is_refused_at_the_probe() 
     let (ca, cert, key) = (ca.display(), cert.display(), key.display());
     let (cert, key, ca) = (cert.to_string(), key.to_string(), ca.to_string());
     // A Classic ELB speaks no HTTP/2: mock-elb offers only http/1.1 in that format.
-    let stand =
-        Stand::start(&["--format", "classic", "--tls-cert", &cert, "--tls-key", &key]).await;
+    let stand = Stand::start(&[
+        "--format",
+        "classic",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ])
+    .await;
     let url = format!("https://localhost:{}/", port_of(&stand.url));
 
     let args = ["send", &url, "--ca-cert", &ca, "--http", "2", "--probe"];
@@ -131,13 +141,20 @@ async fn without_h2_offered_auto_falls_back_and_http2_is_refused_at_the_probe() 
         refused.stderr
     );
 
+    // Without --probe the refusal answers each request, a permanent failure like a 404.
+    let args = ["send", &url, "--ca-cert", &ca, "--http", "2"];
+    let lost = support::run_with_input(&args, b"refused too\n", LIMIT).await;
+    assert_eq!(lost.code(), Some(1), "{}", lost.stderr);
+    lost.assert_logged("does not offer HTTP/2");
+    lost.assert_logged("lost 1");
+
     let args = ["send", &url, "--ca-cert", &ca];
     let auto = support::run_with_input(&args, b"quietly over HTTP/1.1\n", LIMIT).await;
     assert_eq!(auto.code(), Some(0), "{}", auto.stderr);
     assert!(!auto.stderr.contains("HTTP/2"), "quietly: {}", auto.stderr);
     let dir = stand.stop("TERM").await;
     let lines = log_lines(dir.path());
-    assert_eq!(lines.len(), 1, "the refused run sent nothing: {lines:?}");
+    assert_eq!(lines.len(), 1, "the refused runs sent nothing: {lines:?}");
     assert!(lines[0].contains(" HTTP/1.1\""), "{}", lines[0]);
 
     let plain = ["send", "http://127.0.0.1:9/", "--http", "2"];
@@ -221,15 +238,31 @@ async fn goaway_replaces_the_connection_and_nothing_is_lost_or_retried() {
     let (port, ca, seen) = h2_server(scratch.path(), 8, 40).await;
     let url = format!("https://localhost:{port}/");
     let (input, expected) = support::numbered(400, "goaway");
-    let args = ["send", &url, "--ca-cert", &ca, "--http", "2", "--concurrency", "16"];
+    let args = [
+        "send",
+        &url,
+        "--ca-cert",
+        &ca,
+        "--http",
+        "2",
+        "--concurrency",
+        "16",
+    ];
     let run = support::run_with_input(&args, &input, LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("delivered 400, retried 0,"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("delivered 400, retried 0,"),
+        "{}",
+        run.stderr
+    );
     let seen = seen.lock().expect("lock").clone();
     let targets: Vec<Vec<u8>> = seen.iter().map(|(_, t)| t.clone()).collect();
     assert_eq!(support::decoded_set(&targets), expected);
     let connections: BTreeSet<usize> = seen.iter().map(|&(c, _)| c).collect();
-    assert!(connections.len() >= 10, "40 requests a connection: {connections:?}");
+    assert!(
+        connections.len() >= 10,
+        "40 requests a connection: {connections:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,7 +271,16 @@ async fn streams_stay_within_the_servers_limit_on_few_connections() {
     let (port, ca, seen) = h2_server(scratch.path(), 4, usize::MAX).await;
     let url = format!("https://localhost:{port}/");
     let (input, expected) = support::numbered(300, "limited");
-    let args = ["send", &url, "--ca-cert", &ca, "--http", "2", "--concurrency", "8"];
+    let args = [
+        "send",
+        &url,
+        "--ca-cert",
+        &ca,
+        "--http",
+        "2",
+        "--concurrency",
+        "8",
+    ];
     let run = support::run_with_input(&args, &input, LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("retried 0,"), "{}", run.stderr);
