@@ -198,7 +198,7 @@ impl Client {
             max_idle: options.concurrency.max(1),
             http: http_version,
             chose_http1: AtomicBool::new(false),
-            h2: http2::Pool::default(),
+            h2: http2::Pool::new(IDLE_TIMEOUT),
             stats,
         })
     }
@@ -370,16 +370,18 @@ impl Client {
             let request = self.build_h2_request(path_and_query);
             match slot.sender().send_request(request).await {
                 Ok(response) => return Ok(Some(read_answer(response).await.0)),
-                Err(e) if http2::unprocessed(&e) && resends < MAX_UNPROCESSED_RESENDS => {
-                    // Not processed by the server: on another connection, not a failure.
+                Err(e) if resends < MAX_UNPROCESSED_RESENDS => {
+                    let Some(why) = http2::unprocessed(&e) else {
+                        return Err((RequestError::Io, Answer::Failed(exit::one_line(&e))));
+                    };
+                    // Not processed by the server: sent again, not a failure.
                     tracing::debug!("not processed, sent again: {e}");
-                    slot.retire();
+                    if why == http2::Unprocessed::ConnectionGone {
+                        slot.retire();
+                    }
                     resends += 1;
                 }
-                Err(e) => {
-                    slot.retire();
-                    return Err((RequestError::Io, Answer::Failed(exit::one_line(&e))));
-                }
+                Err(e) => return Err((RequestError::Io, Answer::Failed(exit::one_line(&e)))),
             }
         }
     }

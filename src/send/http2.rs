@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 use super::proxy::Stream;
 
@@ -74,9 +75,11 @@ pub enum HttpVersion {
 }
 
 /// The open connections, and one being opened at a time.
-#[derive(Default)]
 pub(super) struct Pool {
     lanes: Mutex<Vec<Arc<Lane>>>,
+    /// A connection without a request for this long is closed rather than reused, as over
+    /// HTTP/1.1: never race the load balancer's idle timeout.
+    idle_timeout: Duration,
     /// Held while a connection is opened: the requests that arrive meanwhile wait for it
     /// rather than each opening its own.
     opening: tokio::sync::Mutex<()>,
@@ -88,6 +91,8 @@ struct Lane {
     in_flight: AtomicUsize,
     /// The server said it will take no new request here (`GOAWAY`), or the connection failed.
     retired: AtomicBool,
+    /// When its last request ended.
+    idle_since: Mutex<Instant>,
 }
 
 /// A request's place on a connection, given back when dropped.
@@ -106,11 +111,34 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+        }
     }
 }
 
+/// Why the server did not process a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Unprocessed {
+    /// The connection takes no more requests (`GOAWAY`, closing): another one is needed.
+    ConnectionGone,
+    /// This stream was refused (`REFUSED_STREAM`); the connection still serves.
+    StreamRefused,
+}
+
 impl Pool {
+    pub(super) fn new(idle_timeout: Duration) -> Self {
+        Pool {
+            lanes: Mutex::default(),
+            idle_timeout,
+            opening: tokio::sync::Mutex::default(),
+        }
+    }
+
     /// A place on an open connection with a stream to spare, or on a new one from `open`.
     pub(super) async fn slot<F, Fut, E>(&self, open: F) -> Result<Slot, E>
     where
@@ -130,6 +158,7 @@ impl Pool {
             limit: opened.limit,
             in_flight: AtomicUsize::new(1),
             retired: AtomicBool::new(false),
+            idle_since: Mutex::new(Instant::now()),
         });
         self.lock().push(lane.clone());
         Ok(Slot(lane))
@@ -143,7 +172,19 @@ impl Pool {
 
     fn take(&self) -> Option<Slot> {
         let mut lanes = self.lock();
-        lanes.retain(|lane| !lane.retired.load(Ordering::Relaxed) && !lane.sender.is_closed());
+        // Slots are only taken under this lock, so an idle lane stays idle while it is looked at.
+        lanes.retain(|lane| {
+            let idle_too_long = || {
+                lane.in_flight.load(Ordering::Relaxed) == 0
+                    && lane
+                        .idle_since
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .elapsed()
+                        >= self.idle_timeout
+            };
+            !lane.retired.load(Ordering::Relaxed) && !lane.sender.is_closed() && !idle_too_long()
+        });
         lanes.iter().find_map(|lane| {
             let limit = lane.limit.load(Ordering::Relaxed).max(1);
             lane.in_flight
@@ -161,17 +202,22 @@ impl Pool {
 /// the connection was closing), the stream was refused (`REFUSED_STREAM`, RFC 9113 §8.7), or
 /// a `GOAWAY` named it unprocessed (h2 fails the streams above the frame's last stream id with
 /// the `GOAWAY`'s error, and new requests on that connection with it too).
-pub(super) fn unprocessed(error: &hyper::Error) -> bool {
+pub(super) fn unprocessed(error: &hyper::Error) -> Option<Unprocessed> {
     if error.is_canceled() {
-        return true;
+        return Some(Unprocessed::ConnectionGone);
     }
     let mut cause = std::error::Error::source(error);
     while let Some(error) = cause {
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return (h2.is_go_away() && h2.is_remote())
-                || h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return if h2.is_go_away() && h2.is_remote() {
+                Some(Unprocessed::ConnectionGone)
+            } else if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                Some(Unprocessed::StreamRefused)
+            } else {
+                None
+            };
         }
         cause = error.source();
     }
-    false
+    None
 }
