@@ -259,10 +259,9 @@ async fn goaway_replaces_the_connection_and_nothing_is_lost_or_retried() {
     let targets: Vec<Vec<u8>> = seen.iter().map(|(_, t)| t.clone()).collect();
     assert_eq!(support::decoded_set(&targets), expected);
     let connections: BTreeSet<usize> = seen.iter().map(|&(c, _)| c).collect();
-    assert!(
-        connections.len() >= 10,
-        "40 requests a connection: {connections:?}"
-    );
+    // Each connection takes 40 requests, and up to its 8 streams already in flight at the
+    // GOAWAY: replaced at least 400 / 48 times.
+    assert!(connections.len() >= 8, "{connections:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
