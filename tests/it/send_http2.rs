@@ -170,12 +170,28 @@ type Seen = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
 /// connection, that closes each connection gracefully (`GOAWAY`, as nginx does after
 /// `keepalive_requests`) once it has taken `per_connection` requests.
 async fn h2_server(dir: &Path, streams: u32, per_connection: usize) -> (u16, String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let (ca, cert, key) = support::certificates(dir);
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+    let port = listener.local_addr().expect("address").port();
+    let seen = h2_server_on(listener, &cert, &key, streams, per_connection);
+    (port, ca.display().to_string(), seen)
+}
+
+/// [`h2_server`] on `listener`, with the certificate and key in these PEM files.
+fn h2_server_on(
+    listener: tokio::net::TcpListener,
+    cert: &Path,
+    key: &Path,
+    streams: u32,
+    per_connection: usize,
+) -> Seen {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .expect("cert")
         .collect::<Result<_, _>>()
         .expect("certs");
-    let key = PrivateKeyDer::from_pem_file(&key).expect("key");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -185,10 +201,6 @@ async fn h2_server(dir: &Path, streams: u32, per_connection: usize) -> (u16, Str
         .expect("server config");
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
     let seen: Seen = Arc::default();
     let recorded = seen.clone();
     tokio::spawn(async move {
@@ -229,7 +241,7 @@ async fn h2_server(dir: &Path, streams: u32, per_connection: usize) -> (u16, Str
             });
         }
     });
-    (port, ca.display().to_string(), seen)
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,4 +303,37 @@ async fn streams_stay_within_the_servers_limit_on_few_connections() {
         connections.len() <= 2,
         "ceil(8 / 4) connections at most: {connections:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_starts_late_gets_every_line_over_http2() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let reserved = support::ReservedPort::new();
+    let url = format!("https://localhost:{}/", reserved.port);
+    // The certificates are made now, the server started once the sender has failed.
+    let (ca, cert, key) = support::certificates(scratch.path());
+    let ca = ca.display().to_string();
+    let (input, expected) = support::numbered(500, "late");
+    let mut child = support::spawn(&["send", &url, "--ca-cert", &ca, "--http", "2"]);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sender = support::Watched::new(child);
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(&input).await.expect("write");
+    });
+    sender.line_with("delivery failing", LIMIT).await;
+    let seen = h2_server_on(reserved.listen(), &cert, &key, 100, usize::MAX);
+    writer.await.expect("join writer");
+    let run = sender.wait(LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("delivery recovered");
+    let targets: Vec<Vec<u8>> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, t)| t.clone())
+        .filter(|t| !support::is_probe(t))
+        .collect();
+    assert_eq!(targets.len(), 500, "each once");
+    assert_eq!(support::decoded_set(&targets), expected);
 }
