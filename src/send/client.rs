@@ -12,8 +12,8 @@
 //! over the few connections of [`http2::Pool`] instead.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -83,8 +83,9 @@ pub(super) struct Client {
     max_idle: usize,
     /// `--http`, where the endpoint is https (else HTTP/1.1).
     http: HttpVersion,
-    /// The endpoint chose HTTP/1.1 by ALPN (`--http auto`): no more HTTP/2 attempts.
-    chose_http1: AtomicBool,
+    /// What the endpoint chose by ALPN when it was not `h2` (HTTP/1.1, or none): no more
+    /// HTTP/2 attempts, each request goes over HTTP/1.1 (`auto`) or is refused (`2`).
+    chose_other: OnceLock<Option<String>>,
     h2: http2::Pool,
     stats: Arc<Stats>,
 }
@@ -197,7 +198,7 @@ impl Client {
             idle: Mutex::new(Vec::new()),
             max_idle: options.concurrency.max(1),
             http: http_version,
-            chose_http1: AtomicBool::new(false),
+            chose_other: OnceLock::new(),
             h2: http2::Pool::new(IDLE_TIMEOUT),
             stats,
         })
@@ -303,7 +304,7 @@ impl Client {
         path_and_query: &PathAndQuery,
     ) -> Result<Answer, (RequestError, Answer)> {
         if self.http != HttpVersion::Http1
-            && !self.chose_http1.load(Ordering::Relaxed)
+            && (self.http == HttpVersion::Http2 || self.chose_other.get().is_none())
             && let Some(answer) = self.request_h2(path_and_query).await?
         {
             return Ok(answer);
@@ -355,7 +356,6 @@ impl Client {
                 Err(H2Refusal::Connect(e)) => return Err(self.connect_failed(e.as_ref())),
                 Err(H2Refusal::NotOffered(chosen)) if self.http == HttpVersion::Auto => {
                     tracing::debug!(endpoint = %self.endpoint, "no HTTP/2 offered ({chosen:?}): HTTP/1.1");
-                    self.chose_http1.store(true, Ordering::Relaxed);
                     return Ok(None);
                 }
                 Err(H2Refusal::NotOffered(chosen)) => {
@@ -389,6 +389,10 @@ impl Client {
     /// A new HTTP/2 connection, if TLS negotiated `h2`; under `--http auto` a connection on
     /// which the endpoint chose HTTP/1.1 is kept for HTTP/1.1 requests.
     async fn open_h2(&self) -> Result<http2::Opened, H2Refusal> {
+        // Known since a request that waited for this one to open its connection.
+        if let Some(chosen) = self.chose_other.get() {
+            return Err(H2Refusal::NotOffered(chosen.clone()));
+        }
         let stream = self
             .connector
             .connect(self.origin.clone())
@@ -401,6 +405,7 @@ impl Client {
             {
                 self.checkin(connection);
             }
+            let _ = self.chose_other.set(chosen.clone());
             return Err(H2Refusal::NotOffered(chosen));
         }
         let opened = http2::handshake(stream)
