@@ -23,6 +23,7 @@ mod decode_duckdb;
 mod decode_s3;
 mod metrics;
 mod rsyslog_e2e;
+mod send_nginx_h2;
 mod send_proxy;
 mod spool_full_disk;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         decode_s3::trials(),
         metrics::trials(),
         rsyslog_e2e::trials(),
+        send_nginx_h2::trials(),
         send_proxy::trials(),
         spool_full_disk::trials(),
     ]
