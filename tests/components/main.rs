@@ -1,5 +1,5 @@
 //! The integration tests that need third-party components beside the binary: a real rsyslogd,
-//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, and a mount
+//! tinyproxy, nginx, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, and a mount
 //! namespace for a small tmpfs.
 //!
 //! This binary has its own harness (libtest-mimic) so that a test whose component is missing

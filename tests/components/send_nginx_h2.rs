@@ -31,7 +31,9 @@ impl Nginx {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
-            .ok_or_else(|| Missing::because("nginx is not installed", "apt-get install nginx-light"))?;
+            .ok_or_else(|| {
+                Missing::because("nginx is not installed", "apt-get install nginx-light")
+            })?;
         for attempt in 0..5 {
             let port = ReservedPort::new().port; // Released at once: nginx binds it.
             let prefix = dir.join(format!("nginx{attempt}"));
