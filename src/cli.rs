@@ -370,6 +370,12 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_INSECURE")]
     pub insecure: bool,
 
+    /// HTTP version to an https:// endpoint: auto (HTTP/2 when the load balancer offers it by
+    /// ALPN, else HTTP/1.1), 1.1, or 2 (an endpoint without HTTP/2 is an error). http:// URLs
+    /// always use HTTP/1.1.
+    #[arg(long, env = "DRIFTER_HTTP", value_enum, default_value_t = crate::send::HttpVersion::Auto)]
+    pub http: crate::send::HttpVersion,
+
     /// rsyslog omprog confirmMessages="on": write OK when ready, then OK or an error line per
     /// message once its fate is known.
     #[arg(long, env = "DRIFTER_CONFIRM")]

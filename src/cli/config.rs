@@ -31,6 +31,7 @@ impl From<&SendArgs> for crate::send::Config {
             trust: args.trust,
             ca_cert: args.ca_cert.clone(),
             insecure: args.insecure,
+            http: args.http,
             confirm: args.confirm,
             transactions: args.transactions,
             begin_mark: args.begin_mark.clone(),

@@ -92,7 +92,7 @@ pub fn run(args: &Config) -> exit::Outcome {
 async fn serve(args: &Config) -> anyhow::Result<()> {
     let status = StatusCode::from_u16(args.status).context("invalid --status")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key, args.format)?),
         _ => None,
     };
     let balancer = Balancer {
@@ -181,7 +181,13 @@ async fn serve(args: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+/// HTTPS; HTTP/2 by ALPN too as ALB does, except in the Classic format: a Classic ELB speaks
+/// no HTTP/2, so it offers only `http/1.1`.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    format: crate::access_log::Format,
+) -> anyhow::Result<TlsAcceptor> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
@@ -196,6 +202,9 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not fit together")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = match format {
+        crate::access_log::Format::Classic => vec![b"http/1.1".to_vec()],
+        crate::access_log::Format::Alb => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -7,10 +7,13 @@
 //! format leaves `'` unescaped, exactly as `encodeURIComponent` does. It is hyper's
 //! connection-level `client::conn::http1` rather than its pooled client, whose per-request
 //! pool checkout and dispatch cost about as much CPU as the rest of `send` together.
+//!
+//! On `https://` endpoints that offer `h2` by ALPN (`--http auto|2`), requests go as streams
+//! over the few connections of [`http2::Pool`] instead.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
-use super::proxy::{Connector, Route};
+use super::http2::{self, HttpVersion};
+use super::proxy::{self as route, Connector, Route};
 use super::stats::{RequestError, Stats};
 use super::tls::{self, Trust};
 use crate::exit;
@@ -36,6 +40,7 @@ pub(super) struct ClientOptions<'a> {
     pub request_timeout: Duration,
     pub ca_cert: Option<&'a Path>,
     pub insecure: bool,
+    pub http: HttpVersion,
 }
 
 /// What one request came to, unclassified.
@@ -76,6 +81,12 @@ pub(super) struct Client {
     /// Connections waiting for their next request, the most recently used last.
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    /// `--http`, where the endpoint is https (else HTTP/1.1).
+    http: HttpVersion,
+    /// What the endpoint chose by ALPN when it was not `h2` (HTTP/1.1, or none): no more
+    /// HTTP/2 attempts, each request goes over HTTP/1.1 (`auto`) or is refused (`2`).
+    chose_other: OnceLock<Option<String>>,
+    h2: http2::Pool,
     stats: Arc<Stats>,
 }
 
@@ -90,6 +101,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Responses are only read so the connection can be reused; their content is never used.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// How often one request is sent again because a connection did not process it (`GOAWAY`,
+/// `REFUSED_STREAM`) before that counts as a failure, so a server that refuses everything
+/// cannot keep a request spinning.
+const MAX_UNPROCESSED_RESENDS: u32 = 8;
+
+/// Why no HTTP/2 connection was opened.
+enum H2Refusal {
+    /// The connection, or TLS, failed.
+    Connect(BoxError),
+    /// The endpoint chose another protocol by ALPN (or none): the name it chose.
+    NotOffered(Option<String>),
+}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -151,7 +175,13 @@ impl Client {
         if let Some(proxy) = route.proxy() {
             tracing::info!(endpoint = %endpoint, "through the proxy {proxy}");
         }
-        let connector = Connector::new(&route, tls, http);
+        let http_version = if endpoint.scheme_is_https() {
+            options.http
+        } else {
+            HttpVersion::Http1
+        };
+        let offer_h2 = http_version != HttpVersion::Http1;
+        let connector = Connector::new(&route, tls, http, offer_h2);
         let (origin, forward_to) = match &route {
             Route::Forward { proxy, .. } => (proxy.clone(), Some(endpoint_origin)),
             Route::Direct | Route::Tunnel { .. } => (endpoint_origin, None),
@@ -167,6 +197,9 @@ impl Client {
             user_agent,
             idle: Mutex::new(Vec::new()),
             max_idle: options.concurrency.max(1),
+            http: http_version,
+            chose_other: OnceLock::new(),
+            h2: http2::Pool::new(IDLE_TIMEOUT),
             stats,
         })
     }
@@ -232,6 +265,24 @@ impl Client {
         request
     }
 
+    /// The HTTP/2 request: `:scheme` https, `:authority` what the Host header would be, and
+    /// `:path` the same bytes as the HTTP/1.1 request target.
+    fn build_h2_request(&self, path_and_query: &PathAndQuery) -> Request<Empty<Bytes>> {
+        let mut request = Request::new(Empty::<Bytes>::new());
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority =
+            http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(self.host.as_bytes()))
+                .ok();
+        parts.path_and_query = Some(path_and_query.clone());
+        *request.uri_mut() =
+            Uri::from_parts(parts).unwrap_or_else(|_| Uri::from(path_and_query.clone()));
+        request
+            .headers_mut()
+            .insert(header::USER_AGENT, self.user_agent.clone());
+        request
+    }
+
     /// Why a connection could not be opened: TLS, the proxy (when there is one: the
     /// connection is to it), or the connection itself; a proxy's 407 is a configuration
     /// error, not worth retrying.
@@ -252,6 +303,12 @@ impl Client {
         &self,
         path_and_query: &PathAndQuery,
     ) -> Result<Answer, (RequestError, Answer)> {
+        if self.http != HttpVersion::Http1
+            && (self.http == HttpVersion::Http2 || self.chose_other.get().is_none())
+            && let Some(answer) = self.request_h2(path_and_query).await?
+        {
+            return Ok(answer);
+        }
         let failed = |kind: RequestError, error: &(dyn std::error::Error + 'static)| {
             (kind, Answer::Failed(exit::one_line(error)))
         };
@@ -273,30 +330,89 @@ impl Client {
                 Err(e) => return Err(failed(RequestError::Io, e.error())),
             }
         };
-        let status = response.status();
-        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED && self.forward_to.is_some() {
+        if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            && self.forward_to.is_some()
+        {
             return Err((RequestError::Proxy, proxy_auth_refused()));
         }
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        // Reading the body to its end lets the connection carry the next request; an
-        // over-long body just costs that connection.
-        if Limited::new(response.into_body(), MAX_RESPONSE_BODY)
-            .collect()
-            .await
-            .is_ok()
-        {
+        let (answer, body_read) = read_answer(response).await;
+        if body_read {
             connection.idle_since = Instant::now();
             self.checkin(connection);
         }
-        Ok(Answer::Status {
-            status,
-            retry_after,
-        })
+        Ok(answer)
+    }
+
+    /// The request as an HTTP/2 stream; `None` when the endpoint chose HTTP/1.1 under
+    /// `--http auto` (it then goes, as every later one, over HTTP/1.1).
+    async fn request_h2(
+        &self,
+        path_and_query: &PathAndQuery,
+    ) -> Result<Option<Answer>, (RequestError, Answer)> {
+        let mut resends = 0;
+        loop {
+            let slot = match self.h2.slot(|| self.open_h2()).await {
+                Ok(slot) => slot,
+                Err(H2Refusal::Connect(e)) => return Err(self.connect_failed(e.as_ref())),
+                Err(H2Refusal::NotOffered(chosen)) if self.http == HttpVersion::Auto => {
+                    tracing::debug!(endpoint = %self.endpoint, "no HTTP/2 offered ({chosen:?}): HTTP/1.1");
+                    return Ok(None);
+                }
+                Err(H2Refusal::NotOffered(chosen)) => {
+                    let chosen = chosen.map_or("none".into(), |name| format!("`{name}`"));
+                    let reason = format!(
+                        "--http 2: {} does not offer HTTP/2 (ALPN `h2`; it chose {chosen}); use --http auto or 1.1",
+                        self.endpoint
+                    );
+                    return Err((RequestError::Tls, Answer::Refused(reason)));
+                }
+            };
+            let request = self.build_h2_request(path_and_query);
+            match slot.sender().send_request(request).await {
+                Ok(response) => return Ok(Some(read_answer(response).await.0)),
+                Err(e) if resends < MAX_UNPROCESSED_RESENDS => {
+                    let Some(why) = http2::unprocessed(&e) else {
+                        return Err((RequestError::Io, Answer::Failed(exit::one_line(&e))));
+                    };
+                    // Not processed by the server: sent again, not a failure.
+                    tracing::debug!("not processed, sent again: {e}");
+                    if why == http2::Unprocessed::ConnectionGone {
+                        slot.retire();
+                    }
+                    resends += 1;
+                }
+                Err(e) => return Err((RequestError::Io, Answer::Failed(exit::one_line(&e)))),
+            }
+        }
+    }
+
+    /// A new HTTP/2 connection, if TLS negotiated `h2`; under `--http auto` a connection on
+    /// which the endpoint chose HTTP/1.1 is kept for HTTP/1.1 requests.
+    async fn open_h2(&self) -> Result<http2::Opened, H2Refusal> {
+        // Known since a request that waited for this one to open its connection.
+        if let Some(chosen) = self.chose_other.get() {
+            return Err(H2Refusal::NotOffered(chosen.clone()));
+        }
+        let stream = self
+            .connector
+            .connect(self.origin.clone())
+            .await
+            .map_err(H2Refusal::Connect)?;
+        let chosen = route::negotiated(&stream).map(|name| String::from_utf8_lossy(name).into());
+        if chosen.as_deref() != Some("h2") {
+            if self.http == HttpVersion::Auto
+                && let Ok(connection) = self.handshake_http1(stream).await
+            {
+                self.checkin(connection);
+            }
+            let _ = self.chose_other.set(chosen.clone());
+            return Err(H2Refusal::NotOffered(chosen));
+        }
+        let opened = http2::handshake(stream)
+            .await
+            .map_err(|e| H2Refusal::Connect(e.into()))?;
+        tracing::debug!(endpoint = %self.endpoint, "HTTP/2 connection opened");
+        Ok(opened)
     }
 
     /// An idle connection that can still carry a request, or a new one; and whether it was
@@ -315,6 +431,10 @@ impl Client {
             }
         }
         let stream = self.connector.connect(self.origin.clone()).await?;
+        Ok((self.handshake_http1(stream).await?, false))
+    }
+
+    async fn handshake_http1(&self, stream: route::Stream) -> Result<Connection, BoxError> {
         let (sender, driver) = http1::handshake(stream).await?;
         // The connection's I/O runs in its own task on the same (single) thread; it ends when
         // the server closes the connection or the sender is dropped.
@@ -323,13 +443,10 @@ impl Client {
                 tracing::debug!("connection closed: {e}");
             }
         });
-        Ok((
-            Connection {
-                sender,
-                idle_since: Instant::now(),
-            },
-            false,
-        ))
+        Ok(Connection {
+            sender,
+            idle_since: Instant::now(),
+        })
     }
 
     fn checkin(&self, connection: Connection) {
@@ -344,4 +461,28 @@ impl Client {
             idle.push(connection);
         }
     }
+}
+
+/// The status and `Retry-After` of a response, and whether its body was read to its end
+/// (which lets an HTTP/1.1 connection carry the next request; an over-long body just costs
+/// that connection).
+async fn read_answer(response: http::Response<hyper::body::Incoming>) -> (Answer, bool) {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body_read = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+        .collect()
+        .await
+        .is_ok();
+    (
+        Answer::Status {
+            status,
+            retry_after,
+        },
+        body_read,
+    )
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::endpoint::StatusSet;
+use super::http2::HttpVersion;
 use super::outgoing::{IdMode, Outgoing};
 use super::pipeline::PipelineConfig;
 use super::retry::{Backoff, RetryPolicy};
@@ -49,6 +50,7 @@ pub struct Config {
     pub trust: Trust,
     pub ca_cert: Option<PathBuf>,
     pub insecure: bool,
+    pub http: HttpVersion,
     pub confirm: bool,
     pub transactions: bool,
     pub begin_mark: String,
@@ -194,6 +196,7 @@ mod tests {
             trust: Trust::Both,
             ca_cert: None,
             insecure: false,
+            http: HttpVersion::Auto,
             confirm: false,
             transactions: false,
             begin_mark: "BEGIN TRANSACTION".into(),

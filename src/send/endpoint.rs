@@ -75,6 +75,10 @@ impl Endpoint {
         &self.path
     }
 
+    pub(super) fn scheme_is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
     /// `scheme://authority/` to connect to, and the Host header: the port only when it is
     /// not the scheme's default, as hyper's pooled client writes it.
     pub(super) fn origin_and_host(&self) -> (Uri, HeaderValue) {

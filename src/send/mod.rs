@@ -21,6 +21,7 @@ mod config;
 mod dead_letter;
 mod dry_run;
 mod endpoint;
+mod http2;
 mod input;
 mod job;
 mod metrics;
@@ -61,6 +62,7 @@ use stats::Stats;
 
 pub use config::{Config, FileStart};
 pub use endpoint::{StatusSet, StatusSetError};
+pub use http2::HttpVersion;
 pub use tls::Trust;
 
 /// Everything checked before the first line is read.
@@ -87,6 +89,9 @@ struct Prepared {
 /// spool, the client, the metrics listener and the dead-letter file.
 fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let endpoint: Endpoint = config.url.parse()?;
+    if config.http == HttpVersion::Http2 && !endpoint.scheme_is_https() {
+        anyhow::bail!("--http 2 needs an https:// URL: HTTP/2 is negotiated by TLS (ALPN)");
+    }
     let max_line_bytes = config.max_line_bytes()?;
     let retry = config.retry_policy()?;
     let protocol = config.protocol()?;
@@ -121,6 +126,7 @@ fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         request_timeout: config.request_timeout,
         ca_cert: config.ca_cert.as_deref(),
         insecure: config.insecure,
+        http: config.http,
     };
     let client = Client::new(endpoint, &options, stats.clone())?;
     let metrics_listener = match config.metrics_listen.filter(|_| !config.dry_run) {

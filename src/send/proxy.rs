@@ -72,6 +72,14 @@ impl Route {
 }
 
 pub(super) type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// The protocol TLS negotiated by ALPN on `stream`, if any (`h2`, `http/1.1`).
+pub(super) fn negotiated(stream: &Stream) -> Option<&[u8]> {
+    match stream {
+        MaybeHttpsStream::Https(tls) => tls.inner().get_ref().1.alpn_protocol(),
+        MaybeHttpsStream::Http(_) => None,
+    }
+}
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Opens connections along a route: TLS when the endpoint is https, inside the tunnel if
@@ -84,22 +92,36 @@ pub(super) enum Connector {
 }
 
 impl Connector {
-    pub(super) fn new(route: &Route, tls: rustls::ClientConfig, http: HttpConnector) -> Self {
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1();
+    /// With `offer_h2`, TLS offers `h2` and `http/1.1` by ALPN; else it offers none (HTTP/1.1).
+    pub(super) fn new(
+        route: &Route,
+        tls: rustls::ClientConfig,
+        http: HttpConnector,
+        offer_h2: bool,
+    ) -> Self {
+        let builder = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1()
+        };
         match route {
             Route::Tunnel { proxy, auth } => {
                 let mut tunnel = Tunnel::new(proxy.clone(), http);
                 if let Some(auth) = auth {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Connector::Tunnel(builder.wrap_connector(tunnel))
+                Connector::Tunnel(if offer_h2 {
+                    builder().enable_http2().wrap_connector(tunnel)
+                } else {
+                    builder().wrap_connector(tunnel)
+                })
             }
-            Route::Direct | Route::Forward { .. } => {
-                Connector::Direct(builder.wrap_connector(http))
-            }
+            Route::Direct | Route::Forward { .. } => Connector::Direct(if offer_h2 {
+                builder().enable_http2().wrap_connector(http)
+            } else {
+                builder().wrap_connector(http)
+            }),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The integration tests that need third-party components beside the binary: a real rsyslogd,
-//! tinyproxy, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, podman (the
-//! sidecar image), a mount namespace for a small tmpfs, and dpkg with cargo-deb and lintian for
-//! the Debian package.
+//! tinyproxy, nginx, moto's S3, IAM and CloudFormation, DuckDB and sqlglot, promtool, podman
+//! (the sidecar image), a mount namespace for a small tmpfs, and dpkg with cargo-deb and lintian
+//! for the Debian package.
 //!
 //! This binary has its own harness (libtest-mimic) so that a test whose component is missing
 //! is reported as ignored in `cargo test`'s own output, with the reason and the install line,
@@ -27,6 +27,7 @@ mod decode_metrics;
 mod decode_s3;
 mod metrics;
 mod rsyslog_e2e;
+mod send_nginx_h2;
 mod send_proxy;
 mod spool_full_disk;
 
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         decode_s3::trials(),
         metrics::trials(),
         rsyslog_e2e::trials(),
+        send_nginx_h2::trials(),
         send_proxy::trials(),
         spool_full_disk::trials(),
     ]

@@ -315,7 +315,14 @@ async fn https_and_http2_are_logged_as_alb_writes_them() {
         .expect("port");
     let url = format!("https://localhost:{port}/app1");
     let sent = support::run_with_input(
-        &["send", &url, "--ca-cert", &ca.display().to_string()],
+        &[
+            "send",
+            &url,
+            "--ca-cert",
+            &ca.display().to_string(),
+            "--http",
+            "1.1",
+        ],
         "over https\n".as_bytes(),
         LIMIT,
     )

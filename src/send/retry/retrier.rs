@@ -97,6 +97,7 @@ impl Retrier<Client> {
             request_timeout: Duration::from_secs(10),
             ca_cert: None,
             insecure: false,
+            http: crate::send::HttpVersion::Auto,
         };
         let endpoint = url.parse().expect("a valid URL");
         let client = Client::new(endpoint, &options, stats.clone()).expect("a client");
