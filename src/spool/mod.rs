@@ -25,6 +25,7 @@ mod fault_tests;
 #[cfg(test)]
 mod files_tests;
 mod record;
+mod scan;
 mod state;
 pub mod status;
 mod store;

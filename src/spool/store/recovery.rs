@@ -1,5 +1,7 @@
 //! Recovery at open: the state read, segments scanned, torn tails cut, corrupt records set aside.
 
+use super::super::disk;
+use super::super::scan::{self, CHUNK_BYTES, Scan, SegmentFile, Source as _};
 use super::*;
 
 impl<T> Spool<T> {
@@ -18,20 +20,19 @@ impl<T> Spool<T> {
             move |e: io::Error| SpoolError::Io(format!("{what} {}", path.display()), e)
         };
         let state_path = dir.join("state");
-        let (state_file, loaded) =
-            StateFile::open(&state_path).map_err(context("cannot open", &state_path))?;
+        let (state_file, loaded) = disk
+            .open_state(&state_path)
+            .and_then(StateFile::from_file)
+            .map_err(context("cannot open", &state_path))?;
         let persisted = match loaded {
             Loaded::State(state) => state,
             Loaded::Future(version) => return Ok(Opened::Future(version)),
         };
         let mut firsts = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(context("cannot list", dir))? {
-            let entry = entry.map_err(context("cannot list", dir))?;
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
+        for file_name in disk.list(dir).map_err(context("cannot list", dir))? {
             if file_name.ends_with(".tmp") {
                 // A rewrite that a crash interrupted; the original is still in place.
-                let _ = std::fs::remove_file(entry.path());
+                let _ = disk.remove(&dir.join(&file_name));
             } else if let Some(first) = segment_first(&file_name) {
                 firsts.push(first);
             }
@@ -51,8 +52,28 @@ impl<T> Spool<T> {
         };
         for (first, next) in firsts.into_iter().zip(nexts) {
             let path = segment_path(dir, first);
-            let bytes = std::fs::read(&path).map_err(context("cannot read", &path))?;
-            match record::segment_kind(&bytes) {
+            let file = match disk.open(&path) {
+                Ok(file) => file,
+                Err(e) if disk::is_not_regular(&e) => {
+                    // Never read: it could block, or never end (issue 28: a link to /dev/zero).
+                    tracing::error!("spool file {} is {e}; moved aside", path.display());
+                    recovery.corrupt += 1;
+                    recovery.lost += lost_before_next(first, next);
+                    move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
+                    continue;
+                }
+                Err(e) => return Err(context("cannot open", &path)(e)),
+            };
+            let len = file
+                .metadata()
+                .map_err(context("cannot read", &path))?
+                .len();
+            let source = SegmentFile {
+                disk: &*disk,
+                file: &file,
+                len,
+            };
+            match scan::segment_kind(&source).map_err(context("cannot read", &path))? {
                 SegmentKind::Future(version) => return Ok(Opened::Future(version)),
                 SegmentKind::Unknown => {
                     tracing::error!(
@@ -66,14 +87,14 @@ impl<T> Spool<T> {
                 }
                 SegmentKind::Current => {}
             }
-            let scan = record::scan(&bytes, first);
+            let scan = scan::scan(&source, first).map_err(context("cannot read", &path))?;
             if scan.records.is_empty() && scan.corrupt == 0 {
                 // Only a header (and maybe a torn first record): nothing to keep.
                 recovery.lost += lost_before_next(first, next);
                 std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
                 continue;
             }
-            let mut size = bytes.len() as u64;
+            let mut size = len;
             if scan.corrupt > 0 {
                 tracing::error!(
                     "spool file {}: {} corrupt records skipped; the file is kept in aside/",
@@ -86,33 +107,38 @@ impl<T> Spool<T> {
                     .iter()
                     .map(|&(from, to)| to.saturating_sub(from.max(persisted.frontier)))
                     .sum::<u64>();
-                size =
-                    rewrite(dir, &path, &bytes, &scan).map_err(context("cannot rewrite", &path))?;
+                if scan.torn_at.is_some() || scan.exhausted {
+                    // The copy ends at the last good record: what followed it is gone too.
+                    recovery.lost += lost_before_next(scan.end(first), next);
+                }
+                size = rewrite(dir, &path, &source, &scan)
+                    .map_err(context("cannot rewrite", &path))?;
             } else if let Some(torn_at) = scan.torn_at {
-                tracing::warn!(
-                    "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
-                    path.display(),
-                    bytes.len() - torn_at
-                );
+                if scan.zero_tail {
+                    tracing::warn!(
+                        "spool file {}: zero tail of {} bytes cut off (the file grew, and a crash came before its data was written)",
+                        path.display(),
+                        len - torn_at
+                    );
+                } else {
+                    tracing::warn!(
+                        "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
+                        path.display(),
+                        len - torn_at
+                    );
+                }
                 recovery.torn += 1;
-                let kept_end = scan
-                    .records
-                    .last()
-                    .map_or(first, |(meta, _, _)| meta.index + 1);
-                recovery.lost += lost_before_next(kept_end, next);
+                recovery.lost += lost_before_next(scan.end(first), next);
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .map_err(context("cannot open", &path))?;
-                file.set_len(torn_at as u64)
+                file.set_len(torn_at)
                     .and_then(|()| file.sync_data())
                     .map_err(context("cannot truncate", &path))?;
-                size = torn_at as u64;
+                size = torn_at;
             }
-            let end = scan
-                .records
-                .last()
-                .map_or(first, |(meta, _, _)| meta.index + 1);
+            let end = scan.end(first);
             for (meta, _, _) in &scan.records {
                 last_sequence = last_sequence.max(meta.sequence);
                 if meta.index >= persisted.frontier {
@@ -186,20 +212,16 @@ pub(super) fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
 pub(super) fn rewrite(
     dir: &Path,
     path: &Path,
-    bytes: &[u8],
-    scan: &record::Scan,
+    source: &SegmentFile,
+    scan: &Scan,
 ) -> io::Result<u64> {
-    let mut copy = record::segment_header().to_vec();
-    for &(_, start, end) in &scan.records {
-        copy.extend_from_slice(&bytes[start..end]);
-    }
     let temporary = path.with_extension("log.tmp");
     let file = super::super::trust::file_options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temporary)?;
-    file.write_all_at(&copy, 0)?;
+    let copied = copy_records(source, scan, &file)?;
     file.sync_data()?;
     let aside = dir.join("aside");
     super::super::trust::create_dir_all(&aside)?;
@@ -208,5 +230,27 @@ pub(super) fn rewrite(
     std::fs::hard_link(path, &kept)?;
     std::fs::rename(&temporary, path)?;
     sync_dir(dir)?;
-    Ok(copy.len() as u64)
+    Ok(copied)
+}
+
+/// Writes the segment header and `scan`'s good records from `source` to `file`, a chunk at
+/// a time: the size written.
+fn copy_records(source: &SegmentFile, scan: &Scan, file: &File) -> io::Result<u64> {
+    file.write_all_at(&record::segment_header(), 0)?;
+    let mut written = SEGMENT_HEADER_BYTES;
+    let mut chunk = Vec::new();
+    for &(_, start, end) in &scan.records {
+        let mut at = start;
+        while at < end {
+            let size = usize::try_from(end - at).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
+            chunk.resize(size, 0);
+            if source.read_at(&mut chunk, at)? < size {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            file.write_all_at(&chunk, written)?;
+            written += size as u64;
+            at += size as u64;
+        }
+    }
+    Ok(written)
 }
