@@ -51,7 +51,7 @@ impl std::fmt::Display for NotRegular {
 
 impl std::error::Error for NotRegular {}
 
-fn not_regular(what: &'static str) -> io::Error {
+pub(crate) fn not_regular(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, NotRegular(what))
 }
 

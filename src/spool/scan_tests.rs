@@ -130,7 +130,7 @@ fn a_torn_large_record_is_found_in_one_pass() {
         let scan = run(&bytes, 1);
         assert_eq!(indices(&scan), [1], "filler {filler:#x}");
         assert_eq!(scan.torn_at, Some(torn_at), "filler {filler:#x}");
-        assert_eq!(scan.zero_tail, false, "a record header is not zeros");
+        assert!(!scan.zero_tail, "a record header is not zeros");
         assert!(
             scan.resync_hashed <= RESYNC_BUDGET * bytes.len() as u64,
             "filler {filler:#x}: {} bytes checksummed",

@@ -1,7 +1,7 @@
 //! Recovery at open: the state read, segments scanned, torn tails cut, corrupt records set aside.
 
-use super::super::disk;
-use super::super::scan::{self, CHUNK_BYTES, Scan, SegmentFile, Source as _};
+use super::super::scan::{CHUNK_BYTES, Scan, SegmentFile, Source as _};
+use super::judge::{self, Action, Examined};
 use super::*;
 
 impl<T> Spool<T> {
@@ -28,116 +28,53 @@ impl<T> Spool<T> {
             Loaded::State(state) => state,
             Loaded::Future(version) => return Ok(Opened::Future(version)),
         };
-        let mut firsts = Vec::new();
-        for file_name in disk.list(dir).map_err(context("cannot list", dir))? {
-            if file_name.ends_with(".tmp") {
-                // A rewrite that a crash interrupted; the original is still in place.
-                let _ = disk.remove(&dir.join(&file_name));
-            } else if let Some(first) = segment_first(&file_name) {
-                firsts.push(first);
-            }
-        }
-        firsts.sort_unstable();
+        let firsts = judge::segment_firsts(&*disk, dir)?;
         let mut recovery = Recovery::default();
         let mut segments = VecDeque::new();
         let mut last_sequence = persisted.last_sequence;
         let mut next_index = persisted.frontier;
-        // The indices a segment held end where the next one starts: what a damaged header or
-        // a cut tail of a segment that is not the last cost is known, and lost (issue 21 item 9).
         let nexts: Vec<Option<u64>> = (0..firsts.len())
             .map(|i| firsts.get(i + 1).copied())
             .collect();
-        let lost_before_next = |from: u64, next: Option<u64>| {
-            next.map_or(0, |next| next.saturating_sub(from.max(persisted.frontier)))
-        };
         for (first, next) in firsts.into_iter().zip(nexts) {
             let path = segment_path(dir, first);
-            let file = match disk.open(&path) {
-                Ok(file) => file,
-                Err(e) if disk::is_not_regular(&e) => {
-                    // Never read: it could block, or never end (issue 28: a link to /dev/zero).
-                    tracing::error!("spool file {} is {e}; moved aside", path.display());
-                    recovery.corrupt += 1;
-                    recovery.lost += lost_before_next(first, next);
+            let judged = match judge::judge(&*disk, &path, first, next, persisted.frontier)? {
+                Examined::Judged(judged) => judged,
+                Examined::Future(version) => return Ok(Opened::Future(version)),
+            };
+            recovery.corrupt += judged.corrupt;
+            recovery.lost += judged.lost;
+            recovery.torn += judged.torn;
+            let scan = &judged.scan;
+            let size = match (judged.action, &judged.file) {
+                (Action::MoveAside, _) => {
                     move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
                     continue;
                 }
-                Err(e) => return Err(context("cannot open", &path)(e)),
-            };
-            let len = file
-                .metadata()
-                .map_err(context("cannot read", &path))?
-                .len();
-            let source = SegmentFile {
-                disk: &*disk,
-                file: &file,
-                len,
-            };
-            match scan::segment_kind(&source).map_err(context("cannot read", &path))? {
-                SegmentKind::Future(version) => return Ok(Opened::Future(version)),
-                SegmentKind::Unknown => {
-                    tracing::error!(
-                        "spool file {} is not a spool segment; moved aside",
-                        path.display()
-                    );
-                    recovery.corrupt += 1;
-                    recovery.lost += lost_before_next(first, next);
-                    move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
+                (Action::Delete, _) => {
+                    std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
                     continue;
                 }
-                SegmentKind::Current => {}
-            }
-            let scan = scan::scan(&source, first).map_err(context("cannot read", &path))?;
-            if scan.records.is_empty() && scan.corrupt == 0 {
-                // Only a header (and maybe a torn first record): nothing to keep.
-                recovery.lost += lost_before_next(first, next);
-                std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
-                continue;
-            }
-            let mut size = len;
-            if scan.corrupt > 0 {
-                tracing::error!(
-                    "spool file {}: {} corrupt records skipped; the file is kept in aside/",
-                    path.display(),
-                    scan.corrupt
-                );
-                recovery.corrupt += scan.corrupt;
-                recovery.lost += scan
-                    .lost
-                    .iter()
-                    .map(|&(from, to)| to.saturating_sub(from.max(persisted.frontier)))
-                    .sum::<u64>();
-                if scan.torn_at.is_some() || scan.exhausted {
-                    // The copy ends at the last good record: what followed it is gone too.
-                    recovery.lost += lost_before_next(scan.end(first), next);
+                (Action::Rewrite, Some(file)) => {
+                    let source = SegmentFile {
+                        disk: &*disk,
+                        file,
+                        len: judged.len,
+                    };
+                    rewrite(dir, &path, &source, scan).map_err(context("cannot rewrite", &path))?
                 }
-                size = rewrite(dir, &path, &source, &scan)
-                    .map_err(context("cannot rewrite", &path))?;
-            } else if let Some(torn_at) = scan.torn_at {
-                if scan.zero_tail {
-                    tracing::warn!(
-                        "spool file {}: zero tail of {} bytes cut off (the file grew, and a crash came before its data was written)",
-                        path.display(),
-                        len - torn_at
-                    );
-                } else {
-                    tracing::warn!(
-                        "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
-                        path.display(),
-                        len - torn_at
-                    );
+                (Action::Cut(torn_at), _) => {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(context("cannot open", &path))?;
+                    file.set_len(torn_at)
+                        .and_then(|()| file.sync_data())
+                        .map_err(context("cannot truncate", &path))?;
+                    torn_at
                 }
-                recovery.torn += 1;
-                recovery.lost += lost_before_next(scan.end(first), next);
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(context("cannot open", &path))?;
-                file.set_len(torn_at)
-                    .and_then(|()| file.sync_data())
-                    .map_err(context("cannot truncate", &path))?;
-                size = torn_at;
-            }
+                _ => judged.len,
+            };
             let end = scan.end(first);
             for (meta, _, _) in &scan.records {
                 last_sequence = last_sequence.max(meta.sequence);
