@@ -153,7 +153,19 @@ pub(crate) fn judge(
         judged.lost = lost_before_next(scan.end(first));
         Action::Cut(torn_at)
     } else {
-        judged.lost = 0;
+        // Whole, but ending before the next segment starts: cut at a record boundary (found
+        // by the recovery fuzz target), those messages are gone. A gap that an earlier
+        // recovery left by cutting this file is counted again until delivery passes it.
+        judged.lost = lost_before_next(scan.end(first));
+        if judged.lost > 0 {
+            tracing::error!(
+                "spool file {} ends at record {}, before the next segment's first ({}): {} messages missing",
+                path.display(),
+                scan.end(first),
+                next.unwrap_or_default(),
+                judged.lost
+            );
+        }
         Action::Keep
     };
     judged.scan = scan;
