@@ -87,7 +87,10 @@ fn timed(binary: &Path, args: &[&str]) -> anyhow::Result<(Duration, u64)> {
     anyhow::ensure!(output.status.success(), "{args:?} failed: {report}");
     let kib = report
         .lines()
-        .find_map(|line| line.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
         .context("no peak RSS in /usr/bin/time's report")?
         .parse()?;
     Ok((elapsed, kib))

@@ -31,7 +31,13 @@ fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
 
 /// Starts `send --spool DIR` against a port that refuses connections, writes `input`, waits
 /// until the spool holds `expect` messages, and SIGKILLs it.
-pub(super) async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra: &[&str]) {
+pub(super) async fn spool_and_kill(
+    dir: &Path,
+    url: &str,
+    input: &[u8],
+    expect: u64,
+    extra: &[&str],
+) {
     let spool = dir.display().to_string();
     let mut args = vec!["send", "--spool", &spool, "--sequence", "--ids", "content"];
     args.extend_from_slice(extra);

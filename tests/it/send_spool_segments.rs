@@ -81,6 +81,12 @@ async fn a_segment_linked_to_dev_zero_is_refused_in_one_line_and_the_rest_delive
     assert_eq!(decoded_set(&server.answered(503)), expected);
     assert!(run.code().is_some(), "{}", run.stderr);
     // Out of the spool's way, the link itself (never what it points to).
-    let aside = spool_dir.join("aside").join(link.file_name().expect("name"));
-    assert!(aside.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()));
+    let aside = spool_dir
+        .join("aside")
+        .join(link.file_name().expect("name"));
+    assert!(
+        aside
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    );
 }

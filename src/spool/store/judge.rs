@@ -130,10 +130,9 @@ pub(crate) fn judge(
             .iter()
             .map(|&(from, to)| to.saturating_sub(from.max(frontier)))
             .sum::<u64>();
-        if scan.torn_at.is_some() || scan.exhausted {
-            // The copy ends at the last good record: what followed it is gone too.
-            judged.lost += lost_before_next(scan.end(first));
-        }
+        // The copy ends at the last good record: what followed it (a torn tail, damage past
+        // the work budget, or nothing: a cut at a record boundary) is gone too.
+        judged.lost += lost_before_next(scan.end(first));
         Action::Rewrite
     } else if let Some(torn_at) = scan.torn_at {
         if scan.zero_tail {
