@@ -220,20 +220,4 @@ mod tests {
             (4, 1, 2, 1)
         );
     }
-
-    /// Found by the fuzz target: a segment that is not the last, cut at a record boundary,
-    /// reads as whole; the messages between its end and the next segment are lost, and say so.
-    #[test]
-    fn a_segment_cut_at_a_record_boundary_counts_what_it_lost() {
-        let whole = segment_bytes(&[(0, 0, b"zero"), (1, 0, b"one"), (2, 0, b"two")]);
-        let cut = segment_bytes(&[(0, 0, b"zero")]);
-        assert!(whole.starts_with(&cut));
-        let files = [
-            (segment_name(0), regular(cut)),
-            (segment_name(3), regular(segment_bytes(&[(3, 0, b"three")]))),
-        ];
-        let recovered = recover(&StateInput::Missing, &files).expect("recover");
-        assert_eq!((recovered.pending, recovered.lost), (2, 2));
-        drop(whole);
-    }
 }

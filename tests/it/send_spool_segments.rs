@@ -79,7 +79,7 @@ async fn a_segment_linked_to_dev_zero_is_refused_in_one_line_and_the_rest_delive
     assert_eq!(named(&run.stderr), 1, "{}", run.stderr);
     run.assert_logged("not a regular file (a symbolic link)");
     assert_eq!(decoded_set(&server.answered(503)), expected);
-    assert!(run.code().is_some(), "{}", run.stderr);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
     // Out of the spool's way, the link itself (never what it points to).
     let aside = spool_dir
         .join("aside")
