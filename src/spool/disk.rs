@@ -13,6 +13,7 @@ use std::path::Path;
 pub(crate) trait Disk: Send + Sync {
     /// A new file for reading and writing; it must not exist yet.
     fn create(&self, path: &Path) -> io::Result<File>;
+    /// For reading; anything but a regular file is refused ([`is_not_regular`]).
     fn open(&self, path: &Path) -> io::Result<File>;
     fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()>;
     fn truncate(&self, file: &File, len: u64) -> io::Result<()>;
