@@ -2,7 +2,8 @@
 //! read and deleted; the state stored; the directory synced), behind a narrow seam, so that
 //! unit tests make them fail or stall deterministically, on any machine, without tmpfs or
 //! LD_PRELOAD: ENOSPC, EIO, EMFILE, a slow fsync (issue 21, "Fault injection in the spool").
-//! Recovery at start reads and rewrites with `std::fs` directly.
+//! Recovery at start lists, opens and reads through it too (issue 28: so the recovery fuzz
+//! target runs on files in memory, see `memory_disk`); it cuts and rewrites with `std::fs`.
 
 use std::fs::File;
 use std::io;
@@ -12,6 +13,7 @@ use std::path::Path;
 pub(crate) trait Disk: Send + Sync {
     /// A new file for reading and writing; it must not exist yet.
     fn create(&self, path: &Path) -> io::Result<File>;
+    /// For reading; anything but a regular file is refused ([`is_not_regular`]).
     fn open(&self, path: &Path) -> io::Result<File>;
     fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()>;
     fn truncate(&self, file: &File, len: u64) -> io::Result<()>;
@@ -20,6 +22,87 @@ pub(crate) trait Disk: Send + Sync {
     /// fsync of a directory, so that names created or removed in it survive a crash.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Reads at `offset` (pread): fewer bytes than asked only at the end of the file.
+    fn read_at(&self, file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// The first offset at or after `offset` that may hold anything but zeros (SEEK_DATA),
+    /// `None` when only a hole follows: a sparse zero tail is passed over without reading it.
+    fn next_data(&self, file: &File, offset: u64) -> io::Result<Option<u64>>;
+    /// The names of the entries of `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// The state file for reading and writing, created if missing.
+    fn open_state(&self, path: &Path) -> io::Result<File>;
+}
+
+/// Why [`Disk::open`] refused a path: it is not a regular file (a symbolic link, a device, a
+/// FIFO, a directory), whose reading could block or never end (issue 28: a segment linked to
+/// /dev/zero).
+pub(crate) fn is_not_regular(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::InvalidInput
+        && error.get_ref().is_some_and(|e| e.is::<NotRegular>())
+}
+
+#[derive(Debug)]
+struct NotRegular(&'static str);
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a regular file ({})", self.0)
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+pub(crate) fn not_regular(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, NotRegular(what))
+}
+
+/// Opens `path` for reading if it is a regular file: never through a symbolic link, and
+/// without blocking on a FIFO; the type is checked on the open file, so it cannot change after.
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular("a symbolic link"),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    Err(not_regular(if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a socket"
+    }))
+}
+
+/// SEEK_DATA on `file` from `offset`.
+pub(crate) fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    let Ok(at) = libc::off_t::try_from(offset) else {
+        return Ok(None);
+    };
+    // SAFETY: lseek on a descriptor this `File` owns; it only moves the file's offset, which
+    // the spool never relies on for files read this way (they are read with pread).
+    let found = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
+    if found >= 0 {
+        return Ok(Some(found as u64));
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        // Only a hole from `offset` to the end.
+        Some(libc::ENXIO) => Ok(None),
+        // A filesystem without SEEK_DATA: everything may be data.
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(Some(offset)),
+        _ => Err(error),
+    }
 }
 
 /// The operating system's file operations.
@@ -36,7 +119,7 @@ impl Disk for Real {
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {
-        File::open(path)
+        open_regular(path)
     }
 
     fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
@@ -58,6 +141,45 @@ impl Disk for Real {
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
+
+    fn read_at(&self, file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+        read_full_at(file, buffer, offset)
+    }
+
+    fn next_data(&self, file: &File, offset: u64) -> io::Result<Option<u64>> {
+        seek_data(file, offset)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn open_state(&self, path: &Path) -> io::Result<File> {
+        super::trust::file_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    }
+}
+
+/// pread until `buffer` is full or the file ends: the bytes read.
+pub(crate) fn read_full_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -75,6 +197,7 @@ pub(crate) mod faults {
         Write,
         Sync,
         SyncDir,
+        Read,
     }
 
     #[derive(Default)]
@@ -85,6 +208,9 @@ pub(crate) mod faults {
         stalling: bool,
         /// Syncs waiting now.
         stalled: usize,
+        /// Bytes asked of `read_at`, and the most in one call: what reading costs in memory.
+        bytes_read: u64,
+        largest_read: usize,
     }
 
     #[derive(Default)]
@@ -121,6 +247,12 @@ pub(crate) mod faults {
         pub(crate) fn release(&self) {
             self.lock().stalling = false;
             self.changed.notify_all();
+        }
+
+        /// Bytes read through `read_at` so far, and the most asked for in one call.
+        pub(crate) fn reads(&self) -> (u64, usize) {
+            let set = self.lock();
+            (set.bytes_read, set.largest_read)
         }
 
         fn check(&self, op: Op) -> io::Result<()> {
@@ -177,6 +309,27 @@ pub(crate) mod faults {
 
         fn remove(&self, path: &Path) -> io::Result<()> {
             Real.remove(path)
+        }
+
+        fn read_at(&self, file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.check(Op::Read)?;
+            let mut set = self.lock();
+            set.bytes_read += buffer.len() as u64;
+            set.largest_read = set.largest_read.max(buffer.len());
+            drop(set);
+            Real.read_at(file, buffer, offset)
+        }
+
+        fn next_data(&self, file: &File, offset: u64) -> io::Result<Option<u64>> {
+            Real.next_data(file, offset)
+        }
+
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            Real.list(dir)
+        }
+
+        fn open_state(&self, path: &Path) -> io::Result<File> {
+            Real.open_state(path)
         }
     }
 }

@@ -24,7 +24,13 @@ pub(crate) mod disk;
 mod fault_tests;
 #[cfg(test)]
 mod files_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(any(test, feature = "fuzzing"))]
+mod memory_disk;
 mod record;
+mod scan;
 mod state;
 pub mod status;
 mod store;

@@ -38,13 +38,15 @@ pub(crate) struct StateFile {
 
 impl StateFile {
     /// Opens (creating) the state file and reads its newest good slot.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> io::Result<(Self, Loaded)> {
-        let file = super::trust::file_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        use super::disk::Disk as _;
+        Self::from_file(super::disk::Real.open_state(path)?)
+    }
+
+    /// The state file opened (through the disk seam, as [`super::disk::Disk::open_state`]
+    /// does), and its newest good slot read.
+    pub(crate) fn from_file(file: File) -> io::Result<(Self, Loaded)> {
         let (generation, loaded) = newest_slot(&file);
         let len = file.metadata()?.len();
         if len < 2 * SLOT_BYTES {

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use super::record::{self, SegmentKind};
+use super::disk::{self, Disk as _, Real};
+use super::record::SegmentKind;
+use super::scan::{self, SegmentFile};
 use super::state::{Loaded, StateFile};
 use super::store::{segment_first, segment_path};
 use crate::exit::{self, Fatal, Status};
@@ -108,19 +110,30 @@ fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
         .collect();
     firsts.sort_unstable();
     for first in firsts {
-        let bytes = match std::fs::read(segment_path(path, first)) {
-            Ok(bytes) => bytes,
+        let segment = segment_path(path, first);
+        // Read a chunk at a time, and only if it is a regular file (issue 28).
+        let file = match Real.open(&segment) {
+            Ok(file) => file,
             // Deleted by its owner meanwhile: delivered.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if disk::is_not_regular(&e) => {
+                tracing::warn!("spool file {} is {e}; not read", segment.display());
+                continue;
+            }
             Err(e) => return Err(e),
         };
-        if let SegmentKind::Future(version) = record::segment_kind(&bytes) {
+        let source = SegmentFile {
+            disk: &Real,
+            file: &file,
+            len: file.metadata()?.len(),
+        };
+        if let SegmentKind::Future(version) = scan::segment_kind(&source)? {
             summary.newer_format = Some(version);
             return Ok(summary);
         }
-        summary.bytes += bytes.len() as u64;
+        summary.bytes += source.len;
         // A live owner may be writing the last record: its torn tail is not counted.
-        let scan = record::scan(&bytes, first);
+        let scan = scan::scan(&source, first)?;
         summary.corrupt += scan.corrupt;
         for (meta, _, _) in scan.records.iter().filter(|(m, _, _)| m.index >= frontier) {
             summary.entries += 1;

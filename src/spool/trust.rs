@@ -73,7 +73,9 @@ pub(crate) fn untrusted(dir: &Path) -> Option<String> {
                 meta.uid()
             ));
         }
-        if meta.mode() & SHARED_WRITE != 0 {
+        // A symbolic link's own mode is always 0777 and never used: its owner is what counts
+        // (recovery refuses to read through it, issue 28).
+        if meta.mode() & SHARED_WRITE != 0 && !meta.file_type().is_symlink() {
             return Some(format!(
                 "{} is writable by other users (mode {:o})",
                 path.display(),
@@ -107,6 +109,10 @@ mod tests {
             .create_new(true)
             .open(spool.join("lock"))
             .expect("lock");
+        assert_eq!(untrusted(&spool), None);
+        // A link's own mode (always 0777) is not a reason: recovery refuses to read it.
+        std::os::unix::fs::symlink("/dev/zero", spool.join("seg-00000000000000000001.log"))
+            .expect("symlink");
         assert_eq!(untrusted(&spool), None);
         std::fs::set_permissions(spool.join("lock"), std::fs::Permissions::from_mode(0o620))
             .expect("chmod");

@@ -26,6 +26,7 @@ mod send_outages;
 mod send_resources;
 mod send_spool;
 mod send_spool_limits;
+mod send_spool_segments;
 mod send_tls;
 mod spool_privacy;
 mod wire_format;

@@ -34,7 +34,13 @@ fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
 
 /// Starts `send --spool DIR` against a port that refuses connections, writes `input`, waits
 /// until the spool holds `expect` messages, and SIGKILLs it.
-async fn spool_and_kill(dir: &Path, url: &str, input: &[u8], expect: u64, extra: &[&str]) {
+pub(super) async fn spool_and_kill(
+    dir: &Path,
+    url: &str,
+    input: &[u8],
+    expect: u64,
+    extra: &[&str],
+) {
     let spool = dir.display().to_string();
     let mut args = vec!["send", "--spool", &spool, "--sequence", "--ids", "content"];
     args.extend_from_slice(extra);
@@ -166,7 +172,7 @@ async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
     assert_eq!(support::spooled(dir.path()).await, 0);
 }
 
-fn segments(spool: &Path) -> Vec<PathBuf> {
+pub(super) fn segments(spool: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(spool)
         .expect("list spool")
         .map(|e| e.expect("entry").path())

@@ -11,7 +11,7 @@
 //! rotated segment is closed once synced, and at once when it is done, so no file descriptor
 //! is held on a deleted segment (issue 21 item 1).
 //!
-//! By concern: [`recovery`] (open), [`append`], [`segments`] (rotation, sync, close, retire),
+//! By concern: [`recovery`] (open; [`judge`] reads and judges each segment), [`append`], [`segments`] (rotation, sync, close, retire),
 //! [`take`] (the window and reads back), [`frontier`] (done, the state, deletes).
 //!
 //! Invariants, under the `inner` lock (checked with `debug_assert!` by `check`):
@@ -360,6 +360,7 @@ impl<T> Spool<T> {
 
 mod append;
 mod frontier;
+pub(crate) mod judge;
 mod recovery;
 mod segments;
 mod take;

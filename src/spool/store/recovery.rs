@@ -1,5 +1,7 @@
 //! Recovery at open: the state read, segments scanned, torn tails cut, corrupt records set aside.
 
+use super::super::scan::{CHUNK_BYTES, Scan, SegmentFile, Source as _};
+use super::judge::{self, Action, Examined};
 use super::*;
 
 impl<T> Spool<T> {
@@ -18,101 +20,62 @@ impl<T> Spool<T> {
             move |e: io::Error| SpoolError::Io(format!("{what} {}", path.display()), e)
         };
         let state_path = dir.join("state");
-        let (state_file, loaded) =
-            StateFile::open(&state_path).map_err(context("cannot open", &state_path))?;
+        let (state_file, loaded) = disk
+            .open_state(&state_path)
+            .and_then(StateFile::from_file)
+            .map_err(context("cannot open", &state_path))?;
         let persisted = match loaded {
             Loaded::State(state) => state,
             Loaded::Future(version) => return Ok(Opened::Future(version)),
         };
-        let mut firsts = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(context("cannot list", dir))? {
-            let entry = entry.map_err(context("cannot list", dir))?;
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
-            if file_name.ends_with(".tmp") {
-                // A rewrite that a crash interrupted; the original is still in place.
-                let _ = std::fs::remove_file(entry.path());
-            } else if let Some(first) = segment_first(&file_name) {
-                firsts.push(first);
-            }
-        }
-        firsts.sort_unstable();
+        let firsts = judge::segment_firsts(&*disk, dir)?;
         let mut recovery = Recovery::default();
         let mut segments = VecDeque::new();
         let mut last_sequence = persisted.last_sequence;
         let mut next_index = persisted.frontier;
-        // The indices a segment held end where the next one starts: what a damaged header or
-        // a cut tail of a segment that is not the last cost is known, and lost (issue 21 item 9).
         let nexts: Vec<Option<u64>> = (0..firsts.len())
             .map(|i| firsts.get(i + 1).copied())
             .collect();
-        let lost_before_next = |from: u64, next: Option<u64>| {
-            next.map_or(0, |next| next.saturating_sub(from.max(persisted.frontier)))
-        };
         for (first, next) in firsts.into_iter().zip(nexts) {
             let path = segment_path(dir, first);
-            let bytes = std::fs::read(&path).map_err(context("cannot read", &path))?;
-            match record::segment_kind(&bytes) {
-                SegmentKind::Future(version) => return Ok(Opened::Future(version)),
-                SegmentKind::Unknown => {
-                    tracing::error!(
-                        "spool file {} is not a spool segment; moved aside",
-                        path.display()
-                    );
-                    recovery.corrupt += 1;
-                    recovery.lost += lost_before_next(first, next);
+            let judged = match judge::judge(&*disk, &path, first, next, persisted.frontier)? {
+                Examined::Judged(judged) => judged,
+                Examined::Future(version) => return Ok(Opened::Future(version)),
+            };
+            recovery.corrupt += judged.corrupt;
+            recovery.lost += judged.lost;
+            recovery.torn += judged.torn;
+            let scan = &judged.scan;
+            let size = match (judged.action, &judged.file) {
+                (Action::MoveAside, _) => {
                     move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
                     continue;
                 }
-                SegmentKind::Current => {}
-            }
-            let scan = record::scan(&bytes, first);
-            if scan.records.is_empty() && scan.corrupt == 0 {
-                // Only a header (and maybe a torn first record): nothing to keep.
-                recovery.lost += lost_before_next(first, next);
-                std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
-                continue;
-            }
-            let mut size = bytes.len() as u64;
-            if scan.corrupt > 0 {
-                tracing::error!(
-                    "spool file {}: {} corrupt records skipped; the file is kept in aside/",
-                    path.display(),
-                    scan.corrupt
-                );
-                recovery.corrupt += scan.corrupt;
-                recovery.lost += scan
-                    .lost
-                    .iter()
-                    .map(|&(from, to)| to.saturating_sub(from.max(persisted.frontier)))
-                    .sum::<u64>();
-                size =
-                    rewrite(dir, &path, &bytes, &scan).map_err(context("cannot rewrite", &path))?;
-            } else if let Some(torn_at) = scan.torn_at {
-                tracing::warn!(
-                    "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
-                    path.display(),
-                    bytes.len() - torn_at
-                );
-                recovery.torn += 1;
-                let kept_end = scan
-                    .records
-                    .last()
-                    .map_or(first, |(meta, _, _)| meta.index + 1);
-                recovery.lost += lost_before_next(kept_end, next);
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(context("cannot open", &path))?;
-                file.set_len(torn_at as u64)
-                    .and_then(|()| file.sync_data())
-                    .map_err(context("cannot truncate", &path))?;
-                size = torn_at as u64;
-            }
-            let end = scan
-                .records
-                .last()
-                .map_or(first, |(meta, _, _)| meta.index + 1);
+                (Action::Delete, _) => {
+                    std::fs::remove_file(&path).map_err(context("cannot delete", &path))?;
+                    continue;
+                }
+                (Action::Rewrite, Some(file)) => {
+                    let source = SegmentFile {
+                        disk: &*disk,
+                        file,
+                        len: judged.len,
+                    };
+                    rewrite(dir, &path, &source, scan).map_err(context("cannot rewrite", &path))?
+                }
+                (Action::Cut(torn_at), _) => {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(context("cannot open", &path))?;
+                    file.set_len(torn_at)
+                        .and_then(|()| file.sync_data())
+                        .map_err(context("cannot truncate", &path))?;
+                    torn_at
+                }
+                _ => judged.len,
+            };
+            let end = scan.end(first);
             for (meta, _, _) in &scan.records {
                 last_sequence = last_sequence.max(meta.sequence);
                 if meta.index >= persisted.frontier {
@@ -186,20 +149,16 @@ pub(super) fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
 pub(super) fn rewrite(
     dir: &Path,
     path: &Path,
-    bytes: &[u8],
-    scan: &record::Scan,
+    source: &SegmentFile,
+    scan: &Scan,
 ) -> io::Result<u64> {
-    let mut copy = record::segment_header().to_vec();
-    for &(_, start, end) in &scan.records {
-        copy.extend_from_slice(&bytes[start..end]);
-    }
     let temporary = path.with_extension("log.tmp");
     let file = super::super::trust::file_options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temporary)?;
-    file.write_all_at(&copy, 0)?;
+    let copied = copy_records(source, scan, &file)?;
     file.sync_data()?;
     let aside = dir.join("aside");
     super::super::trust::create_dir_all(&aside)?;
@@ -208,5 +167,27 @@ pub(super) fn rewrite(
     std::fs::hard_link(path, &kept)?;
     std::fs::rename(&temporary, path)?;
     sync_dir(dir)?;
-    Ok(copy.len() as u64)
+    Ok(copied)
+}
+
+/// Writes the segment header and `scan`'s good records from `source` to `file`, a chunk at
+/// a time: the size written.
+fn copy_records(source: &SegmentFile, scan: &Scan, file: &File) -> io::Result<u64> {
+    file.write_all_at(&record::segment_header(), 0)?;
+    let mut written = SEGMENT_HEADER_BYTES;
+    let mut chunk = Vec::new();
+    for &(_, start, end) in &scan.records {
+        let mut at = start;
+        while at < end {
+            let size = usize::try_from(end - at).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
+            chunk.resize(size, 0);
+            if source.read_at(&mut chunk, at)? < size {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            file.write_all_at(&chunk, written)?;
+            written += size as u64;
+            at += size as u64;
+        }
+    }
+    Ok(written)
 }

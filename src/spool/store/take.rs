@@ -86,13 +86,20 @@ impl<T> Spool<T> {
             .iter()
             .find(|s| s.end > index)
             .ok_or(ReadFailure::Corrupt)?;
-        let (first, path) = (segment.first, segment.path.clone());
+        let (first, path, segment_bytes) = (segment.first, segment.path.clone(), segment.bytes);
         let positioned = inner
             .reader
             .as_ref()
             .is_some_and(|r| r.segment_first == first && r.next <= index);
         if !positioned {
-            let mut file = self.disk.open(&path).map_err(ReadFailure::Io)?;
+            let mut file = self.disk.open(&path).map_err(|e| {
+                if super::super::disk::is_not_regular(&e) {
+                    // Replaced since recovery by something that must not be read (issue 28).
+                    ReadFailure::Corrupt
+                } else {
+                    ReadFailure::Io(e)
+                }
+            })?;
             file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
                 .map_err(ReadFailure::Io)?;
             inner.reader = Some(Reader {
@@ -113,7 +120,8 @@ impl<T> Spool<T> {
             let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
             read(&mut reader.file, &mut header_bytes)?;
             let header = record::parse_header(&header_bytes);
-            if header.len > record::MAX_PAYLOAD_BYTES {
+            // A length past the file's end is damage: never a buffer of that size (issue 28).
+            if header.len > record::MAX_PAYLOAD_BYTES || u64::from(header.len) > segment_bytes {
                 return Err(ReadFailure::Corrupt);
             }
             let mut payload = vec![0; header.len as usize];

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+use super::super::scan;
 use super::super::{Limits, Spools, SyncPolicy};
 use super::*;
 
@@ -153,11 +154,11 @@ fn a_torn_tail_is_cut_and_a_corrupt_record_set_aside() {
         .file_name()
         .and_then(|name| segment_first(&name.to_string_lossy()))
         .expect("a segment name");
-    let scan = record::scan(&bytes, first);
+    let scan = scan::scan(bytes.as_slice(), first).expect("in memory");
     let (_, second, _) = scan.records[1];
-    bytes[second + RECORD_HEADER_BYTES + 3] ^= 1;
+    bytes[second as usize + RECORD_HEADER_BYTES + 3] ^= 1;
     let (_, last, end) = scan.records[4];
-    let half = bytes[last..end - 10].to_owned();
+    let half = bytes[last as usize..end as usize - 10].to_owned();
     bytes.extend_from_slice(&half);
     std::fs::write(&segment, &bytes).expect("write");
 
@@ -338,7 +339,8 @@ fn a_destroyed_or_cut_segment_before_others_counts_its_messages_lost() {
     std::fs::write(&files[0], &bytes).expect("write");
     let bytes = std::fs::read(&files[1]).expect("read");
     std::fs::write(&files[1], &bytes[..bytes.len() / 2]).expect("write");
-    let cut_records = record::scan(&bytes[..bytes.len() / 2], first_of(&files[1]))
+    let cut_records = scan::scan(&bytes[..bytes.len() / 2], first_of(&files[1]))
+        .expect("in memory")
         .records
         .len() as u64;
 
