@@ -20,6 +20,28 @@ pub(crate) trait Disk: Send + Sync {
     /// fsync of a directory, so that names created or removed in it survive a crash.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// The host's boot id, which changes at every boot (a host crash included); `None` when
+    /// it cannot be read, which counts as another boot.
+    fn boot_id(&self) -> Option<[u8; 16]>;
+}
+
+/// Linux's boot id, `/proc/sys/kernel/random/boot_id` (a UUID in text).
+fn read_boot_id() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let digits: Vec<u8> = text
+        .trim()
+        .bytes()
+        .filter(|&b| b != b'-')
+        .map(|b| (b as char).to_digit(16).map(|d| d as u8))
+        .collect::<Option<_>>()?;
+    let mut id = [0u8; 16];
+    if digits.len() != 2 * id.len() {
+        return None;
+    }
+    for (byte, pair) in id.iter_mut().zip(digits.chunks(2)) {
+        *byte = pair[0] << 4 | pair[1];
+    }
+    Some(id)
 }
 
 /// The operating system's file operations.
@@ -58,6 +80,10 @@ impl Disk for Real {
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
+
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        read_boot_id()
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +117,10 @@ pub(crate) mod faults {
     pub(crate) struct Faulty {
         set: Mutex<Set>,
         changed: Condvar,
+        /// What a host crash keeps.
+        durability: super::super::crash::Durability,
+        /// Changed by a crash; zero until then.
+        boot: Mutex<[u8; 16]>,
     }
 
     impl Faulty {
@@ -116,6 +146,14 @@ pub(crate) mod faults {
             while set.stalled == 0 {
                 set = self.changed.wait(set).unwrap_or_else(|p| p.into_inner());
             }
+        }
+
+        /// A host crash (see [`super::super::crash`]) and the boot after it; the spool must be
+        /// closed.
+        pub(crate) fn crash(&self) {
+            self.durability.crash();
+            let mut boot = self.boot.lock().unwrap_or_else(|p| p.into_inner());
+            boot[0] = boot[0].wrapping_add(1);
         }
 
         pub(crate) fn release(&self) {
@@ -147,7 +185,9 @@ pub(crate) mod faults {
     impl Disk for Faulty {
         fn create(&self, path: &Path) -> io::Result<File> {
             self.check(Op::Create)?;
-            Real.create(path)
+            let file = Real.create(path)?;
+            self.durability.created(path);
+            Ok(file)
         }
 
         fn open(&self, path: &Path) -> io::Result<File> {
@@ -166,7 +206,9 @@ pub(crate) mod faults {
         fn sync_data(&self, file: &File) -> io::Result<()> {
             self.stall();
             self.check(Op::Sync)?;
-            Real.sync_data(file)
+            Real.sync_data(file)?;
+            self.durability.synced(file);
+            Ok(())
         }
 
         fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -177,6 +219,10 @@ pub(crate) mod faults {
 
         fn remove(&self, path: &Path) -> io::Result<()> {
             Real.remove(path)
+        }
+
+        fn boot_id(&self) -> Option<[u8; 16]> {
+            Some(*self.boot.lock().unwrap_or_else(|p| p.into_inner()))
         }
     }
 }

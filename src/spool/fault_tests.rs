@@ -24,6 +24,8 @@ fn limits() -> Limits {
 fn open(dir: &std::path::Path) -> (Spools<Vec<u8>>, Arc<Faulty>) {
     let faulty = Arc::new(Faulty::default());
     let spools = Spools::open_on(dir, limits(), faulty.clone()).expect("open");
+    // The ids are the sequence numbers.
+    spools.own.extend_lease(1 << 30).expect("lease");
     (spools, faulty)
 }
 
@@ -191,4 +193,80 @@ fn emfile_at_rotation_is_waited_out() {
     assert!(append(spool, held_at).is_ok());
     assert!(spool.flush().is_ok());
     assert_eq!(drain(spool), (0..=held_at).collect::<Vec<_>>());
+}
+
+/// Appends `text` under `sequence`, leasing first as the spooler does.
+fn append_numbered(spool: &Spool<Vec<u8>>, sequence: u64, text: &str) {
+    spool.extend_lease(sequence).expect("lease");
+    let bytes = text.as_bytes().to_vec();
+    assert!(spool.append(&bytes, sequence, bytes.clone()).is_ok());
+}
+
+/// Takes everything available, marking each done: (sequence number, message).
+fn deliver(spool: &Spool<Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(taken) = spool.take() {
+        spool.done(taken.meta.index);
+        let (super::Body::Item(bytes) | super::Body::Payload(bytes)) = taken.body;
+        out.push((taken.meta.sequence, bytes));
+    }
+    out
+}
+
+/// Issue 21 item 8: a host crash drops the unsynced tail, whose messages were delivered with
+/// their numbers; the next start must not give those numbers to new messages (it did: it
+/// carried on after the highest number left in the files), so no number means two messages.
+#[test]
+fn after_a_host_crash_no_sequence_number_is_given_to_two_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faulty = Arc::new(Faulty::default());
+    let spools = Spools::open_on(dir.path(), limits(), faulty.clone()).expect("open");
+    let spool = &spools.own;
+    for n in 1..=50 {
+        append_numbered(spool, n, &format!("before the sync {n}"));
+    }
+    assert!(spool.flush().is_ok());
+    spool.sync().expect("sync");
+    for n in 51..=80 {
+        append_numbered(spool, n, &format!("after the sync {n}"));
+    }
+    assert!(spool.flush().is_ok());
+    // All 80 go out (the load balancer has them), then the host crashes before the next sync.
+    let mut sent: Vec<(u64, Vec<u8>)> = deliver(spool);
+    assert_eq!(sent.len(), 80);
+    drop(spools);
+    faulty.crash();
+
+    let spools = Spools::open_on(dir.path(), limits(), faulty.clone()).expect("reopen");
+    let spool = &spools.own;
+    let resumed = spool.last_sequence();
+    for n in resumed + 1..=resumed + 20 {
+        append_numbered(spool, n, &format!("after the crash {n}"));
+    }
+    assert!(spool.flush().is_ok());
+    // What survived the crash is sent again (duplicates ids remove), and the new messages.
+    sent.extend(deliver(spool));
+    let mut messages: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+    for (number, message) in sent {
+        let first = messages.entry(number).or_insert_with(|| message.clone());
+        assert_eq!(
+            *first, message,
+            "sequence number {number} was given to two messages"
+        );
+    }
+    // What `decode` then reports missing: from 81 to the end of the lease, at most a block.
+    assert!(resumed >= 80 && resumed <= 80 + 2048, "{resumed}");
+    drop(spools);
+
+    // A clean stop gives the unused numbers back: after a reboot, no gap.
+    let spools = Spools::open_on(dir.path(), limits(), faulty.clone()).expect("reopen");
+    let last = spools.own.last_sequence();
+    append_numbered(&spools.own, last + 1, "before a clean stop");
+    assert!(spools.own.flush().is_ok());
+    spools.own.sync().expect("sync");
+    spools.own.release_lease().expect("release");
+    drop(spools);
+    faulty.crash();
+    let spools: Spools<Vec<u8>> = Spools::open_on(dir.path(), limits(), faulty).expect("reopen");
+    assert_eq!(spools.own.last_sequence(), last + 1);
 }

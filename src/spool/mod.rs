@@ -19,6 +19,8 @@
 //! - [`trust`]: owner-only files, and adopting only the spools of this process's user;
 //! - [`status`]: the `spool` command.
 
+#[cfg(test)]
+mod crash;
 pub(crate) mod disk;
 #[cfg(test)]
 mod fault_tests;

@@ -45,6 +45,12 @@ impl<T> Spool<T> {
         if let Some(reason) = &inner.failed {
             return Err(Refused::Failed(SpoolError::Failed(reason.clone())));
         }
+        if sequence > inner.leased {
+            // The caller leases first (`extend_lease`): a number not covered by a durable
+            // lease could be given out again after a host crash (issue 21 item 8).
+            let reason = format!("sequence number {sequence} is not leased yet");
+            return Err(Refused::Failed(SpoolError::Failed(reason)));
+        }
         let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
         let undone = inner.next_index > inner.frontier;
         if bounded && undone && inner.bytes + framed > self.limits.max_bytes {
@@ -84,6 +90,10 @@ impl<T> Spool<T> {
         inner.next_index += 1;
         inner.bytes += framed;
         inner.last_sequence = inner.last_sequence.max(sequence);
+        inner.sequencing |= sequence > 0;
+        if lease::running_low(inner) {
+            self.lease_low.notify_one();
+        }
         if inner.buffer.len() >= FLUSH_ABOVE_BYTES {
             // The record is in: a full disk here only delays the write to the next flush.
             if let Err(Refused::Failed(e)) = self.write_buffer(inner) {

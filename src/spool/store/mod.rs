@@ -12,7 +12,8 @@
 //! is held on a deleted segment (issue 21 item 1).
 //!
 //! By concern: [`recovery`] (open), [`append`], [`segments`] (rotation, sync, close, retire),
-//! [`take`] (the window and reads back), [`frontier`] (done, the state, deletes).
+//! [`take`] (the window and reads back), [`frontier`] (done, the state, deletes), [`lease`]
+//! (sequence numbers leased ahead, never given out twice).
 //!
 //! Invariants, under the `inner` lock (checked with `debug_assert!` by `check`):
 //! - indices: `frontier <= next_take`, `frontier <= written_end <= next_index`; records in
@@ -23,6 +24,8 @@
 //! - the writer, when there is one, writes the last segment;
 //! - every rotated file belongs to a segment still listed, never the writer's: a done
 //!   segment's file is closed before the segment is deleted;
+//! - no record is appended with a sequence number above `leased`, and `leased` is durable
+//!   (stored and synced) before it is raised;
 //! - the window holds a contiguous run of indices (those below `next_take`, skipped past as
 //!   damaged, are dropped by the next take), and `window_bytes` is their size.
 //!
@@ -139,7 +142,16 @@ struct Inner<T> {
     frontier: u64,
     done_ahead: BTreeSet<u64>,
     persisted: State,
+    /// The highest sequence number appended (or resumed from at open).
     last_sequence: u64,
+    /// Numbers up to this one may be appended: a durable lease covers them.
+    leased: u64,
+    /// How many numbers the next lease reaches beyond what is needed, and when the last one
+    /// was stored (see [`lease`]).
+    lease_ahead: u64,
+    leased_at: Option<std::time::Instant>,
+    /// Records carry sequence numbers (`--sequence`): the lease is kept ahead.
+    sequencing: bool,
     /// The writer's file was written since the last sync.
     dirty: bool,
     /// Rotated segments to sync before they are closed (never under `off`).
@@ -177,6 +189,8 @@ pub(crate) struct Spool<T> {
     pub(crate) reclaimable: Notify,
     /// Woken when a segment was rotated with its sync due.
     pub(crate) rotated: Notify,
+    /// Woken when the sequence lease runs low.
+    pub(crate) lease_low: Notify,
     _lock: File,
 }
 
@@ -360,6 +374,7 @@ impl<T> Spool<T> {
 
 mod append;
 mod frontier;
+mod lease;
 mod recovery;
 mod segments;
 mod take;

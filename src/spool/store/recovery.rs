@@ -20,8 +20,8 @@ impl<T> Spool<T> {
         let state_path = dir.join("state");
         let (state_file, loaded) =
             StateFile::open(&state_path).map_err(context("cannot open", &state_path))?;
-        let persisted = match loaded {
-            Loaded::State(state) => state,
+        let (persisted, lease) = match loaded {
+            Loaded::State(state, lease) => (state, lease),
             Loaded::Future(version) => return Ok(Opened::Future(version)),
         };
         let mut firsts = Vec::new();
@@ -39,7 +39,7 @@ impl<T> Spool<T> {
         firsts.sort_unstable();
         let mut recovery = Recovery::default();
         let mut segments = VecDeque::new();
-        let mut last_sequence = persisted.last_sequence;
+        let mut last_sequence = 0;
         let mut next_index = persisted.frontier;
         // The indices a segment held end where the next one starts: what a damaged header or
         // a cut tail of a segment that is not the last cost is known, and lost (issue 21 item 9).
@@ -129,6 +129,8 @@ impl<T> Spool<T> {
         }
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let frontier = persisted.frontier;
+        let (last_sequence, leased) =
+            lease::resumed(persisted.last_sequence, last_sequence, lease, &*disk);
         let inner = Inner {
             segments,
             writer: None,
@@ -143,6 +145,10 @@ impl<T> Spool<T> {
             done_ahead: BTreeSet::new(),
             persisted,
             last_sequence,
+            leased,
+            lease_ahead: lease::MIN_AHEAD,
+            leased_at: None,
+            sequencing: false,
             dirty: false,
             rotated: Vec::new(),
             dir_unsynced: false,
@@ -165,6 +171,7 @@ impl<T> Spool<T> {
             room: Notify::new(),
             reclaimable: Notify::new(),
             rotated: Notify::new(),
+            lease_low: Notify::new(),
             _lock: lock,
         };
         spool.retire_done_segments();

@@ -30,7 +30,10 @@ fn id_of(body: Body<Vec<u8>>) -> u64 {
 }
 
 fn open(dir: &Path, window_bytes: usize) -> Spools<Vec<u8>> {
-    Spools::open(dir, limits(window_bytes)).expect("open spools")
+    let spools = Spools::open(dir, limits(window_bytes)).expect("open spools");
+    // The ids are the sequence numbers.
+    spools.own.extend_lease(1 << 30).expect("lease");
+    spools
 }
 
 fn append(spool: &Spool<Vec<u8>>, id: u64) {
