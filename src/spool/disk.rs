@@ -101,6 +101,9 @@ pub(crate) mod faults {
         Write,
         Sync,
         SyncDir,
+        /// Writes to the state file only (a copy-on-write filesystem, full: writing in
+        /// place needs room too).
+        WriteState,
     }
 
     #[derive(Default)]
@@ -182,6 +185,12 @@ pub(crate) mod faults {
         }
     }
 
+    fn is_state_file(file: &File) -> bool {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .is_ok_and(|path| path.file_name().is_some_and(|name| name == "state"))
+    }
+
     impl Disk for Faulty {
         fn create(&self, path: &Path) -> io::Result<File> {
             self.check(Op::Create)?;
@@ -196,6 +205,9 @@ pub(crate) mod faults {
 
         fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
             self.check(Op::Write)?;
+            if is_state_file(file) {
+                self.check(Op::WriteState)?;
+            }
             Real.write_at(file, bytes, offset)
         }
 

@@ -270,3 +270,50 @@ fn after_a_host_crash_no_sequence_number_is_given_to_two_messages() {
     let spools: Spools<Vec<u8>> = Spools::open_on(dir.path(), limits(), faulty).expect("reopen");
     assert_eq!(spools.own.last_sequence(), last + 1);
 }
+
+/// Issue 21 item 14 (a): on a full copy-on-write filesystem, storing the state fails with
+/// ENOSPC; delivered segments are still deleted (nothing was, so no room ever came back),
+/// and a restart loses nothing.
+#[test]
+fn enospc_storing_the_state_still_lets_delivered_segments_go() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    let spool = &spools.own;
+    // About 50 KB in segments of 8 KiB.
+    for id in 0..250 {
+        assert!(append(spool, id).is_ok());
+    }
+    assert!(spool.flush().is_ok());
+    assert_eq!(drain(spool).len(), 250);
+    faulty.fail(Op::WriteState, ENOSPC);
+    let before = spool.bytes();
+    spool.reclaim().expect("a full disk is no failure");
+    assert!(spool.failure().is_none());
+    // All but the newest segment went (it keeps the highest sequence number on disk).
+    assert!(
+        spool.bytes() <= limits().segment_bytes,
+        "{} of {before} bytes left",
+        spool.bytes()
+    );
+    // The lease cannot be stored either: appends wait as on a full disk.
+    assert!(matches!(
+        spool.extend_lease(1 << 31),
+        Err(Refused::Full(()))
+    ));
+    for id in 250..260 {
+        assert!(append(spool, id).is_ok());
+    }
+    assert!(spool.flush().is_ok());
+    let name = spool.name.clone();
+    drop(spools);
+
+    // The stored frontier is behind: the kept segment comes out again (duplicates), and
+    // everything not delivered comes out.
+    faulty.clear(Op::WriteState);
+    let spools = Spools::open_on(dir.path(), limits(), faulty).expect("reopen");
+    assert_eq!(spools.own.name, name);
+    assert!(spools.own.last_sequence() >= 259);
+    let ids = drain(&spools.own);
+    assert!(ids.ends_with(&(250..260).collect::<Vec<_>>()), "{ids:?}");
+    assert!(ids.iter().all(|&id| id >= 200), "{ids:?}");
+}
