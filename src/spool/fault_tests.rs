@@ -317,3 +317,49 @@ fn enospc_storing_the_state_still_lets_delivered_segments_go() {
     assert!(ids.ends_with(&(250..260).collect::<Vec<_>>()), "{ids:?}");
     assert!(ids.iter().all(|&id| id >= 200), "{ids:?}");
 }
+
+/// Issue 21 item 14 (b): a damaged segment found at start on a full disk cannot be rewritten;
+/// recovery passes over its damage in place instead of giving the spool up (it was left
+/// alone, and the next spool could not be created either).
+#[test]
+fn a_damaged_segment_on_a_full_disk_is_recovered_without_room() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spools, faulty) = open(dir.path());
+    for id in 0..20 {
+        assert!(append(&spools.own, id).is_ok());
+    }
+    assert!(spools.own.flush().is_ok());
+    let name = spools.own.name.clone();
+    drop(spools);
+    let spool_dir = dir.path().join(&name);
+    let segment = std::fs::read_dir(&spool_dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("a segment");
+    // One byte of the 6th record's payload flipped (records are 32 + 200 bytes after a
+    // 16-byte segment header).
+    let mut bytes = std::fs::read(&segment).expect("read");
+    bytes[16 + 5 * 232 + 100] ^= 0xff;
+    std::fs::write(&segment, &bytes).expect("write");
+
+    faulty.fail(Op::Write, ENOSPC);
+    let spools = Spools::open_on(dir.path(), limits(), faulty.clone()).expect("open");
+    assert_eq!(
+        spools.own.name, name,
+        "the spool is recovered, not left alone"
+    );
+    assert_eq!(spools.recovered.corrupt, 1);
+    assert_eq!(spools.recovered.lost, 1);
+    assert_eq!(
+        std::fs::read(&segment).expect("read"),
+        bytes,
+        "not rewritten"
+    );
+    let expected: Vec<u64> = (0..20).filter(|&id| id != 5).collect();
+    assert_eq!(drain(&spools.own), expected, "the damage is passed over");
+    faulty.clear(Op::Write);
+    assert!(append(&spools.own, 20).is_ok());
+    assert!(spools.own.flush().is_ok());
+    assert_eq!(drain(&spools.own), [20]);
+}

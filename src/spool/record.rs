@@ -189,6 +189,21 @@ pub(crate) fn scan(bytes: &[u8], first: u64) -> Scan {
     scan
 }
 
+/// The byte ranges of a scanned segment that hold no good record, between its header and its
+/// last good record: what a read passes over when the segment could not be rewritten.
+pub(crate) fn damaged_stretches(scan: &Scan, len: usize) -> Vec<(u64, u64)> {
+    let mut stretches = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES as usize;
+    for &(_, start, end) in &scan.records {
+        if start > at {
+            stretches.push((at as u64, start as u64));
+        }
+        at = end;
+    }
+    debug_assert!(at <= len);
+    stretches
+}
+
 /// The good record starting at `at` whose index is in `indices`, and where it ends. Bytes
 /// checksummed are added to `hashed`.
 fn record_at(

@@ -74,6 +74,7 @@ impl<T> Spool<T> {
                 continue;
             }
             let mut size = bytes.len() as u64;
+            let mut skips = Vec::new();
             if scan.corrupt > 0 {
                 tracing::error!(
                     "spool file {}: {} corrupt records skipped; the file is kept in aside/",
@@ -86,8 +87,19 @@ impl<T> Spool<T> {
                     .iter()
                     .map(|&(from, to)| to.saturating_sub(from.max(persisted.frontier)))
                     .sum::<u64>();
-                size =
-                    rewrite(dir, &path, &bytes, &scan).map_err(context("cannot rewrite", &path))?;
+                match rewrite(dir, &path, &bytes, &scan, &*disk) {
+                    Ok(rewritten) => size = rewritten,
+                    // A full disk: the damage stays where it is and reads pass over it, so
+                    // recovery needs no room to go on (issue 21 item 14).
+                    Err(e) if record::is_full(&e) => {
+                        tracing::warn!(
+                            "spool file {}: no room to rewrite it ({e}); its damaged stretches are passed over in place",
+                            path.display()
+                        );
+                        skips = record::damaged_stretches(&scan, bytes.len());
+                    }
+                    Err(e) => return Err(context("cannot rewrite", &path)(e)),
+                }
             } else if let Some(torn_at) = scan.torn_at {
                 tracing::warn!(
                     "spool file {}: torn tail of {} bytes cut off (a crash during a write)",
@@ -125,6 +137,7 @@ impl<T> Spool<T> {
                 end,
                 bytes: size,
                 path,
+                skips,
             });
         }
         let bytes = segments.iter().map(|s| s.bytes).sum();
@@ -189,25 +202,29 @@ pub(super) fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
 }
 
 /// Replaces a segment with a copy of its good records; the original goes to `aside/`. A crash
-/// at any point leaves either the original or the copy under the segment's name.
+/// at any point leaves either the original or the copy under the segment's name. The copy is
+/// written through `disk`; on failure it is removed, so a full disk is left as it was.
 pub(super) fn rewrite(
     dir: &Path,
     path: &Path,
     bytes: &[u8],
     scan: &record::Scan,
+    disk: &dyn Disk,
 ) -> io::Result<u64> {
     let mut copy = record::segment_header().to_vec();
     for &(_, start, end) in &scan.records {
         copy.extend_from_slice(&bytes[start..end]);
     }
     let temporary = path.with_extension("log.tmp");
-    let file = super::super::trust::file_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temporary)?;
-    file.write_all_at(&copy, 0)?;
-    file.sync_data()?;
+    let _ = std::fs::remove_file(&temporary);
+    let written = disk.create(&temporary).and_then(|file| {
+        disk.write_at(&file, &copy, 0)?;
+        disk.sync_data(&file)
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
     let aside = dir.join("aside");
     super::super::trust::create_dir_all(&aside)?;
     let kept = aside.join(path.file_name().unwrap_or_default());

@@ -45,6 +45,7 @@ impl<T> Spool<T> {
             end: first,
             bytes: SEGMENT_HEADER_BYTES,
             path,
+            skips: Vec::new(),
         });
         inner.bytes += SEGMENT_HEADER_BYTES;
         Ok(())
