@@ -255,7 +255,7 @@ fn after_a_host_crash_no_sequence_number_is_given_to_two_messages() {
         );
     }
     // What `decode` then reports missing: from 81 to the end of the lease, at most a block.
-    assert!(resumed >= 80 && resumed <= 80 + 2048, "{resumed}");
+    assert!((80..=80 + 2048).contains(&resumed), "{resumed}");
     drop(spools);
 
     // A clean stop gives the unused numbers back: after a reboot, no gap.

@@ -178,6 +178,9 @@ pub(crate) struct Spool<T> {
     writable: bool,
     /// Every file operation after recovery goes through here (faults in the unit tests).
     disk: Arc<dyn Disk>,
+    /// The spool directory's bound, shared with the process's other spools; set for the
+    /// spool written to (see [`super::budget`]).
+    pub(crate) budget: std::sync::OnceLock<Arc<super::budget::Budget>>,
     inner: Mutex<Inner<T>>,
     /// Apart from `inner`, so that storing (and syncing) the state never holds up appends
     /// and takes (issue 21 item 6); held across a whole `reclaim`, so stores stay in order.

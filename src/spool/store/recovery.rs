@@ -177,6 +177,7 @@ impl<T> Spool<T> {
             limits,
             writable,
             disk,
+            budget: std::sync::OnceLock::new(),
             inner: Mutex::new(inner),
             state_file: Mutex::new(state_file),
             syncing: Mutex::new(()),
