@@ -28,8 +28,17 @@ impl Durability {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A new file at `path`: whatever was synced there before is gone with the old one.
     pub(crate) fn created(&self, path: &Path) {
-        self.lock().created.insert(path.to_path_buf());
+        let mut files = self.lock();
+        files.images.remove(path);
+        files.created.insert(path.to_path_buf());
+    }
+
+    pub(crate) fn removed(&self, path: &Path) {
+        let mut files = self.lock();
+        files.images.remove(path);
+        files.created.remove(path);
     }
 
     /// `file` was synced: what it holds now survives a crash.

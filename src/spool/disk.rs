@@ -230,7 +230,9 @@ pub(crate) mod faults {
         }
 
         fn remove(&self, path: &Path) -> io::Result<()> {
-            Real.remove(path)
+            Real.remove(path)?;
+            self.durability.removed(path);
+            Ok(())
         }
 
         fn boot_id(&self) -> Option<[u8; 16]> {

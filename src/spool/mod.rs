@@ -280,6 +280,11 @@ impl<T> Spools<T> {
                     );
                 }
                 Opened::Spool(spool, recovery) => {
+                    if limits.sync != SyncPolicy::Off
+                        && let Err(e) = spool.sync_recovered()
+                    {
+                        tracing::warn!("cannot sync spool {}: {e}", path.display());
+                    }
                     if recovery.pending > 0 {
                         tracing::info!(
                             spool = %name,

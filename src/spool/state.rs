@@ -34,12 +34,15 @@ pub(crate) struct State {
 
 /// Sequence numbers up to `sequence` may have been given out; none above it was. Stored, and
 /// synced, before a number above the previous lease is used. `boot` is the host's boot id when
-/// it was stored: a restart within the same boot finds every record written in the files (a
-/// kill loses nothing written), so it carries on from the highest number found there instead.
+/// it was stored: a restart within the same boot finds every record written in that boot in
+/// the files (a kill loses nothing written), so it carries on from the highest number found
+/// there, but never below `floor`, where numbering resumed after the last host crash (the
+/// numbers below may have been given to records that crash took).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Lease {
     pub sequence: u64,
     pub boot: [u8; 16],
+    pub floor: u64,
 }
 
 /// What the state file held.
@@ -131,8 +134,9 @@ impl StateFile {
         bytes[8..16].copy_from_slice(&generation.to_le_bytes());
         bytes[16..24].copy_from_slice(&lease.sequence.to_le_bytes());
         bytes[24..40].copy_from_slice(&lease.boot);
-        let crc = crc32fast::hash(&bytes[..40]);
-        bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+        bytes[40..48].copy_from_slice(&lease.floor.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..48]);
+        bytes[48..52].copy_from_slice(&crc.to_le_bytes());
         let at = LEASE_SLOTS_AT + (generation % 2) * SLOT_BYTES;
         disk.write_at(&self.file, &bytes, at)?;
         disk.sync_data(&self.file)?;
@@ -153,7 +157,7 @@ fn newest_lease(file: &File) -> (u64, Lease) {
         {
             continue;
         }
-        if &bytes[..4] != LEASE_MAGIC || crc32fast::hash(&bytes[..40]) != u32_at(&bytes, 40) {
+        if &bytes[..4] != LEASE_MAGIC || crc32fast::hash(&bytes[..48]) != u32_at(&bytes, 48) {
             continue;
         }
         let generation = u64_at(&bytes, 8);
@@ -165,6 +169,7 @@ fn newest_lease(file: &File) -> (u64, Lease) {
         let lease = Lease {
             sequence: u64_at(&bytes, 16),
             boot,
+            floor: u64_at(&bytes, 40),
         };
         newest = Some((generation, lease));
     }
@@ -266,6 +271,7 @@ mod tests {
         let lease = |sequence| Lease {
             sequence,
             boot: [7; 16],
+            floor: 3,
         };
         file.store_lease(lease(100), &Real).expect("lease");
         // State stores (unsynced under `off`) never touch the lease slots.

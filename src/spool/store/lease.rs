@@ -10,7 +10,8 @@
 //!   number in the files and in the stored state. A kill loses nothing written, so every
 //!   number that reached a file is seen, and the numbers of lines read but never written,
 //!   which never left the process, are given out again: `decode` sees no gap;
-//! - after another boot: after the lease. The numbers between the last one that reached the
+//! - after another boot: after the lease, which from then on is the floor that a restart in
+//!   the new boot never goes below (stored with the next lease). The numbers between the last one that reached the
 //!   disk and the end of the lease are never given out again: `decode` reports them missing,
 //!   the lost tail (true losses) together with numbers that were never used (at most one
 //!   block). A gap is reported, never a number used for two messages.
@@ -35,18 +36,19 @@ pub(super) const MAX_AHEAD: u64 = 1 << 20;
 /// Leases closer together than this grow the block; farther apart than 30 times this shrink it.
 const LEASE_PACE: Duration = Duration::from_secs(1);
 
-/// Where numbering resumes at open: (the last number given out, the lease), from the stored
-/// state, the highest number found in the records, and the lease with the boot it was stored
-/// in.
-pub(super) fn resumed(stored: u64, found: u64, lease: Lease, disk: &dyn Disk) -> (u64, u64) {
+/// Where numbering resumes at open, from the stored state's number, the highest number
+/// found in the records, and the lease: (the last number given out, the lease, the floor).
+pub(super) fn resumed(stored: u64, found: u64, lease: Lease, disk: &dyn Disk) -> (u64, u64, u64) {
     let same_boot = disk.boot_id().is_some_and(|boot| boot == lease.boot);
     let written = stored.max(found);
-    let last = if same_boot {
-        written
+    let (last, floor) = if same_boot {
+        (written.max(lease.floor), lease.floor)
     } else {
-        written.max(lease.sequence)
+        // Whatever the crash took was numbered at most up to the lease.
+        let last = written.max(lease.sequence);
+        (last, last)
     };
-    (last, lease.sequence.max(last))
+    (last, lease.sequence.max(last), floor)
 }
 
 /// Numbers are appended (`--sequence`), and fewer than half a block is left.
@@ -123,6 +125,7 @@ impl<T> Spool<T> {
         let lease = Lease {
             sequence,
             boot: self.disk.boot_id().unwrap_or_default(),
+            floor: self.lock().floor,
         };
         state_file.store_lease(lease, &*self.disk)
     }

@@ -150,6 +150,8 @@ struct Inner<T> {
     last_sequence: u64,
     /// Numbers up to this one may be appended: a durable lease covers them.
     leased: u64,
+    /// Numbering never resumes below this within this boot (see [`lease`]).
+    floor: u64,
     /// How many numbers the next lease reaches beyond what is needed, and when the last one
     /// was stored (see [`lease`]).
     lease_ahead: u64,

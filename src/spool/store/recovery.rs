@@ -142,7 +142,7 @@ impl<T> Spool<T> {
         }
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let frontier = persisted.frontier;
-        let (last_sequence, leased) =
+        let (last_sequence, leased, floor) =
             lease::resumed(persisted.last_sequence, last_sequence, lease, &*disk);
         let inner = Inner {
             segments,
@@ -159,6 +159,7 @@ impl<T> Spool<T> {
             persisted,
             last_sequence,
             leased,
+            floor,
             lease_ahead: lease::MIN_AHEAD,
             leased_at: None,
             sequencing: false,
