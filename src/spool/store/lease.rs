@@ -7,14 +7,16 @@
 //! before any number in it is appended; [`append`](Spool::append) refuses a number above the
 //! lease. A restart carries on:
 //! - within the same boot (the process was killed, the host did not crash): after the highest
-//!   number in the files and in the stored state. A kill loses nothing written, so every
-//!   number that reached a file is seen, and the numbers of lines read but never written,
-//!   which never left the process, are given out again: `decode` sees no gap;
+//!   number in the files and in the stored state (which holds the highest one appended
+//!   before any segment is deleted; when it cannot be stored, the newest segment is kept). A
+//!   kill loses nothing written, so every number that reached a file is seen, and the numbers
+//!   of lines read but never written, which never left the process, are given out again:
+//!   `decode` sees no gap;
 //! - after another boot: after the lease, which from then on is the floor that a restart in
-//!   the new boot never goes below (stored with the next lease). The numbers between the last one that reached the
-//!   disk and the end of the lease are never given out again: `decode` reports them missing,
-//!   the lost tail (true losses) together with numbers that were never used (at most one
-//!   block). A gap is reported, never a number used for two messages.
+//!   the new boot never goes below (stored with the next lease). The numbers between the last
+//!   one that reached the disk and the end of the lease are never given out again: `decode`
+//!   reports them missing, the lost tail (true losses) together with numbers that were never
+//!   used (at most one block). A gap is reported, never a number used for two messages.
 //!
 //! Chosen over "a crashed spool is only delivered, and new messages get a fresh sender": a
 //! new sender name at every crash would make each crash's loss invisible to `decode` (a new
