@@ -310,8 +310,8 @@ pub struct SendArgs {
     #[arg(long, env = "DRIFTER_SPOOL_SYNC_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     pub spool_sync_interval: Duration,
 
-    /// Largest the spool may grow (K, M, G suffixes); when it is full, input is not read
-    /// (backpressure), as when the disk is full.
+    /// Largest the spool directory may grow, every spool under it and aside/ included (K, M,
+    /// G suffixes); when it is full, input is not read (backpressure), as when the disk is full.
     #[arg(long, env = "DRIFTER_SPOOL_MAX_BYTES", default_value = "1G", value_parser = parse_byte_size)]
     pub spool_max_bytes: u64,
 

@@ -186,6 +186,9 @@ impl Spooler {
         let mut record = Vec::with_capacity(outgoing.line.len() + 96);
         outgoing.to_record(line_number, &mut record);
         let sequence = outgoing.sequence.unwrap_or(0);
+        if !self.lease(sequence).await.map_err(Unspooled::Failed)? {
+            return Err(Unspooled::GaveUp(line_number, outgoing));
+        }
         let mut item = (line_number, outgoing);
         loop {
             let own = &self.spools.own;
@@ -213,6 +216,30 @@ impl Spooler {
                 }
             }
         }
+    }
+
+    /// Makes sure `sequence` is covered by a durable lease before it is appended (issue 21
+    /// item 8), waiting while the disk has no room for the lease. Usually the maintenance task
+    /// has leased ahead and this returns at once. False: given up at the abort.
+    async fn lease(&self, sequence: u64) -> Result<bool, SpoolError> {
+        let own = &self.spools.own;
+        while sequence > own.leased() {
+            let room = own.room.notified();
+            let spool = own.clone();
+            let leased = tokio::task::spawn_blocking(move || spool.extend_lease(sequence))
+                .await
+                .map_err(|e| SpoolError::Failed(format!("the lease task failed: {e}")))?;
+            match leased {
+                Ok(()) => {}
+                Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Full(())) if self.aborted() => return Ok(false),
+                Err(Refused::Full(())) => {
+                    self.report_full();
+                    self.wait_for_room(room).await;
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn report_full(&self) {
@@ -366,6 +393,8 @@ impl Spooler {
                 _ = tokio::time::sleep(self.sync_interval) => Sync::Policy,
                 _ = own.reclaimable.notified() => Sync::Policy,
                 _ = own.rotated.notified() => Sync::Rotated,
+                // Leased ahead here, so that appends seldom wait for a lease.
+                _ = own.lease_low.notified() => Sync::No,
                 _ = finishing.wait_for(|finishing| *finishing) => return,
             };
             let sync = match (sync, self.sync) {
@@ -386,6 +415,10 @@ impl Spooler {
     /// spool is reclaimed whatever failed before. False if anything failed.
     fn sync_and_reclaim(&self, sync: Sync, at_exit: bool) -> bool {
         let own = &self.spools.own;
+        if !at_exit && let Err(Refused::Failed(e)) = own.extend_lease(0) {
+            // A full disk is waited out by the append that needs the lease.
+            self.maintenance_failed(&own.name, &e, at_exit);
+        }
         let synced = match sync {
             Sync::Policy => own.sync(),
             Sync::Rotated => own.sync_rotated(),
@@ -434,8 +467,15 @@ impl Spooler {
             SyncPolicy::Off => Sync::No,
             SyncPolicy::Interval | SyncPolicy::Strict => Sync::Policy,
         };
-        let closed =
-            tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, true)).await;
+        let closed = tokio::task::spawn_blocking(move || {
+            let closed = spooler.sync_and_reclaim(sync, true);
+            if let Err(e) = spooler.spools.own.release_lease() {
+                // The unused numbers stay leased: after a reboot, a gap, never a reuse.
+                tracing::warn!("cannot give back the unused sequence numbers: {e}");
+            }
+            closed
+        })
+        .await;
         let ok = match (flushed, closed) {
             (Ok(()), Ok(closed)) => closed,
             (Err(e), _) => {

@@ -31,6 +31,9 @@ pub(crate) trait Disk: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The state file for reading and writing, created if missing.
     fn open_state(&self, path: &Path) -> io::Result<File>;
+    /// The host's boot id, which changes at every boot (a host crash included); `None` when
+    /// it cannot be read, which counts as another boot.
+    fn boot_id(&self) -> Option<[u8; 16]>;
 }
 
 /// Why [`Disk::open`] refused a path: it is not a regular file (a symbolic link, a device, a
@@ -105,6 +108,25 @@ pub(crate) fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
     }
 }
 
+/// Linux's boot id, `/proc/sys/kernel/random/boot_id` (a UUID in text).
+fn read_boot_id() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let digits: Vec<u8> = text
+        .trim()
+        .bytes()
+        .filter(|&b| b != b'-')
+        .map(|b| (b as char).to_digit(16).map(|d| d as u8))
+        .collect::<Option<_>>()?;
+    let mut id = [0u8; 16];
+    if digits.len() != 2 * id.len() {
+        return None;
+    }
+    for (byte, pair) in id.iter_mut().zip(digits.chunks(2)) {
+        *byte = pair[0] << 4 | pair[1];
+    }
+    Some(id)
+}
+
 /// The operating system's file operations.
 pub(crate) struct Real;
 
@@ -166,6 +188,10 @@ impl Disk for Real {
             .truncate(false)
             .open(path)
     }
+
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        read_boot_id()
+    }
 }
 
 /// pread until `buffer` is full or the file ends: the bytes read.
@@ -198,6 +224,9 @@ pub(crate) mod faults {
         Sync,
         SyncDir,
         Read,
+        /// Writes to the state file only (a copy-on-write filesystem, full: writing in
+        /// place needs room too).
+        WriteState,
     }
 
     #[derive(Default)]
@@ -217,6 +246,10 @@ pub(crate) mod faults {
     pub(crate) struct Faulty {
         set: Mutex<Set>,
         changed: Condvar,
+        /// What a host crash keeps.
+        durability: super::super::crash::Durability,
+        /// Changed by a crash; zero until then.
+        boot: Mutex<[u8; 16]>,
     }
 
     impl Faulty {
@@ -242,6 +275,14 @@ pub(crate) mod faults {
             while set.stalled == 0 {
                 set = self.changed.wait(set).unwrap_or_else(|p| p.into_inner());
             }
+        }
+
+        /// A host crash (see [`super::super::crash`]) and the boot after it; the spool must be
+        /// closed.
+        pub(crate) fn crash(&self) {
+            self.durability.crash();
+            let mut boot = self.boot.lock().unwrap_or_else(|p| p.into_inner());
+            boot[0] = boot[0].wrapping_add(1);
         }
 
         pub(crate) fn release(&self) {
@@ -276,10 +317,18 @@ pub(crate) mod faults {
         }
     }
 
+    fn is_state_file(file: &File) -> bool {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .is_ok_and(|path| path.file_name().is_some_and(|name| name == "state"))
+    }
+
     impl Disk for Faulty {
         fn create(&self, path: &Path) -> io::Result<File> {
             self.check(Op::Create)?;
-            Real.create(path)
+            let file = Real.create(path)?;
+            self.durability.created(path);
+            Ok(file)
         }
 
         fn open(&self, path: &Path) -> io::Result<File> {
@@ -288,6 +337,9 @@ pub(crate) mod faults {
 
         fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
             self.check(Op::Write)?;
+            if is_state_file(file) {
+                self.check(Op::WriteState)?;
+            }
             Real.write_at(file, bytes, offset)
         }
 
@@ -298,7 +350,9 @@ pub(crate) mod faults {
         fn sync_data(&self, file: &File) -> io::Result<()> {
             self.stall();
             self.check(Op::Sync)?;
-            Real.sync_data(file)
+            Real.sync_data(file)?;
+            self.durability.synced(file);
+            Ok(())
         }
 
         fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -308,7 +362,13 @@ pub(crate) mod faults {
         }
 
         fn remove(&self, path: &Path) -> io::Result<()> {
-            Real.remove(path)
+            Real.remove(path)?;
+            self.durability.removed(path);
+            Ok(())
+        }
+
+        fn boot_id(&self) -> Option<[u8; 16]> {
+            Some(*self.boot.lock().unwrap_or_else(|p| p.into_inner()))
         }
 
         fn read_at(&self, file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -51,6 +51,7 @@ fn rotated_segments_are_closed_and_deleted_ones_hold_no_descriptor() {
         let dir_path = dir.path().canonicalize().expect("canonical temp dir");
         let spools: Spools<Vec<u8>> = Spools::open(&dir_path, limits(sync)).expect("open");
         let spool = &spools.own;
+        spool.extend_lease(1 << 30).expect("lease");
         let mut most = 0;
         // 300 rounds of 50 records of 232 framed bytes: a rotation every 35 records.
         for round in 0..300u64 {
@@ -84,6 +85,7 @@ fn without_syncs_rotated_files_are_bounded_and_appends_wait() {
     big.max_bytes = 64 << 20;
     let spools: Spools<Vec<u8>> = Spools::open(&dir_path, big).expect("open");
     let spool = &spools.own;
+    spool.extend_lease(1 << 30).expect("lease");
     let mut appended = 0u64;
     // A sync that never comes: appends are held back once MAX_ROTATED files wait for it.
     loop {

@@ -114,7 +114,7 @@ pub fn recover(state: &StateInput, files: &[(String, FileInput)]) -> io::Result<
     let mut recovered = Recovered::default();
     let (_, loaded) = StateFile::from_file(memory.open_state(&state_path)?)?;
     recovered.frontier = match loaded {
-        Loaded::State(state) => state.frontier,
+        Loaded::State(state, _lease) => state.frontier,
         Loaded::Future(version) => {
             recovered.future = Some(version);
             return Ok(recovered);

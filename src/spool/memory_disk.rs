@@ -130,4 +130,9 @@ impl Disk for Memory {
             opened => opened,
         }
     }
+
+    /// No host under files in memory: every open counts as another boot.
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        None
+    }
 }

@@ -19,6 +19,9 @@
 //! - [`trust`]: owner-only files, and adopting only the spools of this process's user;
 //! - [`status`]: the `spool` command.
 
+mod budget;
+#[cfg(test)]
+mod crash;
 pub(crate) mod disk;
 #[cfg(test)]
 mod fault_tests;
@@ -288,6 +291,11 @@ impl<T> Spools<T> {
                     );
                 }
                 Opened::Spool(spool, recovery) => {
+                    if limits.sync != SyncPolicy::Off
+                        && let Err(e) = spool.sync_recovered()
+                    {
+                        tracing::warn!("cannot sync spool {}: {e}", path.display());
+                    }
                     if recovery.pending > 0 {
                         tracing::info!(
                             spool = %name,
@@ -315,6 +323,17 @@ impl<T> Spools<T> {
             Some(own) => own,
             None => Arc::new(create(dir, limits, disk)?),
         };
+        // The bound is the directory's: every spool under it and their aside/ copies count
+        // (issue 21 item 13).
+        let budget = Arc::new(budget::Budget::new(
+            dir,
+            limits.max_bytes,
+            limits.segment_bytes,
+        ));
+        for spool in adopted.iter().chain(std::iter::once(&own)) {
+            budget.claim(&spool.name);
+        }
+        let _ = own.budget.set(budget);
         Ok(Spools {
             own,
             adopted,

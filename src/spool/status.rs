@@ -99,7 +99,7 @@ fn summarize_one(path: &Path, name: String) -> std::io::Result<Summary> {
         ..Summary::default()
     };
     let frontier = match StateFile::read(&path.join("state"))? {
-        Loaded::State(state) => state.frontier,
+        Loaded::State(state, _) => state.frontier,
         Loaded::Future(version) => {
             summary.newer_format = Some(version);
             return Ok(summary);

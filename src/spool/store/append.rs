@@ -45,11 +45,21 @@ impl<T> Spool<T> {
         if let Some(reason) = &inner.failed {
             return Err(Refused::Failed(SpoolError::Failed(reason.clone())));
         }
+        if sequence > inner.leased {
+            // The caller leases first (`extend_lease`): a number not covered by a durable
+            // lease could be given out again after a host crash (issue 21 item 8).
+            let reason = format!("sequence number {sequence} is not leased yet");
+            return Err(Refused::Failed(SpoolError::Failed(reason)));
+        }
         let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
         let undone = inner.next_index > inner.frontier;
-        if bounded && undone && inner.bytes + framed > self.limits.max_bytes {
+        let alone = self.budget.get().is_none();
+        if alone && bounded && undone && inner.bytes + framed > self.limits.max_bytes {
+            // A spool on its own (no directory bound): bounded by its own bytes.
             return Err(Refused::Full(item));
         }
+        // With the directory's bound, room is taken a segment at a time, when one starts.
+        let need = bounded.then(|| (SEGMENT_HEADER_BYTES + framed).max(self.limits.segment_bytes));
         let projected = inner
             .writer
             .as_ref()
@@ -63,7 +73,7 @@ impl<T> Spool<T> {
         if rotate || inner.writer.is_none() {
             let started = self
                 .write_buffer(inner)
-                .and_then(|()| self.start_segment(inner));
+                .and_then(|()| self.start_segment(inner, need));
             match started {
                 Ok(()) => {}
                 Err(Refused::Full(())) => return Err(Refused::Full(item)),
@@ -84,6 +94,10 @@ impl<T> Spool<T> {
         inner.next_index += 1;
         inner.bytes += framed;
         inner.last_sequence = inner.last_sequence.max(sequence);
+        inner.sequencing |= sequence > 0;
+        if lease::running_low(inner) {
+            self.lease_low.notify_one();
+        }
         if inner.buffer.len() >= FLUSH_ABOVE_BYTES {
             // The record is in: a full disk here only delays the write to the next flush.
             if let Err(Refused::Failed(e)) = self.write_buffer(inner) {
@@ -119,7 +133,8 @@ impl<T> Spool<T> {
             return Ok(());
         }
         if inner.writer.is_none() {
-            self.start_segment(inner)?;
+            let need = SEGMENT_HEADER_BYTES + inner.buffer.len() as u64;
+            self.start_segment(inner, Some(need.max(self.limits.segment_bytes)))?;
         }
         let Some(writer) = &inner.writer else {
             return Err(self.fail(inner, "no segment to write to".into()));

@@ -1,4 +1,6 @@
-//! The done frontier, stored in the state file before the segments below it are deleted.
+//! The done frontier, stored in the state file before the segments below it are deleted
+//! (unless the disk has no room for the state: then they go anyway, see
+//! `doomed_without_state`).
 
 use super::*;
 
@@ -52,8 +54,14 @@ impl<T> Spool<T> {
         let stored = state_file.store(state, sync, &*self.disk);
         if let Err(e) = stored {
             if record::is_full(&e) {
-                // Tried again at the next reclaim; until then nothing is deleted.
-                tracing::warn!("spool {}: cannot store its state yet: {e}", self.name);
+                // Copy-on-write filesystems allocate even to write in place: without the
+                // deletes, the disk would never have room for the state (issue 21 item 14).
+                tracing::warn!(
+                    "spool {}: cannot store its state yet ({e}); delivered segments are deleted anyway",
+                    self.name
+                );
+                let doomed = self.doomed_without_state();
+                self.delete(doomed);
                 return Ok(());
             }
             let reason = format!("cannot store the spool state: {e}");
@@ -70,8 +78,34 @@ impl<T> Spool<T> {
             inner.doomed = kept;
             gone
         };
+        self.delete(doomed);
+        Ok(())
+    }
+
+    /// The done segments that can go while the stored frontier is behind: all of them but,
+    /// when no later segment holds a record yet, the newest, which keeps the highest sequence
+    /// number on disk for a restart in the same boot (see [`lease`]).
+    ///
+    /// Deleting them is safe without the frontier: they hold only records that are done, and
+    /// they go oldest first, so what a crash leaves is the newer ones, and indices missing
+    /// below the first segment left are read as done ([`take`]). The stored frontier only
+    /// being behind means duplicates, never a loss.
+    fn doomed_without_state(&self) -> Vec<Segment> {
+        let mut inner = self.lock();
+        let mut doomed = std::mem::take(&mut inner.doomed);
+        doomed.sort_by_key(|s| s.first);
+        if !inner.segments.iter().any(|s| s.end > s.first)
+            && let Some(newest) = doomed.pop()
+        {
+            inner.doomed.push(newest);
+        }
+        doomed
+    }
+
+    /// Unlinks `doomed` in index order, and gives their room back.
+    fn delete(&self, doomed: Vec<Segment>) {
         if doomed.is_empty() {
-            return Ok(());
+            return;
         }
         let mut freed = 0;
         for segment in doomed {
@@ -86,6 +120,5 @@ impl<T> Spool<T> {
         }
         self.lock().bytes -= freed;
         self.room.notify_waiters();
-        Ok(())
     }
 }

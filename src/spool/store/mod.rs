@@ -11,8 +11,10 @@
 //! rotated segment is closed once synced, and at once when it is done, so no file descriptor
 //! is held on a deleted segment (issue 21 item 1).
 //!
-//! By concern: [`recovery`] (open; [`judge`] reads and judges each segment), [`append`], [`segments`] (rotation, sync, close, retire),
-//! [`take`] (the window and reads back), [`frontier`] (done, the state, deletes).
+//! By concern: [`recovery`] (open; [`judge`] reads and judges each segment), [`append`],
+//! [`segments`] (rotation, sync, close, retire), [`take`] (the window and reads back),
+//! [`frontier`] (done, the state, deletes), [`lease`] (sequence numbers leased ahead, never
+//! given out twice).
 //!
 //! Invariants, under the `inner` lock (checked with `debug_assert!` by `check`):
 //! - indices: `frontier <= next_take`, `frontier <= written_end <= next_index`; records in
@@ -23,6 +25,8 @@
 //! - the writer, when there is one, writes the last segment;
 //! - every rotated file belongs to a segment still listed, never the writer's: a done
 //!   segment's file is closed before the segment is deleted;
+//! - no record is appended with a sequence number above `leased`, and `leased` is durable
+//!   (stored and synced) before it is raised;
 //! - the window holds a contiguous run of indices (those below `next_take`, skipped past as
 //!   damaged, are dropped by the next take), and `window_bytes` is their size.
 //!
@@ -32,7 +36,6 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -91,6 +94,9 @@ struct Segment {
     end: u64,
     bytes: u64,
     path: PathBuf,
+    /// Byte ranges holding no good record, passed over by reads: a damaged segment that a
+    /// full disk kept recovery from rewriting (issue 21 item 14). Empty otherwise.
+    skips: Vec<(u64, u64)>,
 }
 
 struct Writer {
@@ -122,6 +128,8 @@ struct Reader {
     file: BufReader<File>,
     /// The index the next record read should have (at least).
     next: u64,
+    /// Where the next read starts in the file.
+    offset: u64,
 }
 
 struct Inner<T> {
@@ -139,7 +147,18 @@ struct Inner<T> {
     frontier: u64,
     done_ahead: BTreeSet<u64>,
     persisted: State,
+    /// The highest sequence number appended (or resumed from at open).
     last_sequence: u64,
+    /// Numbers up to this one may be appended: a durable lease covers them.
+    leased: u64,
+    /// Numbering never resumes below this within this boot (see [`lease`]).
+    floor: u64,
+    /// How many numbers the next lease reaches beyond what is needed, and when the last one
+    /// was stored (see [`lease`]).
+    lease_ahead: u64,
+    leased_at: Option<std::time::Instant>,
+    /// Records carry sequence numbers (`--sequence`): the lease is kept ahead.
+    sequencing: bool,
     /// The writer's file was written since the last sync.
     dirty: bool,
     /// Rotated segments to sync before they are closed (never under `off`).
@@ -162,6 +181,9 @@ pub(crate) struct Spool<T> {
     writable: bool,
     /// Every file operation after recovery goes through here (faults in the unit tests).
     disk: Arc<dyn Disk>,
+    /// The spool directory's bound, shared with the process's other spools; set for the
+    /// spool written to (see [`super::budget`]).
+    pub(crate) budget: std::sync::OnceLock<Arc<super::budget::Budget>>,
     inner: Mutex<Inner<T>>,
     /// Apart from `inner`, so that storing (and syncing) the state never holds up appends
     /// and takes (issue 21 item 6); held across a whole `reclaim`, so stores stay in order.
@@ -177,6 +199,8 @@ pub(crate) struct Spool<T> {
     pub(crate) reclaimable: Notify,
     /// Woken when a segment was rotated with its sync due.
     pub(crate) rotated: Notify,
+    /// Woken when the sequence lease runs low.
+    pub(crate) lease_low: Notify,
     _lock: File,
 }
 
@@ -361,6 +385,7 @@ impl<T> Spool<T> {
 mod append;
 mod frontier;
 pub(crate) mod judge;
+mod lease;
 mod recovery;
 mod segments;
 mod take;

@@ -24,14 +24,14 @@ impl<T> Spool<T> {
             .open_state(&state_path)
             .and_then(StateFile::from_file)
             .map_err(context("cannot open", &state_path))?;
-        let persisted = match loaded {
-            Loaded::State(state) => state,
+        let (persisted, lease) = match loaded {
+            Loaded::State(state, lease) => (state, lease),
             Loaded::Future(version) => return Ok(Opened::Future(version)),
         };
         let firsts = judge::segment_firsts(&*disk, dir)?;
         let mut recovery = Recovery::default();
         let mut segments = VecDeque::new();
-        let mut last_sequence = persisted.last_sequence;
+        let mut last_sequence = 0;
         let mut next_index = persisted.frontier;
         let nexts: Vec<Option<u64>> = (0..firsts.len())
             .map(|i| firsts.get(i + 1).copied())
@@ -46,6 +46,7 @@ impl<T> Spool<T> {
             recovery.lost += judged.lost;
             recovery.torn += judged.torn;
             let scan = &judged.scan;
+            let mut skips = Vec::new();
             let size = match (judged.action, &judged.file) {
                 (Action::MoveAside, _) => {
                     move_aside(dir, &path).map_err(context("cannot move aside", &path))?;
@@ -61,7 +62,20 @@ impl<T> Spool<T> {
                         file,
                         len: judged.len,
                     };
-                    rewrite(dir, &path, &source, scan).map_err(context("cannot rewrite", &path))?
+                    match rewrite(dir, &path, &source, scan) {
+                        Ok(rewritten) => rewritten,
+                        // A full disk: the damage stays where it is and reads pass over it, so
+                        // recovery needs no room to go on (issue 21 item 14).
+                        Err(e) if record::is_full(&e) => {
+                            tracing::warn!(
+                                "spool file {}: no room to rewrite it ({e}); its damaged stretches are passed over in place",
+                                path.display()
+                            );
+                            skips = scan.damaged_stretches();
+                            judged.len
+                        }
+                        Err(e) => return Err(context("cannot rewrite", &path)(e)),
+                    }
                 }
                 (Action::Cut(torn_at), _) => {
                     let file = std::fs::OpenOptions::new()
@@ -88,10 +102,13 @@ impl<T> Spool<T> {
                 end,
                 bytes: size,
                 path,
+                skips,
             });
         }
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let frontier = persisted.frontier;
+        let (last_sequence, leased, floor) =
+            lease::resumed(persisted.last_sequence, last_sequence, lease, &*disk);
         let inner = Inner {
             segments,
             writer: None,
@@ -106,6 +123,11 @@ impl<T> Spool<T> {
             done_ahead: BTreeSet::new(),
             persisted,
             last_sequence,
+            leased,
+            floor,
+            lease_ahead: lease::MIN_AHEAD,
+            leased_at: None,
+            sequencing: false,
             dirty: false,
             rotated: Vec::new(),
             dir_unsynced: false,
@@ -121,6 +143,7 @@ impl<T> Spool<T> {
             limits,
             writable,
             disk,
+            budget: std::sync::OnceLock::new(),
             inner: Mutex::new(inner),
             state_file: Mutex::new(state_file),
             syncing: Mutex::new(()),
@@ -128,6 +151,7 @@ impl<T> Spool<T> {
             room: Notify::new(),
             reclaimable: Notify::new(),
             rotated: Notify::new(),
+            lease_low: Notify::new(),
             _lock: lock,
         };
         spool.retire_done_segments();
@@ -145,7 +169,8 @@ pub(super) fn move_aside(dir: &Path, path: &Path) -> io::Result<()> {
 }
 
 /// Replaces a segment with a copy of its good records; the original goes to `aside/`. A crash
-/// at any point leaves either the original or the copy under the segment's name.
+/// at any point leaves either the original or the copy under the segment's name. The copy is
+/// written through `disk`; on failure it is removed, so a full disk is left as it was.
 pub(super) fn rewrite(
     dir: &Path,
     path: &Path,
@@ -153,13 +178,20 @@ pub(super) fn rewrite(
     scan: &Scan,
 ) -> io::Result<u64> {
     let temporary = path.with_extension("log.tmp");
-    let file = super::super::trust::file_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temporary)?;
-    let copied = copy_records(source, scan, &file)?;
-    file.sync_data()?;
+    let _ = std::fs::remove_file(&temporary);
+    let disk = source.disk;
+    let written = disk.create(&temporary).and_then(|file| {
+        let copied = copy_records(source, scan, &file)?;
+        disk.sync_data(&file)?;
+        Ok(copied)
+    });
+    let copied = match written {
+        Ok(copied) => copied,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
+        }
+    };
     let aside = dir.join("aside");
     super::super::trust::create_dir_all(&aside)?;
     let kept = aside.join(path.file_name().unwrap_or_default());
@@ -173,7 +205,7 @@ pub(super) fn rewrite(
 /// Writes the segment header and `scan`'s good records from `source` to `file`, a chunk at
 /// a time: the size written.
 fn copy_records(source: &SegmentFile, scan: &Scan, file: &File) -> io::Result<u64> {
-    file.write_all_at(&record::segment_header(), 0)?;
+    source.disk.write_at(file, &record::segment_header(), 0)?;
     let mut written = SEGMENT_HEADER_BYTES;
     let mut chunk = Vec::new();
     for &(_, start, end) in &scan.records {
@@ -184,7 +216,7 @@ fn copy_records(source: &SegmentFile, scan: &Scan, file: &File) -> io::Result<u6
             if source.read_at(&mut chunk, at)? < size {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            file.write_all_at(&chunk, written)?;
+            source.disk.write_at(file, &chunk, written)?;
             written += size as u64;
             at += size as u64;
         }

@@ -3,10 +3,18 @@
 use super::*;
 
 impl<T> Spool<T> {
-    pub(super) fn start_segment(&self, inner: &mut Inner<T>) -> Result<(), Refused> {
+    /// Starts a segment, if the directory has room for `need` bytes more (`None`: past the
+    /// bound, at a stop).
+    pub(super) fn start_segment(
+        &self,
+        inner: &mut Inner<T>,
+        need: Option<u64>,
+    ) -> Result<(), Refused> {
         if !self.writable {
             return Err(self.fail(inner, "this spool is only being delivered".into()));
         }
+        // Held until the new file exists, so no other process takes the same room.
+        let _admitted = self.admit(inner, need)?;
         // Buffered records go into the new segment: it starts at the first of them.
         let first = inner.written_end;
         let path = segment_path(&self.dir, first);
@@ -45,9 +53,37 @@ impl<T> Spool<T> {
             end: first,
             bytes: SEGMENT_HEADER_BYTES,
             path,
+            skips: Vec::new(),
         });
         inner.bytes += SEGMENT_HEADER_BYTES;
         Ok(())
+    }
+
+    /// Room under the directory's bound (see [`super::super::budget`]) for a segment of `need`
+    /// bytes. A directory that cannot be locked falls back to this spool's own bytes.
+    fn admit(
+        &self,
+        inner: &Inner<T>,
+        need: Option<u64>,
+    ) -> Result<Option<super::super::budget::Admitted>, Refused> {
+        let (Some(need), Some(budget)) = (need, self.budget.get()) else {
+            return Ok(None);
+        };
+        match budget.admit(need) {
+            Ok(Some(admitted)) => Ok(Some(admitted)),
+            Ok(None) => Err(Refused::Full(())),
+            Err(e) => {
+                tracing::warn!(
+                    "spool {}: cannot add up the spool directory: {e}; this spool alone is bounded",
+                    self.name
+                );
+                let undone = inner.next_index > inner.frontier;
+                if undone && inner.bytes + need > self.limits.max_bytes {
+                    return Err(Refused::Full(()));
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Stops writing to the current segment (rotation, or a full disk): its file is closed
@@ -65,6 +101,23 @@ impl<T> Spool<T> {
             });
             self.rotated.notify_one();
         }
+    }
+
+    /// Syncs the segments found at open: the process that wrote them may have been killed
+    /// before syncing them, and no later sync of this one covers files it did not write, so a
+    /// host crash could otherwise take records acknowledged long ago. Usually already clean.
+    pub(crate) fn sync_recovered(&self) -> io::Result<()> {
+        let paths: Vec<PathBuf> = self
+            .lock()
+            .segments
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        for path in paths {
+            let file = self.disk.open(&path)?;
+            self.disk.sync_data(&file)?;
+        }
+        self.disk.sync_dir(&self.dir)
     }
 
     /// Something written is not yet durable (what `sync` would do).

@@ -86,7 +86,12 @@ impl<T> Spool<T> {
             .iter()
             .find(|s| s.end > index)
             .ok_or(ReadFailure::Corrupt)?;
-        let (first, path, segment_bytes) = (segment.first, segment.path.clone(), segment.bytes);
+        let (first, path, segment_bytes, skips) = (
+            segment.first,
+            segment.path.clone(),
+            segment.bytes,
+            segment.skips.clone(),
+        );
         let positioned = inner
             .reader
             .as_ref()
@@ -106,6 +111,7 @@ impl<T> Spool<T> {
                 segment_first: first,
                 file: BufReader::with_capacity(128 * 1024, file),
                 next: first,
+                offset: SEGMENT_HEADER_BYTES,
             });
         }
         let reader = inner.reader.as_mut().ok_or(ReadFailure::Corrupt)?;
@@ -117,6 +123,16 @@ impl<T> Spool<T> {
             })
         };
         loop {
+            if let Some(&(_, past)) = skips
+                .iter()
+                .find(|&&(from, to)| from <= reader.offset && reader.offset < to)
+            {
+                reader
+                    .file
+                    .seek(SeekFrom::Start(past))
+                    .map_err(ReadFailure::Io)?;
+                reader.offset = past;
+            }
             let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
             read(&mut reader.file, &mut header_bytes)?;
             let header = record::parse_header(&header_bytes);
@@ -126,6 +142,7 @@ impl<T> Spool<T> {
             }
             let mut payload = vec![0; header.len as usize];
             read(&mut reader.file, &mut payload)?;
+            reader.offset += (RECORD_HEADER_BYTES + payload.len()) as u64;
             if !header.matches(&header_bytes, &payload) {
                 return Err(ReadFailure::Corrupt);
             }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+use super::super::disk::faults::Faulty;
 use super::super::scan;
 use super::super::{Limits, Spools, SyncPolicy};
 use super::*;
@@ -31,7 +32,10 @@ fn id_of(body: Body<Vec<u8>>) -> u64 {
 }
 
 fn open(dir: &Path, window_bytes: usize) -> Spools<Vec<u8>> {
-    Spools::open(dir, limits(window_bytes)).expect("open spools")
+    let spools = Spools::open(dir, limits(window_bytes)).expect("open spools");
+    // The ids are the sequence numbers.
+    spools.own.extend_lease(1 << 30).expect("lease");
+    spools
 }
 
 fn append(spool: &Spool<Vec<u8>>, id: u64) {
@@ -221,11 +225,15 @@ enum Op {
     Append(usize),
     Flush,
     Sync,
+    /// An fdatasync that fails (EIO): the spool stops for good, and the process restarts.
+    FailingSync,
     Take,
     /// Marks the n-th (mod count) taken, undone record done.
     Done(usize),
     Reclaim,
     Kill,
+    /// The host crashes: what was not synced is lost, and the next start is in another boot.
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -233,37 +241,61 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0usize..600).prop_map(Op::Append),
         2 => Just(Op::Flush),
         1 => Just(Op::Sync),
+        1 => Just(Op::FailingSync),
         4 => Just(Op::Take),
         4 => (0usize..64).prop_map(Op::Done),
         1 => Just(Op::Reclaim),
         1 => Just(Op::Kill),
+        1 => Just(Op::Crash),
     ]
+}
+
+/// The model's spool: through a [`Faulty`] disk, numbered as the spooler numbers.
+fn open_model(dir: &Path, window: usize, disk: &Arc<Faulty>) -> (Spools<Vec<u8>>, u64) {
+    let spools = Spools::open_on(dir, limits(window), disk.clone()).expect("open spools");
+    let next_sequence = spools.own.last_sequence() + 1;
+    (spools, next_sequence)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Whatever happens, a record written (flushed) is delivered (marked done) or still
-    /// comes out after a restart; nothing comes out that was never appended.
+    /// Whatever happens (kills, host crashes, failing fsyncs), a record written (flushed) is
+    /// delivered (marked done) or still comes out after a restart, unless a host crash took
+    /// it before it was synced; no sequence number is ever given to two records that left the
+    /// process (so `decode` sees what a crash took as a gap); nothing comes out that was never
+    /// appended.
     #[test]
     fn nothing_written_is_lost(ops in proptest::collection::vec(op(), 1..200), window in prop_oneof![Just(300usize), Just(1 << 20)]) {
+        use super::super::disk::faults::{Faulty, Op as Fault};
+        const EIO: i32 = 5;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut spools = open(dir.path(), window);
+        let disk = Arc::new(Faulty::default());
+        let (mut spools, mut next_sequence) = open_model(dir.path(), window, &disk);
         let mut next_id = 0u64;
         let mut appended = BTreeSet::new();
         let mut buffered = Vec::new();
         let mut written = BTreeSet::new();
+        let mut synced = BTreeSet::new();
         let mut delivered = BTreeSet::new();
         let mut taken: Vec<(u64, u64)> = Vec::new();
+        // Every number given to a record that may have left the process, and the id.
+        let mut numbers: std::collections::BTreeMap<u64, u64> = Default::default();
+        let mut number_of: std::collections::BTreeMap<u64, u64> = Default::default();
         for op in ops {
-            match op {
+            let restart = match op {
                 Op::Append(len) => {
                     next_id += 1;
                     let bytes = payload(next_id, len);
-                    match spools.own.append(&bytes, next_id, bytes.clone()) {
+                    spools.own.extend_lease(next_sequence).expect("lease");
+                    match spools.own.append(&bytes, next_sequence, bytes.clone()) {
                         Ok(()) => {
                             appended.insert(next_id);
                             buffered.push(next_id);
+                            let reused = numbers.insert(next_sequence, next_id);
+                            prop_assert!(reused.is_none(), "number {next_sequence} given twice: {reused:?} and {next_id}");
+                            number_of.insert(next_id, next_sequence);
+                            next_sequence += 1;
                         }
                         Err(Refused::Full(_)) => {}
                         Err(Refused::Failed(e)) => panic!("{e}"),
@@ -272,18 +304,33 @@ proptest! {
                     if spools.own.lock().buffer.is_empty() {
                         written.extend(buffered.drain(..));
                     }
+                    false
                 }
                 Op::Flush => {
                     spools.own.flush().expect("flush");
                     written.extend(buffered.drain(..));
+                    false
                 }
-                Op::Sync => spools.own.sync().expect("sync"),
+                Op::Sync => {
+                    spools.own.sync().expect("sync");
+                    synced.extend(written.iter().copied());
+                    false
+                }
+                Op::FailingSync => {
+                    disk.fail(Fault::Sync, EIO);
+                    let failed = spools.own.sync().is_err();
+                    disk.clear(Fault::Sync);
+                    // Failed for good: the process exits, and starts again.
+                    failed
+                }
                 Op::Take => {
                     if let Some(t) = spools.own.take() {
                         let id = id_of(t.body);
                         prop_assert!(appended.contains(&id), "{id} never appended");
+                        prop_assert_eq!(numbers.get(&t.meta.sequence), Some(&id));
                         taken.push((t.meta.index, id));
                     }
+                    false
                 }
                 Op::Done(n) => {
                     if !taken.is_empty() {
@@ -291,18 +338,39 @@ proptest! {
                         spools.own.done(index);
                         delivered.insert(id);
                     }
+                    false
                 }
-                Op::Reclaim => spools.own.reclaim().expect("reclaim"),
-                Op::Kill => {
+                Op::Reclaim => {
+                    spools.own.reclaim().expect("reclaim");
+                    false
+                }
+                Op::Kill => true,
+                Op::Crash => {
                     drop(spools);
-                    spools = open(dir.path(), window);
-                    buffered.clear();
+                    disk.crash();
+                    // What was written since the last sync is gone (it may have been
+                    // delivered: its number stays taken).
+                    written.retain(|id| synced.contains(id));
+                    (spools, next_sequence) = open_model(dir.path(), window, &disk);
+                    for id in buffered.drain(..) {
+                        numbers.remove(&number_of[&id]);
+                    }
                     taken.clear();
+                    false
                 }
+            };
+            if restart {
+                drop(spools);
+                (spools, next_sequence) = open_model(dir.path(), window, &disk);
+                // Never written: never left the process, so its number may be given again.
+                for id in buffered.drain(..) {
+                    numbers.remove(&number_of[&id]);
+                }
+                taken.clear();
             }
         }
         drop(spools);
-        let spools = open(dir.path(), window);
+        let (spools, _) = open_model(dir.path(), window, &disk);
         let rest: BTreeSet<u64> = drain(&spools.own).into_iter().collect();
         for id in &written {
             prop_assert!(delivered.contains(id) || rest.contains(id), "{id} was lost");
