@@ -173,13 +173,17 @@ mod tests {
         std::fs::create_dir_all(&aside).expect("aside");
         let (older, newer) = (aside.join("seg-older.log"), aside.join("seg-newer.log"));
         std::fs::write(&older, vec![0; 40 * 1024]).expect("write");
-        let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        File::options()
-            .write(true)
-            .open(&older)
-            .and_then(|file| file.set_modified(earlier))
-            .expect("age the older copy");
         std::fs::write(&newer, vec![0; 20 * 1024]).expect("write");
+        // Fixed times, not "now minus a minute": the kernel stamps files with the real clock,
+        // which a test run under faketime does not share with SystemTime::now().
+        for (path, seconds) in [(&older, 1_000_000), (&newer, 2_000_000)] {
+            let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            File::options()
+                .write(true)
+                .open(path)
+                .and_then(|file| file.set_modified(at))
+                .expect("set the copy's time");
+        }
         let payload = vec![b'x'; 500];
         let budget = Budget::new(dir.path(), limits.max_bytes, limits.segment_bytes);
         let appended = |n: u64| spools.own.append(&payload, 0, payload.clone()).map(|()| n);
