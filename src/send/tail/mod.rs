@@ -219,7 +219,12 @@ impl Tail<'_> {
                 false
             }
         };
-        if let Err(halt) = reading.commit(true).await {
+        // After a failure the positions stay where the last commit left them: a flush that
+        // failed at the abort may have abandoned lines already handed on (counted handed
+        // back), and a later flush of the then empty buffer would succeed, so committing now
+        // would store positions past lines that are in neither the spool nor the next read.
+        // Reading them again costs only copies under the same ids.
+        if ok && let Err(halt) = reading.commit(true).await {
             if let Halt::Failed(e) = halt {
                 tracing::error!("{e}");
             }
