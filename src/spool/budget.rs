@@ -103,6 +103,11 @@ impl Budget {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Only spools count: not lost+found (DIR as a mount point), nor a spool being
+            // made (`.new-*`) or removed (`.gone-*`), which would each reserve a segment.
+            if !super::is_spool_name(&name) {
+                continue;
+            }
             let (segments, last) = segments_in(&entry.path(), &mut usage);
             usage.bytes += segments;
             if !mine.contains(&name) {
@@ -209,5 +214,24 @@ mod tests {
         let held = budget.usage().expect("usage").bytes;
         assert!(held <= limits.max_bytes, "{held}");
         assert!(n > 100, "{n}");
+    }
+
+    /// Directories that are not spools reserve nothing: with DIR a mount point, `lost+found`
+    /// (or leftovers of spools being made or removed) used to count as whole segments each,
+    /// so eight of them kept every spool from ever starting a segment.
+    #[test]
+    fn directories_that_are_not_spools_take_no_room() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["lost+found", ".new-0123456789ab", ".gone-0123456789ab"] {
+            std::fs::create_dir(dir.path().join(name)).expect("mkdir");
+        }
+        let budget = Budget::new(dir.path(), 64 * 1024, 8 * 1024);
+        assert_eq!(budget.usage().expect("usage").bytes, 0);
+        std::fs::create_dir(dir.path().join("0123456789ab")).expect("mkdir");
+        assert_eq!(
+            budget.usage().expect("usage").bytes,
+            8 * 1024,
+            "another process's spool may still fill its open segment"
+        );
     }
 }
