@@ -45,6 +45,32 @@ impl Config {
 }
 
 #[cfg(test)]
+impl Config {
+    /// The flags' defaults, with no input: for the unit tests of decode.
+    pub(super) fn for_tests() -> Self {
+        Config {
+            paths: Vec::new(),
+            path: None,
+            json: false,
+            sort: false,
+            verify_key: None,
+            dedup_window: 1000,
+            max_pending_bytes: 1 << 20,
+            since: None,
+            until: None,
+            now: None,
+            follow: false,
+            poll_interval: Duration::from_secs(60),
+            gap_grace: None,
+            edge_slack: Duration::from_secs(300),
+            metrics_listen: None,
+            jobs: 4,
+            s3_endpoint: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::window::parse_time_spec;
@@ -59,23 +85,9 @@ mod tests {
     fn config(since: Option<&str>, until: Option<&str>) -> Config {
         let spec = |text: &str| parse_time_spec(text).expect("a valid time");
         Config {
-            paths: Vec::new(),
-            path: None,
-            json: false,
-            sort: false,
-            verify_key: None,
-            dedup_window: 1000,
-            max_pending_bytes: 1 << 20,
             since: since.map(spec),
             until: until.map(spec),
-            now: None,
-            follow: false,
-            poll_interval: Duration::from_secs(60),
-            gap_grace: None,
-            edge_slack: Duration::from_secs(300),
-            metrics_listen: None,
-            jobs: 4,
-            s3_endpoint: None,
+            ..Config::for_tests()
         }
     }
 

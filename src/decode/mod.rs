@@ -337,25 +337,7 @@ mod tests {
     use super::*;
 
     fn args() -> Config {
-        Config {
-            paths: Vec::new(),
-            path: None,
-            json: false,
-            sort: false,
-            verify_key: None,
-            dedup_window: 1000,
-            max_pending_bytes: 1 << 20,
-            since: None,
-            until: None,
-            now: None,
-            follow: false,
-            poll_interval: std::time::Duration::from_secs(60),
-            gap_grace: None,
-            edge_slack: std::time::Duration::from_secs(300),
-            metrics_listen: None,
-            jobs: 4,
-            s3_endpoint: None,
-        }
+        Config::for_tests()
     }
 
     fn decode(args: &Config, input: &[u8]) -> (Vec<u8>, Counts) {
