@@ -182,4 +182,45 @@ mod tests {
             "other bytes: not it"
         );
     }
+
+    #[test]
+    fn an_anchor_covers_the_last_bytes_before_a_position_however_they_are_split() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let file = File::open(&path).expect("open");
+        for end in [0, 1, 255, 256, 257, 999, 1000] {
+            let whole = Anchor::of(&content[..end], &[]);
+            assert_eq!(whole.len, end.min(ANCHOR_BYTES) as u64);
+            for split in [0, end / 3, end] {
+                let parts = Anchor::of(&content[..split], &content[split..end]);
+                assert_eq!(parts, whole, "end {end}, split {split}");
+            }
+            let before = Anchor::bytes_before(&file, end as u64).expect("read");
+            assert_eq!(Anchor::of(&before, &[]), whole);
+            assert!(whole.matches(&file, end as u64).expect("read"));
+        }
+        let at_500 = Anchor::of(&content[..500], &[]);
+        assert!(!at_500.matches(&file, 501).expect("read"), "another place");
+        assert!(
+            !at_500.matches(&file, 100).expect("read"),
+            "before its bytes"
+        );
+        assert!(Anchor::empty().matches(&file, 700).expect("read"));
+        let mut changed = content.clone();
+        changed[400] ^= 1;
+        std::fs::write(&path, &changed).expect("rewrite");
+        assert!(!at_500.matches(&file, 500).expect("read"), "a byte changed");
+        std::fs::write(&path, &content[..499]).expect("truncate");
+        assert!(!at_500.matches(&file, 500).expect("read"), "shorter");
+    }
+
+    #[test]
+    fn birth_times_differ_only_when_both_are_known() {
+        assert!(same_birth(Some(5), Some(5)));
+        assert!(!same_birth(Some(5), Some(6)));
+        assert!(same_birth(None, Some(6)));
+        assert!(same_birth(Some(5), None));
+    }
 }

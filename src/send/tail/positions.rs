@@ -278,6 +278,41 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_loads_without_anchor_or_birth_time_and_is_stored_as_version_2() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(POSITIONS_FILE),
+            "drifter-rsyslog file positions 1\n\
+             0123456789ab 7 42 256 00000000000000ff 1234 /var/log/app.log\n",
+        )
+        .expect("write");
+        let mut positions = Positions::open(dir.path(), false).expect("open");
+        let id = FileId { dev: 7, ino: 42 };
+        let got = positions.get(id).expect("kept").clone();
+        assert_eq!((got.key.as_str(), got.offset), ("0123456789ab", 1234));
+        assert_eq!(
+            got.fingerprint,
+            Fingerprint {
+                len: 256,
+                hash: 255
+            }
+        );
+        assert_eq!((got.anchor, got.born), (Anchor::empty(), None));
+        assert_eq!(got.path, PathBuf::from("/var/log/app.log"));
+        positions.snapshot().write().expect("store");
+        let text = std::fs::read_to_string(dir.path().join(POSITIONS_FILE)).expect("read");
+        assert!(text.starts_with(&format!("{HEADER}\n")), "{text}");
+        assert!(
+            text.contains(" 1234 0 "),
+            "an empty anchor, no birth time: {text}"
+        );
+        assert!(text.ends_with(" - /var/log/app.log\n"), "{text}");
+        drop(positions);
+        let reopened = Positions::open(dir.path(), false).expect("reopen");
+        assert_eq!(reopened.get(id), Some(&got));
+    }
+
+    #[test]
     fn a_damaged_file_is_set_aside() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(POSITIONS_FILE), b"garbage\n").expect("write");

@@ -132,3 +132,132 @@ fn dir_or_current(dir: &Path) -> &Path {
         dir
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::send::tail::identity::Fingerprint;
+
+    /// A header longer than the fingerprint, as a file format's fixed first line.
+    fn header() -> String {
+        format!("# {}\n", "h".repeat(300))
+    }
+
+    /// The position a run would have stored at the end of `path`, with its inode.
+    fn kept(path: &Path) -> (FileId, Entry) {
+        let file = File::open(path).expect("open");
+        let meta = file.metadata().expect("stat");
+        let content = std::fs::read(path).expect("read");
+        let entry = Entry {
+            key: "0123456789ab".into(),
+            fingerprint: Fingerprint::read(&file, meta.len()).expect("fingerprint"),
+            offset: meta.len(),
+            anchor: Anchor::of(&content, &[]),
+            born: identity::born(&meta),
+            path: path.to_path_buf(),
+            touched: 0,
+        };
+        (FileId::of(&meta), entry)
+    }
+
+    fn verdict(entry: &Entry, path: &Path, born: Option<u64>) -> Verdict {
+        let file = File::open(path).expect("open");
+        let size = file.metadata().expect("stat").len();
+        verify(entry, &file, size, born).expect("verify")
+    }
+
+    #[test]
+    fn a_position_resumes_only_in_the_file_it_was_kept_for() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, format!("{}old 1\nold 2\n", header())).expect("write");
+        // Its inode given to a new file with the same first bytes (the case of a reused
+        // inode: `verify` is what runs once the inode matched).
+        let (_, mut entry) = kept(&old);
+        entry.born = None;
+        let new = dir.path().join("new.log");
+        let reused = format!("{}new 1\nnew 2\nnew 3\n", header());
+        std::fs::write(&new, &reused).expect("write");
+        assert!(matches!(
+            verdict(&entry, &new, None),
+            Verdict::Other("its bytes before the position differ")
+        ));
+        // The same file, grown: resumed where it was, under its key.
+        std::fs::write(&old, format!("{}old 1\nold 2\nold 3\n", header())).expect("append");
+        match verdict(&entry, &old, None) {
+            Verdict::Same(start) => {
+                assert_eq!(
+                    (start.key.as_str(), start.offset),
+                    ("0123456789ab", entry.offset)
+                );
+                assert_eq!(Anchor::of(&start.before, &[]), entry.anchor);
+            }
+            _ => panic!("not resumed"),
+        }
+        // Shorter than the position: truncated while stopped.
+        std::fs::write(&old, format!("{}old\n", header())).expect("truncate");
+        assert!(matches!(verdict(&entry, &old, None), Verdict::Truncated));
+        // A version 1 position has no anchor: only the first bytes are checked (the old risk).
+        let legacy = Entry {
+            anchor: Anchor::empty(),
+            ..entry.clone()
+        };
+        assert!(matches!(verdict(&legacy, &new, None), Verdict::Same(_)));
+        // Other first bytes.
+        std::fs::write(&new, "other\n".repeat(100)).expect("write");
+        assert!(matches!(
+            verdict(&entry, &new, None),
+            Verdict::Other("its first bytes differ")
+        ));
+    }
+
+    #[test]
+    fn the_same_bytes_up_to_the_position_are_told_apart_by_the_birth_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = dir.path().join("short.log");
+        std::fs::write(&old, "one\ntwo\n").expect("write");
+        let (_, mut entry) = kept(&old);
+        entry.born = Some(1_000);
+        // A new file starting with all the old one had: only its birth tells it apart.
+        std::fs::write(&old, "one\ntwo\nthree\n").expect("write");
+        assert!(matches!(
+            verdict(&entry, &old, Some(2_000)),
+            Verdict::Other("its birth time differs")
+        ));
+        assert!(matches!(
+            verdict(&entry, &old, Some(1_000)),
+            Verdict::Same(_)
+        ));
+        // A file system without birth times: content alone, so it resumes.
+        assert!(matches!(verdict(&entry, &old, None), Verdict::Same(_)));
+    }
+
+    #[test]
+    fn a_file_renamed_away_is_found_next_to_its_old_name_only_if_unchanged() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, format!("{}a 1\na 2\n", header())).expect("write");
+        let (id, entry) = kept(&log);
+        let rotated = dir.path().join("app.log.1");
+        std::fs::rename(&log, &rotated).expect("rotate");
+        std::fs::write(&log, format!("{}b 1\nb 2\n", header())).expect("new file");
+        std::fs::write(dir.path().join("other.log"), "x\n").expect("other");
+        let found = find_renamed(vec![(id, entry.clone())]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, rotated);
+        assert_eq!((found[0].id, found[0].start.offset), (id, entry.offset));
+
+        // Changed before the position in place (same inode): not resumed, not read.
+        let mut changed = std::fs::read(&rotated).expect("read");
+        let last = changed.len() - 2;
+        changed[last] = b'9';
+        std::fs::write(&rotated, &changed).expect("rewrite in place");
+        assert!(find_renamed(vec![(id, entry.clone())]).is_empty());
+
+        let gone = Entry {
+            path: dir.path().join("no such dir/app.log"),
+            ..entry
+        };
+        assert!(find_renamed(vec![(id, gone)]).is_empty());
+    }
+}

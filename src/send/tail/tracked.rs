@@ -225,6 +225,7 @@ impl Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::send::tail::identity::Anchor;
     use std::io::Write;
 
     fn texts(lines: &[FileLine]) -> Vec<(Vec<u8>, u64, u64)> {
@@ -287,5 +288,51 @@ mod tests {
         assert_eq!(texts(&[last]), vec![(b"four".to_vec(), 15, 19)]);
         assert_eq!(number, 4);
         assert_eq!(tracked.line_id(15), "k-15");
+    }
+
+    #[tokio::test]
+    async fn each_line_carries_the_anchor_of_the_file_at_its_end_across_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("app.log");
+        let mut writer = File::create(&path).expect("create");
+        let file = File::open(&path).expect("open");
+        let meta = file.metadata().expect("stat");
+        let start = Start {
+            key: "k".into(),
+            fingerprint: Fingerprint::read(&file, 0).expect("fingerprint"),
+            born: None,
+            offset: 0,
+            before: Vec::new(),
+        };
+        let mut tracked = Tracked::new(FileId::of(&meta), file, path.clone(), start, 10_000);
+        let check = File::open(&path).expect("open");
+        let mut number = 0;
+        let mut ends = Vec::new();
+        // Short and long lines written in pieces, so that anchors span several reads.
+        for (i, piece) in ["ab", "c\nd", "\n", &"x".repeat(300), "\nshort\n", "y\n"]
+            .iter()
+            .enumerate()
+        {
+            writer.write_all(piece.as_bytes()).expect("write");
+            while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
+                for line in lines {
+                    let before = Anchor::bytes_before(&check, line.end).expect("read");
+                    assert_eq!(line.anchor, Anchor::of(&before, &[]), "piece {i}");
+                    tracked.done = line.end;
+                    tracked.anchor = line.anchor;
+                    ends.push(line.end);
+                }
+            }
+        }
+        assert_eq!(ends, vec![4, 6, 307, 313, 315]);
+        writer.write_all(b"last").expect("write");
+        while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
+            assert!(lines.is_empty(), "no LF yet");
+        }
+        let last = tracked.take_partial(&mut number).expect("partial");
+        assert_eq!(
+            last.anchor,
+            Anchor::of(&std::fs::read(&path).expect("read"), &[])
+        );
     }
 }
