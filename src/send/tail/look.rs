@@ -101,34 +101,34 @@ impl Reading<'_> {
             .await
             .unwrap_or_default();
         let mut old_names = Vec::new();
-        for found in renamed {
+        for again in renamed {
             let Some(old_path) = self
                 .tail
                 .input
                 .positions
-                .get(found.id)
+                .get(again.id)
                 .map(|e| e.path.clone())
             else {
                 continue;
             };
             tracing::info!(
-                file = %found.path.display(),
+                file = %again.path.display(),
                 was = %old_path.display(),
-                offset = found.start.offset,
+                offset = again.start.offset,
                 "renamed while being read before the restart: reading it to its end"
             );
             // Known by its old name, as a file rotated while running: its position stays
             // under a name the patterns name, so a kill now finds it again next time.
             let mut tracked = Tracked::new(
-                found.id,
-                found.file,
+                again.id,
+                again.file,
                 old_path.clone(),
-                found.start,
+                again.start,
                 self.tail.max_line_bytes,
             );
             tracked.rotated = Some(Rotated { quiet_looks: 0 });
             self.files.push(tracked);
-            old_names.push((old_path, found.id));
+            old_names.push((old_path, again.id));
         }
         old_names
     }
