@@ -93,4 +93,18 @@ mod tests {
         assert!(Pattern::parse("[").is_err());
         assert!(Pattern::parse("").is_err());
     }
+
+    #[test]
+    fn a_pattern_names_the_paths_it_would_find() {
+        let plain = Pattern::parse("/var/log/app.log").expect("path");
+        assert!(plain.names(Path::new("/var/log/app.log")));
+        assert!(!plain.names(Path::new("/var/log/app.log.1")));
+        let glob = Pattern::parse("/var/log/*.log").expect("glob");
+        assert!(glob.names(Path::new("/var/log/app.log")));
+        assert!(!glob.names(Path::new("/var/log/app.log.1")));
+        assert!(
+            !glob.names(Path::new("/var/log/sub/app.log")),
+            "* stays in its directory"
+        );
+    }
 }
