@@ -21,6 +21,7 @@ mod send_config;
 mod send_delivery;
 mod send_faults;
 mod send_file;
+mod send_file_identity;
 mod send_http2;
 mod send_outages;
 mod send_resources;

@@ -11,14 +11,25 @@ use std::time::Duration;
 use crate::observe::Metrics;
 use crate::support::{self, Reply, TestServer, Watched};
 
-const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     TestServer::start(|_, _| Reply::Status(503)).await
 }
 
 /// `send --file PATTERN --spool DIR` (plus `extra`), watched.
-fn start(pattern: &str, spool: &Path, server: &TestServer, extra: &[&str]) -> Watched {
+pub(crate) fn start(pattern: &str, spool: &Path, server: &TestServer, extra: &[&str]) -> Watched {
+    start_polling(pattern, spool, server, "50ms", extra)
+}
+
+/// [`start`] with `--file-poll-interval poll`.
+pub(crate) fn start_polling(
+    pattern: &str,
+    spool: &Path,
+    server: &TestServer,
+    poll: &str,
+    extra: &[&str],
+) -> Watched {
     let spool = spool.display().to_string();
     let mut args = vec![
         "send",
@@ -27,7 +38,7 @@ fn start(pattern: &str, spool: &Path, server: &TestServer, extra: &[&str]) -> Wa
         "--spool",
         &spool,
         "--file-poll-interval",
-        "50ms",
+        poll,
     ];
     args.extend_from_slice(extra);
     let url = server.url();
@@ -35,7 +46,7 @@ fn start(pattern: &str, spool: &Path, server: &TestServer, extra: &[&str]) -> Wa
     Watched::new(support::spawn(&args))
 }
 
-fn append(path: &Path, text: &str) {
+pub(crate) fn append(path: &Path, text: &str) {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -45,11 +56,11 @@ fn append(path: &Path, text: &str) {
 }
 
 /// Lines `<prefix> <from>` .. `<prefix> <to - 1>`, each with its LF.
-fn lines(prefix: &str, from: usize, to: usize) -> String {
+pub(crate) fn lines(prefix: &str, from: usize, to: usize) -> String {
     (from..to).map(|i| format!("{prefix} {i:05}\n")).collect()
 }
 
-fn expected(prefix: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
+pub(crate) fn expected(prefix: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
     (from..to)
         .map(|i| format!("{prefix} {i:05}").into_bytes())
         .collect()
@@ -64,9 +75,8 @@ fn id_of(target: &[u8]) -> String {
         .to_string()
 }
 
-/// What the server received, message by message: every message's ids. Panics if a message
-/// came twice under different ids (decode could not drop the copy) or without an id.
-fn received(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
+/// What the server received, message by message: every message's ids.
+pub(crate) fn ids_by_message(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
     let mut found: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
     for target in server.answered(503) {
         found
@@ -74,6 +84,13 @@ fn received(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
             .or_default()
             .insert(id_of(&target));
     }
+    found
+}
+
+/// [`ids_by_message`]; panics if a message came twice under different ids (decode could not
+/// drop the copy) or without an id.
+fn received(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
+    let found = ids_by_message(server);
     for (message, ids) in &found {
         assert!(
             ids.len() == 1 && !ids.contains(""),
@@ -93,8 +110,18 @@ async fn until_received(server: &TestServer, count: usize) {
     );
 }
 
+/// Waits for `count` different messages, some of which may come under several ids.
+pub(crate) async fn until_different(server: &TestServer, count: usize) {
+    let arrived = support::eventually(LIMIT, || ids_by_message(server).len() >= count).await;
+    assert!(
+        arrived,
+        "{} of {count} messages arrived",
+        ids_by_message(server).len()
+    );
+}
+
 /// The messages of `prefix` in the order they first arrived.
-fn arrival_order(server: &TestServer, prefix: &str) -> Vec<Vec<u8>> {
+pub(crate) fn arrival_order(server: &TestServer, prefix: &str) -> Vec<Vec<u8>> {
     let mut seen = BTreeSet::new();
     server
         .answered(503)
@@ -121,7 +148,7 @@ fn assert_exactly(server: &TestServer, groups: &[Vec<Vec<u8>>]) {
     );
 }
 
-async fn stop(watched: Watched) -> support::Run {
+pub(crate) async fn stop(watched: Watched) -> support::Run {
     support::signal(&watched.child, "TERM");
     let run = watched.wait(LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);

@@ -3,7 +3,7 @@
 //! found, and a path that names another file than before shows a rotation.
 
 use std::fs::Metadata;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One `--file` value.
 #[derive(Debug, Clone)]
@@ -24,6 +24,21 @@ impl Pattern {
         glob::Pattern::new(text)
             .map_err(|e| anyhow::anyhow!("--file {text}: not a valid glob: {e}"))?;
         Ok(Pattern::Glob(text.to_string()))
+    }
+
+    /// Whether this pattern names `path` (a glob's `*` stays within one directory, as when
+    /// it is looked for).
+    pub(super) fn names(&self, path: &Path) -> bool {
+        match self {
+            Pattern::Path(own) => own == path,
+            Pattern::Glob(text) => glob::Pattern::new(text).is_ok_and(|glob| {
+                let options = glob::MatchOptions {
+                    require_literal_separator: true,
+                    ..glob::MatchOptions::new()
+                };
+                glob.matches_path_with(path, options)
+            }),
+        }
     }
 }
 
@@ -77,5 +92,19 @@ mod tests {
         assert_eq!(matching(&patterns).len(), 2);
         assert!(Pattern::parse("[").is_err());
         assert!(Pattern::parse("").is_err());
+    }
+
+    #[test]
+    fn a_pattern_names_the_paths_it_would_find() {
+        let plain = Pattern::parse("/var/log/app.log").expect("path");
+        assert!(plain.names(Path::new("/var/log/app.log")));
+        assert!(!plain.names(Path::new("/var/log/app.log.1")));
+        let glob = Pattern::parse("/var/log/*.log").expect("glob");
+        assert!(glob.names(Path::new("/var/log/app.log")));
+        assert!(!glob.names(Path::new("/var/log/app.log.1")));
+        assert!(
+            !glob.names(Path::new("/var/log/sub/app.log")),
+            "* stays in its directory"
+        );
     }
 }

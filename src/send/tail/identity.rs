@@ -1,15 +1,24 @@
-//! What makes a file the same file across renames and restarts: its device and inode, and a
-//! fingerprint of its first bytes, so that a new file given a freed inode (inode reuse) or a
-//! file truncated and written again is not taken for the one a position was kept for.
+//! What makes a file the same file across renames and restarts: its device and inode, a
+//! fingerprint of its first bytes, an anchor (a hash of the bytes just before the position)
+//! and its birth time, so that a new file given a freed inode (inode reuse) or a file
+//! truncated and written again is not taken for the one a position was kept for.
+//!
+//! The fingerprint alone misses a new file that starts with the same bytes (a fixed header, or
+//! an old file shorter than the fingerprint); the anchor catches one whose bytes before the
+//! position differ, and the birth time (where the file system keeps one) one whose bytes are
+//! the same up to the position: it was still created at another moment.
 
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
 /// Bytes at the start of a file that the fingerprint covers, once the file has that many.
 pub(super) const FINGERPRINT_BYTES: u64 = 256;
+/// Bytes before a position that its anchor covers, once the position is that far in.
+pub(super) const ANCHOR_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct FileId {
@@ -56,11 +65,71 @@ impl Fingerprint {
     }
 }
 
+/// A hash of the `len` bytes that end at a position (fewer than [`ANCHOR_BYTES`] only when the
+/// position is nearer the start): the content a stored position points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Anchor {
+    pub len: u64,
+    pub hash: u64,
+}
+
+impl Anchor {
+    /// The anchor at offset 0, which covers no bytes, so any file matches it.
+    pub(super) fn empty() -> Self {
+        Anchor::of(&[], &[])
+    }
+
+    /// The anchor at the end of `before` followed by `then` (both may be longer than needed).
+    pub(super) fn of(before: &[u8], then: &[u8]) -> Self {
+        let then = &then[then.len().saturating_sub(ANCHOR_BYTES)..];
+        let before = &before[before.len().saturating_sub(ANCHOR_BYTES - then.len())..];
+        Anchor {
+            len: (before.len() + then.len()) as u64,
+            hash: hash_parts(&[before, then]),
+        }
+    }
+
+    /// The bytes of `file` its anchor at `end` would cover (fewer if the file is shorter).
+    pub(super) fn bytes_before(file: &File, end: u64) -> io::Result<Vec<u8>> {
+        let from = end.saturating_sub(ANCHOR_BYTES as u64);
+        read_at(file, from, end - from)
+    }
+
+    /// Whether the bytes of `file` that end at `end` are still those this was taken of.
+    pub(super) fn matches(&self, file: &File, end: u64) -> io::Result<bool> {
+        let Some(from) = end.checked_sub(self.len) else {
+            return Ok(false);
+        };
+        let bytes = read_at(file, from, self.len)?;
+        Ok(bytes.len() as u64 == self.len && hash(&bytes) == self.hash)
+    }
+}
+
+/// When the file was created, in nanoseconds since 1970, where the file system keeps it
+/// (statx's btime: ext4, xfs, btrfs, tmpfs; not every NFS or FUSE mount).
+pub(super) fn born(meta: &Metadata) -> Option<u64> {
+    let since = meta.created().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_nanos()).ok()
+}
+
+/// Whether two birth times may be the same file's: unknown on either side proves nothing.
+pub(super) fn same_birth(kept: Option<u64>, now: Option<u64>) -> bool {
+    match (kept, now) {
+        (Some(kept), Some(now)) => kept == now,
+        _ => true,
+    }
+}
+
 fn read_head(file: &File, len: u64) -> io::Result<Vec<u8>> {
+    read_at(file, 0, len)
+}
+
+/// Up to `len` bytes at `from` (fewer at the end of the file).
+fn read_at(file: &File, from: u64, len: u64) -> io::Result<Vec<u8>> {
     let mut head = vec![0; len as usize];
     let mut filled = 0;
     while filled < head.len() {
-        match file.read_at(&mut head[filled..], filled as u64) {
+        match file.read_at(&mut head[filled..], from + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -72,7 +141,16 @@ fn read_head(file: &File, len: u64) -> io::Result<Vec<u8>> {
 }
 
 fn hash(bytes: &[u8]) -> u64 {
-    let digest = Sha256::digest(bytes);
+    hash_parts(&[bytes])
+}
+
+/// The hash of the parts one after the other.
+fn hash_parts(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
     let mut first = [0; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(first)
@@ -103,5 +181,46 @@ mod tests {
             !taken.matches(&reader).expect("read"),
             "other bytes: not it"
         );
+    }
+
+    #[test]
+    fn an_anchor_covers_the_last_bytes_before_a_position_however_they_are_split() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let file = File::open(&path).expect("open");
+        for end in [0, 1, 255, 256, 257, 999, 1000] {
+            let whole = Anchor::of(&content[..end], &[]);
+            assert_eq!(whole.len, end.min(ANCHOR_BYTES) as u64);
+            for split in [0, end / 3, end] {
+                let parts = Anchor::of(&content[..split], &content[split..end]);
+                assert_eq!(parts, whole, "end {end}, split {split}");
+            }
+            let before = Anchor::bytes_before(&file, end as u64).expect("read");
+            assert_eq!(Anchor::of(&before, &[]), whole);
+            assert!(whole.matches(&file, end as u64).expect("read"));
+        }
+        let at_500 = Anchor::of(&content[..500], &[]);
+        assert!(!at_500.matches(&file, 501).expect("read"), "another place");
+        assert!(
+            !at_500.matches(&file, 100).expect("read"),
+            "before its bytes"
+        );
+        assert!(Anchor::empty().matches(&file, 700).expect("read"));
+        let mut changed = content.clone();
+        changed[400] ^= 1;
+        std::fs::write(&path, &changed).expect("rewrite");
+        assert!(!at_500.matches(&file, 500).expect("read"), "a byte changed");
+        std::fs::write(&path, &content[..499]).expect("truncate");
+        assert!(!at_500.matches(&file, 500).expect("read"), "shorter");
+    }
+
+    #[test]
+    fn birth_times_differ_only_when_both_are_known() {
+        assert!(same_birth(Some(5), Some(5)));
+        assert!(!same_birth(Some(5), Some(6)));
+        assert!(same_birth(None, Some(6)));
+        assert!(same_birth(Some(5), None));
     }
 }

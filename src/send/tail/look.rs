@@ -1,14 +1,16 @@
 //! What a look at the `--file` patterns finds: new files (resumed from their stored
 //! position, or read from their start), files rotated away or deleted (read to their end,
-//! then closed), and files truncated in place (read again from 0 under a new key).
+//! then closed), and files truncated or rewritten in place (read again from 0 under a new
+//! key). The first look also finishes files renamed away while the last run read them.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use super::discover;
-use super::identity::{FileId, Fingerprint};
-use super::tracked::{Rotated, Tracked};
+use super::identity::{self, Anchor, FileId, Fingerprint};
+use super::resume::{self, Verdict};
+use super::tracked::{Rotated, Start, Tracked};
 use super::{FileStart, Halt, KEY_DIGITS, Reading, entry_of};
 
 /// Bytes looked at from the end of a file for `--file-start end`.
@@ -18,6 +20,11 @@ impl Reading<'_> {
     /// Finds new, rotated, truncated and finished files.
     pub(super) async fn look(&mut self, startup: bool) -> Result<(), Halt> {
         let found = discover::matching(&self.tail.input.patterns);
+        let renamed = if startup {
+            self.resume_renamed(&found).await
+        } else {
+            Vec::new()
+        };
         let mut seen: Vec<FileId> = Vec::with_capacity(found.len());
         for (path, meta) in found {
             let id = FileId::of(&meta);
@@ -35,7 +42,13 @@ impl Reading<'_> {
                 .files
                 .iter()
                 .find(|t| t.path == path && t.rotated.is_none())
-                .map(|t| t.id);
+                .map(|t| t.id)
+                .or_else(|| {
+                    renamed
+                        .iter()
+                        .find(|(old_path, _)| *old_path == path)
+                        .map(|(_, id)| *id)
+                });
             match self.open(path.clone(), id, startup).await {
                 Ok(Some(mut tracked)) => {
                     tracked.after = replaced;
@@ -62,6 +75,62 @@ impl Reading<'_> {
             }
         }
         self.check_live_files().await
+    }
+
+    /// At start-up: positions whose file no pattern finds any more, kept under a name a
+    /// pattern names, are looked for next to it ([`resume::find_renamed`]); each one found
+    /// is read to its end like a file rotated while running, before the file now at its old
+    /// name. Returns those old names with the ids of the files they had.
+    async fn resume_renamed(&mut self, found: &[(PathBuf, Metadata)]) -> Vec<(PathBuf, FileId)> {
+        let found_ids: Vec<FileId> = found.iter().map(|(_, meta)| FileId::of(meta)).collect();
+        let patterns = &self.tail.input.patterns;
+        let lost: Vec<_> = self
+            .tail
+            .input
+            .positions
+            .entries()
+            .filter(|(id, entry)| {
+                !found_ids.contains(id) && patterns.iter().any(|p| p.names(&entry.path))
+            })
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect();
+        if lost.is_empty() {
+            return Vec::new();
+        }
+        let renamed = tokio::task::spawn_blocking(move || resume::find_renamed(lost))
+            .await
+            .unwrap_or_default();
+        let mut old_names = Vec::new();
+        for again in renamed {
+            let Some(old_path) = self
+                .tail
+                .input
+                .positions
+                .get(again.id)
+                .map(|e| e.path.clone())
+            else {
+                continue;
+            };
+            tracing::info!(
+                file = %again.path.display(),
+                was = %old_path.display(),
+                offset = again.start.offset,
+                "renamed while being read before the restart: reading it to its end"
+            );
+            // Known by its old name, as a file rotated while running: its position stays
+            // under a name the patterns name, so a kill now finds it again next time.
+            let mut tracked = Tracked::new(
+                again.id,
+                again.file,
+                old_path.clone(),
+                again.start,
+                self.tail.max_line_bytes,
+            );
+            tracked.rotated = Some(Rotated { quiet_looks: 0 });
+            self.files.push(tracked);
+            old_names.push((old_path, again.id));
+        }
+        old_names
     }
 
     /// A rotated file read to its end at two looks in a row is finished.
@@ -116,8 +185,12 @@ impl Reading<'_> {
             };
             let metrics = &self.tail.input.metrics;
             metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
-            let replaced = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true);
-            if !tracked.shrank(size) && !replaced {
+            let rewritten = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true)
+                || !tracked
+                    .anchor
+                    .matches(tracked.file(), tracked.done)
+                    .unwrap_or(true);
+            if !tracked.shrank(size) && !rewritten {
                 if tracked.fingerprint.can_grow(size)
                     && let Ok(grown) = Fingerprint::read(tracked.file(), size)
                 {
@@ -127,8 +200,9 @@ impl Reading<'_> {
             }
             tracing::warn!(
                 file = %tracked.path.display(),
-                "truncated (copytruncate?): reading it again from its start"
+                "truncated or rewritten (copytruncate?): reading it again from its start"
             );
+            metrics.read_again(&tracked.path);
             if let Some(line) = tracked.take_partial(&mut self.line_number) {
                 self.hand_on(i, line).await?;
             }
@@ -158,36 +232,42 @@ impl Reading<'_> {
             return Ok(None);
         }
         let size = meta.len();
+        let born = identity::born(&meta);
         let max = self.tail.max_line_bytes;
-        let mut truncated = false;
-        if let Some(entry) = self.tail.input.positions.get(id)
-            && entry.fingerprint.matches(&file)?
-        {
-            if entry.offset <= size {
-                tracing::info!(file = %path.display(), offset = entry.offset, "resuming");
-                let (key, fingerprint, offset) =
-                    (entry.key.clone(), entry.fingerprint, entry.offset);
-                return Ok(Some(Tracked::new(
-                    id,
-                    file,
-                    path,
-                    key,
-                    fingerprint,
-                    offset,
-                    max,
-                )));
+        let mut read_again = false;
+        if let Some(entry) = self.tail.input.positions.get(id) {
+            match resume::verify(entry, &file, size, born)? {
+                Verdict::Same(start) => {
+                    tracing::info!(file = %path.display(), offset = start.offset, "resuming");
+                    return Ok(Some(Tracked::new(id, file, path, start, max)));
+                }
+                Verdict::Truncated => tracing::warn!(
+                    file = %path.display(),
+                    "truncated while stopped: reading it from its start"
+                ),
+                Verdict::Other(why) => tracing::warn!(
+                    file = %path.display(),
+                    "not the file its position was kept for ({why}; an inode reused, or the \
+                     file rewritten): reading it from its start"
+                ),
             }
-            tracing::warn!(file = %path.display(), "truncated while stopped: reading it from its start");
-            truncated = true;
+            // Lines written while stopped: from its start, whatever --file-start says.
+            self.tail.input.metrics.read_again(&path);
+            read_again = true;
         }
         let offset = match self.tail.input.start {
-            FileStart::End if startup && !truncated => after_last_line(&file, size)?,
+            FileStart::End if startup && !read_again => after_last_line(&file, size)?,
             _ => 0,
         };
-        let fingerprint = Fingerprint::read(&file, size)?;
-        let key = crate::hex::random(KEY_DIGITS);
+        let start = Start {
+            key: crate::hex::random(KEY_DIGITS),
+            fingerprint: Fingerprint::read(&file, size)?,
+            born,
+            offset,
+            before: Anchor::bytes_before(&file, offset)?,
+        };
         tracing::info!(file = %path.display(), offset, "reading a new file");
-        let tracked = Tracked::new(id, file, path, key, fingerprint, offset, max);
+        let tracked = Tracked::new(id, file, path, start, max);
         // Its key is stored before any of its lines goes out: read again after a kill, they
         // get the same ids.
         self.tail.input.positions.set(id, entry_of(&tracked));

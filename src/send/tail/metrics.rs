@@ -23,6 +23,7 @@ struct Counts {
     bytes: u64,
     lines: u64,
     lag: u64,
+    read_again: u64,
 }
 
 impl FileMetrics {
@@ -39,6 +40,12 @@ impl FileMetrics {
             counts.bytes += bytes;
             counts.lines += 1;
         });
+    }
+
+    /// The file was read again from its start: truncated, rewritten, or not the file its
+    /// stored position was kept for.
+    pub(super) fn read_again(&self, path: &Path) {
+        self.with(path, |counts| counts.read_again += 1);
     }
 
     pub(super) fn lag(&self, path: &Path, lag: u64) {
@@ -88,6 +95,14 @@ impl Collector for FileCollector {
             "Lines read from each --file.",
             "path",
             series(|c| c.lines),
+        )?;
+        labelled_counter(
+            e,
+            "drifter_file_read_again",
+            "Times each --file was read again from its start: truncated, rewritten, or not the \
+             file its stored position was kept for (a reused inode).",
+            "path",
+            series(|c| c.read_again),
         )?;
         let mut lag = e.encode_descriptor(
             "drifter_file_lag_bytes",

@@ -15,15 +15,18 @@
 //! Rotation: a path that names another file (rename and create) or none (deletion) leaves the
 //! old file open; it is read to its end, and once a poll interval passes with nothing new, its
 //! last line without LF is sent as is and it is closed. The file now at the path is read only
-//! after that. A file that shrank, or whose first bytes changed, was truncated
-//! (copytruncate): its line in progress is sent as is and it is read again from 0 under a new
-//! key.
+//! after that. A file that shrank, or whose first bytes or bytes before the position changed,
+//! was truncated (copytruncate): its line in progress is sent as is and it is read again from
+//! 0 under a new key. At start-up, a stored position is resumed only in the file it was kept
+//! for ([`resume`]), found by the patterns or, if it was renamed away while being read,
+//! next to where it was.
 
 mod discover;
 mod identity;
 mod look;
 mod metrics;
 mod positions;
+mod resume;
 mod tracked;
 
 use std::collections::BTreeSet;
@@ -326,6 +329,7 @@ impl Reading<'_> {
         }
         let tracked = &mut self.files[i];
         tracked.done = line.end;
+        tracked.anchor = line.anchor;
         let metrics = &self.tail.input.metrics;
         metrics.line(&tracked.path, line.end - line.start);
         self.uncommitted = true;
@@ -371,6 +375,8 @@ fn entry_of(tracked: &Tracked) -> Entry {
         key: tracked.key.clone(),
         fingerprint: tracked.fingerprint,
         offset: tracked.done,
+        anchor: tracked.anchor,
+        born: tracked.born,
         path: tracked.path.clone(),
         touched: 0,
     }

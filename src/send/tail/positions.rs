@@ -7,8 +7,10 @@
 //! directory would overwrite each other's positions.
 //!
 //! Format: a header line, then `<key> <dev> <ino> <fingerprint length> <fingerprint hash hex>
-//! <offset> <path, percent-encoded>` per file. The key names the file's content in message
-//! ids (see [`super::Tracked::line_id`]).
+//! <offset> <anchor length> <anchor hash hex> <birth time in ns, or -> <path, percent-encoded>`
+//! per file. The key names the file's content in message ids (see
+//! [`super::Tracked::line_id`]). Version 1 had no anchor and no birth time: its entries load
+//! without them, and are checked by inode and fingerprint only, until stored again.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,11 +21,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, percent_encode};
 
-use super::identity::{FileId, Fingerprint};
+use super::identity::{Anchor, FileId, Fingerprint};
 
 pub(crate) const POSITIONS_FILE: &str = "file-positions";
 const LOCK_FILE: &str = "file-positions.lock";
-const HEADER: &str = "drifter-rsyslog file positions 1";
+const HEADER: &str = "drifter-rsyslog file positions 2";
+/// The format without anchor and birth time, still read.
+const HEADER_1: &str = "drifter-rsyslog file positions 1";
 /// Entries kept for files not seen since start-up (a mount that comes late, a file moved
 /// away for a while), at most; the rest are dropped oldest first.
 const MAX_ENTRIES: usize = 4096;
@@ -36,6 +40,10 @@ pub(super) struct Entry {
     pub fingerprint: Fingerprint,
     /// Where the next line starts: every line before it is in the spool.
     pub offset: u64,
+    /// The anchor at `offset`; empty (it checks nothing) from a version 1 file.
+    pub anchor: Anchor,
+    /// The file's birth time, where known.
+    pub born: Option<u64>,
     pub path: PathBuf,
     /// When this run last stored it (entries from earlier runs: 0), for [`MAX_ENTRIES`].
     pub touched: u64,
@@ -104,6 +112,10 @@ impl Positions {
         self.entries.get(&id)
     }
 
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&FileId, &Entry)> {
+        self.entries.iter()
+    }
+
     pub(super) fn set(&mut self, id: FileId, mut entry: Entry) {
         entry.touched = self.stores + 1;
         self.entries.insert(id, entry);
@@ -130,14 +142,20 @@ impl Positions {
         let mut text = format!("{HEADER}\n");
         for (id, entry) in &self.entries {
             let path = percent_encode(entry.path.as_os_str().as_bytes(), PATH_ESCAPES);
+            let anchor = entry.anchor;
+            let born = entry
+                .born
+                .map_or_else(|| "-".to_string(), |ns| ns.to_string());
             text.push_str(&format!(
-                "{} {} {} {} {:016x} {} {path}\n",
+                "{} {} {} {} {:016x} {} {} {:016x} {born} {path}\n",
                 entry.key,
                 id.dev,
                 id.ino,
                 entry.fingerprint.len,
                 entry.fingerprint.hash,
-                entry.offset
+                entry.offset,
+                anchor.len,
+                anchor.hash,
             ));
         }
         Snapshot {
@@ -182,12 +200,14 @@ impl Snapshot {
 fn parse(bytes: &[u8]) -> Option<BTreeMap<FileId, Entry>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
-    if lines.next()? != HEADER {
-        return None;
-    }
+    let version_1 = match lines.next()? {
+        HEADER => false,
+        HEADER_1 => true,
+        _ => return None,
+    };
     let mut entries = BTreeMap::new();
     for line in lines {
-        let mut fields = line.splitn(7, ' ');
+        let mut fields = line.splitn(if version_1 { 7 } else { 10 }, ' ');
         let mut next = || fields.next();
         let key = next()?.to_string();
         let dev = next()?.parse().ok()?;
@@ -195,6 +215,17 @@ fn parse(bytes: &[u8]) -> Option<BTreeMap<FileId, Entry>> {
         let len = next()?.parse().ok()?;
         let hash = u64::from_str_radix(next()?, 16).ok()?;
         let offset = next()?.parse().ok()?;
+        let (anchor, born) = if version_1 {
+            (Anchor::empty(), None)
+        } else {
+            let len = next()?.parse().ok()?;
+            let hash = u64::from_str_radix(next()?, 16).ok()?;
+            let born = match next()? {
+                "-" => None,
+                ns => Some(ns.parse().ok()?),
+            };
+            (Anchor { len, hash }, born)
+        };
         let path: Vec<u8> = percent_decode(next()?.as_bytes()).collect();
         if !crate::wire::is_valid_id(key.as_bytes()) {
             return None;
@@ -205,6 +236,8 @@ fn parse(bytes: &[u8]) -> Option<BTreeMap<FileId, Entry>> {
                 key,
                 fingerprint: Fingerprint { len, hash },
                 offset,
+                anchor,
+                born,
                 path: PathBuf::from(std::ffi::OsStr::from_bytes(&path)),
                 touched: 0,
             },
@@ -226,6 +259,8 @@ mod tests {
             key: "0123456789ab".into(),
             fingerprint: Fingerprint { len: 3, hash: 99 },
             offset: 1234,
+            anchor: Anchor { len: 256, hash: 7 },
+            born: Some(1_700_000_000_123_456_789),
             path: PathBuf::from("/var/log/with space/%odd\n.log"),
             touched: 0,
         };
@@ -240,6 +275,41 @@ mod tests {
             (got.fingerprint, &got.path),
             (entry.fingerprint, &entry.path)
         );
+    }
+
+    #[test]
+    fn a_version_1_file_loads_without_anchor_or_birth_time_and_is_stored_as_version_2() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(POSITIONS_FILE),
+            "drifter-rsyslog file positions 1\n\
+             0123456789ab 7 42 256 00000000000000ff 1234 /var/log/app.log\n",
+        )
+        .expect("write");
+        let mut positions = Positions::open(dir.path(), false).expect("open");
+        let id = FileId { dev: 7, ino: 42 };
+        let got = positions.get(id).expect("kept").clone();
+        assert_eq!((got.key.as_str(), got.offset), ("0123456789ab", 1234));
+        assert_eq!(
+            got.fingerprint,
+            Fingerprint {
+                len: 256,
+                hash: 255
+            }
+        );
+        assert_eq!((got.anchor, got.born), (Anchor::empty(), None));
+        assert_eq!(got.path, PathBuf::from("/var/log/app.log"));
+        positions.snapshot().write().expect("store");
+        let text = std::fs::read_to_string(dir.path().join(POSITIONS_FILE)).expect("read");
+        assert!(text.starts_with(&format!("{HEADER}\n")), "{text}");
+        assert!(
+            text.contains(" 1234 0 "),
+            "an empty anchor, no birth time: {text}"
+        );
+        assert!(text.ends_with(" - /var/log/app.log\n"), "{text}");
+        drop(positions);
+        let reopened = Positions::open(dir.path(), false).expect("reopen");
+        assert_eq!(reopened.get(id), Some(&got));
     }
 
     #[test]

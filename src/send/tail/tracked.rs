@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::identity::{FileId, Fingerprint};
+use super::identity::{ANCHOR_BYTES, Anchor, FileId, Fingerprint};
 use crate::lines::BoundedLine;
 use crate::send::input::Line;
 
@@ -20,6 +20,20 @@ pub(super) struct FileLine {
     pub line: Line,
     pub start: u64,
     pub end: u64,
+    /// The anchor at `end`, stored with it as a position.
+    pub anchor: Anchor,
+}
+
+/// Where reading a file starts, and what tells that file apart.
+pub(super) struct Start {
+    /// Names the file's content in message ids.
+    pub key: String,
+    pub fingerprint: Fingerprint,
+    /// Its birth time, where known ([`super::identity::born`]).
+    pub born: Option<u64>,
+    pub offset: u64,
+    /// The file's bytes just before `offset` ([`Anchor::bytes_before`]).
+    pub before: Vec<u8>,
 }
 
 pub(super) struct Tracked {
@@ -29,8 +43,11 @@ pub(super) struct Tracked {
     /// Where it was last seen.
     pub path: PathBuf,
     pub fingerprint: Fingerprint,
+    pub born: Option<u64>,
     /// Where the next line starts: the lines before it were handed on.
     pub done: u64,
+    /// The anchor at `done`: checked at every look, and stored with it.
+    pub anchor: Anchor,
     /// Set once its path names another file or none: it is read to its end, then dropped.
     pub rotated: Option<Rotated>,
     /// Not read until the file it replaced at its path is finished.
@@ -40,6 +57,8 @@ pub(super) struct Tracked {
     read: u64,
     /// Where the line in progress starts.
     line_start: u64,
+    /// The last bytes read (up to [`ANCHOR_BYTES`]), ending at `read`.
+    recent: Vec<u8>,
     partial: Vec<u8>,
     bounded: BoundedLine,
     max_line_bytes: usize,
@@ -57,22 +76,24 @@ impl Tracked {
         id: FileId,
         file: File,
         path: PathBuf,
-        key: String,
-        fingerprint: Fingerprint,
-        offset: u64,
+        start: Start,
         max_line_bytes: usize,
     ) -> Self {
+        let offset = start.offset;
         Tracked {
             id,
-            key,
+            key: start.key,
             path,
-            fingerprint,
+            fingerprint: start.fingerprint,
+            born: start.born,
             done: offset,
+            anchor: Anchor::of(&start.before, &[]),
             rotated: None,
             after: None,
             file: Arc::new(file),
             read: offset,
             line_start: offset,
+            recent: start.before,
             partial: Vec::new(),
             // One byte of slack so a maximal line can still carry its CR (as stdin).
             bounded: BoundedLine::new(max_line_bytes.saturating_add(1)),
@@ -108,10 +129,11 @@ impl Tracked {
         let file = self.file.clone();
         let at = self.read;
         let fingerprint = self.fingerprint;
+        let (anchor, done) = (self.anchor, self.done);
         let (chunk, fingerprint) = tokio::task::spawn_blocking(move || {
             // Rewritten since (copytruncate, then more than was read): nothing more is read
             // at the old offset; the next look starts the file again.
-            if !fingerprint.matches(&file)? {
+            if !fingerprint.matches(&file)? || !anchor.matches(&file, done)? {
                 return Ok((Vec::new(), fingerprint));
             }
             let mut chunk = vec![0; CHUNK_BYTES];
@@ -148,21 +170,28 @@ impl Tracked {
             rest = &rest[used..];
             self.read += used as u64;
             if found_end {
-                lines.push(self.finish_line(next_number));
+                let anchor = Anchor::of(&self.recent, &chunk[..chunk.len() - rest.len()]);
+                lines.push(self.finish_line(next_number, anchor));
             }
         }
+        self.recent
+            .extend_from_slice(&chunk[chunk.len().saturating_sub(ANCHOR_BYTES)..]);
+        let excess = self.recent.len().saturating_sub(ANCHOR_BYTES);
+        self.recent.drain(..excess);
         Ok(Some(lines))
     }
 
     /// The line in progress, sent as it is: the file is finished (rotated, deleted or
     /// truncated), so no LF will come.
     pub(super) fn take_partial(&mut self, next_number: &mut u64) -> Option<FileLine> {
-        self.bounded
-            .in_progress(&self.partial)
-            .then(|| self.finish_line(next_number))
+        if !self.bounded.in_progress(&self.partial) {
+            return None;
+        }
+        let anchor = Anchor::of(&self.recent, &[]);
+        Some(self.finish_line(next_number, anchor))
     }
 
-    fn finish_line(&mut self, next_number: &mut u64) -> FileLine {
+    fn finish_line(&mut self, next_number: &mut u64, anchor: Anchor) -> FileLine {
         *next_number += 1;
         let line = Line::complete(
             *next_number,
@@ -175,6 +204,7 @@ impl Tracked {
             line,
             start,
             end: self.read,
+            anchor,
         }
     }
 
@@ -183,8 +213,10 @@ impl Tracked {
         self.key = key;
         self.fingerprint = fingerprint;
         self.done = 0;
+        self.anchor = Anchor::empty();
         self.read = 0;
         self.line_start = 0;
+        self.recent = Vec::new();
         self.partial = Vec::new();
         self.bounded = BoundedLine::new(self.max_line_bytes.saturating_add(1));
     }
@@ -193,6 +225,7 @@ impl Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::send::tail::identity::Anchor;
     use std::io::Write;
 
     fn texts(lines: &[FileLine]) -> Vec<(Vec<u8>, u64, u64)> {
@@ -214,15 +247,14 @@ mod tests {
         let file = File::open(&path).expect("open");
         let meta = file.metadata().expect("stat");
         let fingerprint = Fingerprint::read(&file, meta.len()).expect("fingerprint");
-        let mut tracked = Tracked::new(
-            FileId::of(&meta),
-            file,
-            path,
-            "k".into(),
+        let start = Start {
+            key: "k".into(),
             fingerprint,
-            0,
-            100,
-        );
+            born: None,
+            offset: 0,
+            before: Vec::new(),
+        };
+        let mut tracked = Tracked::new(FileId::of(&meta), file, path, start, 100);
         let mut number = 0;
         let lines = tracked.read_lines(&mut number).await.expect("read");
         let lines = lines.expect("data");
@@ -256,5 +288,51 @@ mod tests {
         assert_eq!(texts(&[last]), vec![(b"four".to_vec(), 15, 19)]);
         assert_eq!(number, 4);
         assert_eq!(tracked.line_id(15), "k-15");
+    }
+
+    #[tokio::test]
+    async fn each_line_carries_the_anchor_of_the_file_at_its_end_across_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("app.log");
+        let mut writer = File::create(&path).expect("create");
+        let file = File::open(&path).expect("open");
+        let meta = file.metadata().expect("stat");
+        let start = Start {
+            key: "k".into(),
+            fingerprint: Fingerprint::read(&file, 0).expect("fingerprint"),
+            born: None,
+            offset: 0,
+            before: Vec::new(),
+        };
+        let mut tracked = Tracked::new(FileId::of(&meta), file, path.clone(), start, 10_000);
+        let check = File::open(&path).expect("open");
+        let mut number = 0;
+        let mut ends = Vec::new();
+        // Short and long lines written in pieces, so that anchors span several reads.
+        for (i, piece) in ["ab", "c\nd", "\n", &"x".repeat(300), "\nshort\n", "y\n"]
+            .iter()
+            .enumerate()
+        {
+            writer.write_all(piece.as_bytes()).expect("write");
+            while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
+                for line in lines {
+                    let before = Anchor::bytes_before(&check, line.end).expect("read");
+                    assert_eq!(line.anchor, Anchor::of(&before, &[]), "piece {i}");
+                    tracked.done = line.end;
+                    tracked.anchor = line.anchor;
+                    ends.push(line.end);
+                }
+            }
+        }
+        assert_eq!(ends, vec![4, 6, 307, 313, 315]);
+        writer.write_all(b"last").expect("write");
+        while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
+            assert!(lines.is_empty(), "no LF yet");
+        }
+        let last = tracked.take_partial(&mut number).expect("partial");
+        assert_eq!(
+            last.anchor,
+            Anchor::of(&std::fs::read(&path).expect("read"), &[])
+        );
     }
 }

@@ -1,0 +1,224 @@
+//! `send --file` resumes a stored position only in the file it was kept for: an inode given
+//! to a new file that starts with the same bytes, and a file rewritten in place past the
+//! position, are read from their start; a file renamed to a name no pattern matches while it
+//! was being read when `send` was killed is finished after the restart. Every test checks the
+//! bytes the stand-in received, and under how many ids each message came.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use crate::observe::Metrics;
+use crate::send_file::{
+    LIMIT, append, arrival_order, expected, ids_by_message, lines, server, start, start_polling,
+    stop, until_different,
+};
+use crate::support::{self, TestServer};
+
+/// A first line longer than the 256 bytes the fingerprint covers, as a fixed file header.
+fn header() -> String {
+    format!("# {}", "h".repeat(300))
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").ino()
+}
+
+/// Moves the position kept for inode `from` to inode `to` in the spool's positions file:
+/// what the file system does when it gives a freed inode to a new file, which a test cannot
+/// force.
+fn give_position(spool: &Path, from: u64, to: u64) {
+    if from == to {
+        return;
+    }
+    let path = spool.join("file-positions");
+    let text = std::fs::read_to_string(&path).expect("positions");
+    let mut moved = 0;
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut fields: Vec<String> = line.split(' ').map(str::to_string).collect();
+        if fields.len() > 3 && fields[2] == from.to_string() {
+            fields[2] = to.to_string();
+            moved += 1;
+        }
+        out.push_str(&fields.join(" "));
+        out.push('\n');
+    }
+    assert_eq!(moved, 1, "one position for inode {from}: {text}");
+    std::fs::write(&path, out).expect("positions");
+}
+
+/// Asserts that exactly `want` arrived, each message under that many different ids (a
+/// message read again under its first id counts once: decode drops the copy).
+fn assert_ids(server: &TestServer, want: &[(Vec<u8>, usize)]) {
+    let got: BTreeMap<String, usize> = ids_by_message(server)
+        .into_iter()
+        .map(|(message, ids)| {
+            assert!(!ids.contains(""), "a message without id");
+            (String::from_utf8_lossy(&message).into_owned(), ids.len())
+        })
+        .collect();
+    let want: BTreeMap<String, usize> = want
+        .iter()
+        .map(|(message, ids)| (String::from_utf8_lossy(message).into_owned(), *ids))
+        .collect();
+    assert_eq!(got, want);
+}
+
+fn once(groups: &[Vec<Vec<u8>>]) -> Vec<(Vec<u8>, usize)> {
+    groups.iter().flatten().map(|m| (m.clone(), 1)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inode_given_to_a_new_file_with_the_same_first_bytes_is_read_from_its_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &format!("{}\n{}", header(), lines("old", 0, 20)));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start(&pattern, &spool, &server, &[]);
+    until_different(&server, 21).await;
+    stop(watched).await;
+
+    // While stopped: a new file, with the same header and more bytes than the old one,
+    // takes the old one's name and (as the position file now says) its inode.
+    let old_inode = inode(&log);
+    let new = dir.path().join("app.log.new");
+    append(&new, &format!("{}\n{}", header(), lines("new", 0, 40)));
+    std::fs::rename(&new, &log).expect("replace");
+    give_position(&spool, old_inode, inode(&log));
+    let watched = start(
+        &pattern,
+        &spool,
+        &server,
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = Metrics::of(&watched).await;
+    until_different(&server, 61).await;
+    metrics
+        .reaches("drifter_file_read_again_total", 1.0, LIMIT)
+        .await;
+    let run = stop(watched).await;
+    run.assert_logged("not the file its position was kept for");
+    // The header twice (two files' first lines, under two keys), every line once.
+    let mut want = once(&[expected("old", 0, 20), expected("new", 0, 40)]);
+    want.push((header().into_bytes(), 2));
+    assert_ids(&server, &want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_file_holding_all_the_old_one_had_is_told_apart_by_its_birth_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    // Shorter than the fingerprint: a new file that starts with these bytes has the same
+    // fingerprint and the same bytes before the position.
+    append(&log, &lines("s", 0, 3));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start(&pattern, &spool, &server, &[]);
+    until_different(&server, 3).await;
+    stop(watched).await;
+
+    let old_inode = inode(&log);
+    let new = dir.path().join("app.log.new");
+    append(&new, &format!("{}{}", lines("s", 0, 3), lines("t", 0, 5)));
+    std::fs::rename(&new, &log).expect("replace");
+    give_position(&spool, old_inode, inode(&log));
+    let watched = start(&pattern, &spool, &server, &[]);
+    until_different(&server, 8).await;
+    let run = stop(watched).await;
+    let born = std::fs::metadata(&log).expect("stat").created().is_ok();
+    if born {
+        // Read from its start: its first lines are new events with the old ones' bytes.
+        run.assert_logged("its birth time differs");
+        let mut want = once(&[expected("t", 0, 5)]);
+        want.extend(expected("s", 0, 3).into_iter().map(|m| (m, 2)));
+        assert_ids(&server, &want);
+    } else {
+        // No birth time on this file system: the content is all there is, and it agrees.
+        assert_ids(&server, &once(&[expected("s", 0, 3), expected("t", 0, 5)]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_rewritten_in_place_past_the_position_with_the_same_first_bytes_is_read_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    let before = format!("{}\n{}", header(), lines("before", 0, 10));
+    append(&log, &before);
+    let server = server().await;
+    let watched = start(
+        &log.display().to_string(),
+        &spool,
+        &server,
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = Metrics::of(&watched).await;
+    until_different(&server, 11).await;
+    // copytruncate, and the writer fills it past the old end before the next look: one write
+    // over the old bytes, so no look can see it shorter.
+    std::fs::copy(&log, dir.path().join("app.log.1")).expect("copy");
+    let after = format!("{}\n{}", header(), lines("after", 0, 30));
+    assert!(after.len() > before.len());
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .and_then(|file| file.write_all_at(after.as_bytes(), 0))
+        .expect("rewrite in place");
+    watched.line_with("truncated or rewritten", LIMIT).await;
+    until_different(&server, 41).await;
+    metrics
+        .reaches("drifter_file_read_again_total", 1.0, LIMIT)
+        .await;
+    stop(watched).await;
+    let mut want = once(&[expected("before", 0, 10), expected("after", 0, 30)]);
+    want.push((header().into_bytes(), 2));
+    assert_ids(&server, &want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_a_file_renamed_out_of_the_pattern_is_read_leaves_its_rest_for_the_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let rotated = dir.path().join("app.log.1");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("r", 0, 50));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    // A poll interval long enough that the rotated file is not finished (two quiet looks)
+    // between the test seeing the rotation logged and stopping the process.
+    let watched = start_polling(&pattern, &spool, &server, "1s", &[]);
+    until_different(&server, 50).await;
+    std::fs::rename(&log, &rotated).expect("rotate");
+    watched
+        .line_with("rotated or deleted: reading it to its end", LIMIT)
+        .await;
+    // Frozen, then killed: it never reads what the writer adds to the rotated file now.
+    support::signal(&watched.child, "STOP");
+    append(&rotated, &lines("r", 50, 80));
+    append(&log, &lines("n", 0, 20));
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    let watched = start(&pattern, &spool, &server, &["--concurrency", "1"]);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(&server, 100).await;
+    let run = stop(watched).await;
+    run.assert_logged("rotated file read to its end");
+    assert_ids(
+        &server,
+        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
+    );
+    // The rest of the rotated file went before the new file's lines.
+    let order = arrival_order(&server, "");
+    let last_r = order.iter().rposition(|m| m.starts_with(b"r "));
+    let first_n = order.iter().position(|m| m.starts_with(b"n "));
+    assert!(last_r < first_n, "{last_r:?} {first_n:?}");
+}
