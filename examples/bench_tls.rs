@@ -16,6 +16,16 @@
 //! (e) wrk and (f) `send` over plain HTTP, as `bench_send` measures them.
 //! Ratios of (b) to (a), (d) to (c) and (f) to (e) of the same round, and CPU per message of
 //! (b) against (f), are what to compare: the machine is shared.
+//!
+//! Where the CPU goes (`apt-get install -y linux-perf`; `cpu-clock`, as a virtual machine
+//! may count no hardware events), on a build with frame pointers, against an nginx like this
+//! one:
+//!
+//!     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only RUSTFLAGS="-C force-frame-pointers=yes" \
+//!         cargo build --release --target-dir target/profiling
+//!     perf record -e cpu-clock --call-graph fp -- target/profiling/release/drifter-rsyslog \
+//!         send https://127.0.0.1:PORT/ --ca-cert CA --http 2 < lines
+//!     perf report --no-children --sort symbol
 
 mod support;
 
