@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each example uses its own subset
 
 pub mod rsyslogd;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -228,23 +229,48 @@ pub fn sample_lines(count: usize) -> Vec<String> {
 /// server both `send` and wrk are measured against. Stopped when dropped.
 pub struct Nginx {
     pub url: String,
+    /// With [`Nginx::start_with_tls`]: `https://127.0.0.1:PORT/`, TLS with HTTP/2 offered by
+    /// ALPN, on the same worker.
+    pub tls_url: Option<String>,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// A free loopback port, released at once for a server that can only bind it itself.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Nginx {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with_tls(None)
+    }
+
+    /// With `tls` (certificate and key PEM files), also a TLS server with `http2` on another
+    /// port. Debian 12's nginx 1.22 takes `listen … ssl http2` (no `http2 on`); its
+    /// `keepalive_requests` also bounds the requests of an HTTP/2 connection.
+    pub fn start_with_tls(tls: Option<(&Path, &Path)>) -> anyhow::Result<Self> {
         let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
             .context("nginx is not installed (apt-get install nginx-light)")?;
         let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
+        let tls_port = tls.map(|_| free_port()).transpose()?;
+        let tls_server = match (tls, tls_port) {
+            (Some((cert, key)), Some(tls_port)) => format!(
+                "    server {{\n        listen 127.0.0.1:{tls_port} ssl http2;\n        ssl_certificate {};\n        ssl_certificate_key {};\n        location / {{ return 503; }}\n    }}\n",
+                cert.display(),
+                key.display()
+            ),
+            _ => String::new(),
+        };
+        // The combined format, and the connection's serial number: how many each client opened.
         let config = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n    access_log {dir}/access.log;\n    keepalive_requests 10000000;\n    server {{\n        listen 127.0.0.1:{port};\n        location / {{ return 503; }}\n    }}\n}}\n",
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n    log_format bench '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $connection';\n    access_log {dir}/access.log bench;\n    keepalive_requests 10000000;\n    server {{\n        listen 127.0.0.1:{port};\n        location / {{ return 503; }}\n    }}\n{tls_server}}}\n",
             dir = dir.path().display()
         );
         let config_path = dir.path().join("nginx.conf");
@@ -260,15 +286,35 @@ impl Nginx {
             .spawn()
             .context("start nginx")?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "nginx did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
+        for port in std::iter::once(port).chain(tls_port) {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "nginx did not start listening");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Ok(Nginx {
             url: format!("http://127.0.0.1:{port}/"),
+            tls_url: tls_port.map(|port| format!("https://127.0.0.1:{port}/")),
             child,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// How many connections the requests logged after `offset` (bytes of the access log)
+    /// came on; moves `offset` to the end of the log.
+    pub fn connections_since(&self, offset: &mut u64) -> anyhow::Result<usize> {
+        use std::io::{Read, Seek};
+        let mut log = std::fs::File::open(self.dir.path().join("access.log"))?;
+        log.seek(std::io::SeekFrom::Start(*offset))?;
+        let mut text = Vec::new();
+        log.read_to_end(&mut text)?;
+        *offset += text.len() as u64;
+        let connections: std::collections::HashSet<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.rsplit(|&b| b == b' ').next())
+            .filter(|serial| !serial.is_empty())
+            .collect();
+        Ok(connections.len())
     }
 }
 

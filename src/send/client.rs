@@ -351,7 +351,9 @@ impl Client {
     ) -> Result<Option<Answer>, (RequestError, Answer)> {
         let mut resends = 0;
         loop {
-            let slot = match self.h2.slot(|| self.open_h2()).await {
+            // Opening a connection is rare and its future large: boxed, so that it does not
+            // swell (and get copied with) every request's future.
+            let slot = match self.h2.slot(|| Box::pin(self.open_h2())).await {
                 Ok(slot) => slot,
                 Err(H2Refusal::Connect(e)) => return Err(self.connect_failed(e.as_ref())),
                 Err(H2Refusal::NotOffered(chosen)) if self.http == HttpVersion::Auto => {
@@ -430,8 +432,12 @@ impl Client {
                 return Ok((connection, true));
             }
         }
-        let stream = self.connector.connect(self.origin.clone()).await?;
-        Ok((self.handshake_http1(stream).await?, false))
+        // Boxed, as for HTTP/2: rare, and large.
+        let opened = Box::pin(async {
+            let stream = self.connector.connect(self.origin.clone()).await?;
+            self.handshake_http1(stream).await
+        });
+        Ok((opened.await?, false))
     }
 
     async fn handshake_http1(&self, stream: route::Stream) -> Result<Connection, BoxError> {

@@ -200,8 +200,14 @@ impl Pool {
 /// Whether the server certainly did not process the request, so it may be sent again
 /// without counting as a failure: hyper handed it back before it went out (`is_canceled`:
 /// the connection was closing), the stream was refused (`REFUSED_STREAM`, RFC 9113 §8.7), or
-/// a `GOAWAY` named it unprocessed (h2 fails the streams above the frame's last stream id with
-/// the `GOAWAY`'s error, and new requests on that connection with it too).
+/// a `GOAWAY` named it unprocessed, whatever its error code (§6.8).
+///
+/// h2 fails with the `GOAWAY`'s own error only the streams above the frame's last stream id,
+/// and the requests started on that connection after it. Those at or below it, which the
+/// server may have processed, either get their response or fail later with the connection's
+/// close (an I/O error) or their own `RST_STREAM`: not unprocessed, so retried under the
+/// usual rules and counted, as after a timeout. A test holds h2 to this
+/// (`after_a_goaway_with_an_error_the_streams_it_may_have_processed_count_as_retries`).
 pub(super) fn unprocessed(error: &hyper::Error) -> Option<Unprocessed> {
     if error.is_canceled() {
         return Some(Unprocessed::ConnectionGone);

@@ -187,20 +187,7 @@ fn h2_server_on(
     streams: u32,
     per_connection: usize,
 ) -> Seen {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .expect("cert")
-        .collect::<Result<_, _>>()
-        .expect("certs");
-    let key = PrivateKeyDer::from_pem_file(key).expect("key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tls_acceptor(cert, key);
     let seen: Seen = Arc::default();
     let recorded = seen.clone();
     tokio::spawn(async move {
@@ -244,6 +231,24 @@ fn h2_server_on(
     seen
 }
 
+/// TLS offering only `h2` by ALPN, with the certificate and key in these PEM files.
+fn tls_acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn goaway_replaces_the_connection_and_nothing_is_lost_or_retried() {
     let scratch = tempfile::tempdir().expect("temp dir");
@@ -274,6 +279,109 @@ async fn goaway_replaces_the_connection_and_nothing_is_lost_or_retried() {
     // Each connection takes 40 requests, and up to its 8 streams already in flight at the
     // GOAWAY: replaced at least 400 / 48 times.
     assert!(connections.len() >= 8, "{connections:?}");
+}
+
+/// An HTTP/2 server over TLS (`h2` itself: hyper's server only goes away with `NO_ERROR`)
+/// allowing `streams` concurrent streams, whose first connection answers `answered` requests,
+/// then takes requests without answering them until it holds `streams` (all the client may
+/// have open there), then goes away with `INTERNAL_ERROR`, naming the last of them as the last
+/// stream it took, and closes. Later connections answer everything. Returns what was answered, and the targets the
+/// first connection held: taken, so possibly processed, and never answered.
+fn goaway_with_error_server(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    streams: u32,
+    answered: usize,
+) -> (Seen, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let (seen, held): (Seen, Arc<Mutex<Vec<Vec<u8>>>>) = Default::default();
+    let (all, first) = (seen.clone(), held.clone());
+    tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            let connection = connections;
+            connections += 1;
+            let (acceptor, seen, held) = (acceptor.clone(), all.clone(), first.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut serving) = h2::server::Builder::new()
+                    .max_concurrent_streams(streams)
+                    .handshake::<_, Bytes>(stream)
+                    .await
+                else {
+                    return;
+                };
+                // Each held stream's response handle, kept so that it is not reset.
+                let mut holding = Vec::new();
+                let mut answered_here = 0;
+                while let Some(Ok((request, mut respond))) = serving.accept().await {
+                    let target = request
+                        .uri()
+                        .path_and_query()
+                        .map(|pq| pq.as_str().as_bytes().to_vec())
+                        .unwrap_or_default();
+                    if connection == 0 && answered_here == answered {
+                        held.lock().expect("lock").push(target);
+                        holding.push(respond);
+                        if holding.len() == streams as usize {
+                            serving.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                        }
+                        continue;
+                    }
+                    seen.lock().expect("lock").push((connection, target));
+                    answered_here += 1;
+                    let _ = respond.send_response(Response::new(()), true);
+                }
+            });
+        }
+    });
+    (seen, held)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_goaway_with_an_error_the_streams_it_may_have_processed_count_as_retries() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = support::certificates(scratch.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (seen, held) = goaway_with_error_server(listener, tls_acceptor(&cert, &key), 8, 20);
+    let url = format!("https://localhost:{port}/");
+    let ca = ca.display().to_string();
+    let (input, expected) = support::numbered(200, "aborted");
+    let args = [
+        "send",
+        &url,
+        "--ca-cert",
+        &ca,
+        "--http",
+        "2",
+        "--concurrency",
+        "16",
+    ];
+    let run = support::run_with_input(&args, &input, LIMIT).await;
+    let held: BTreeSet<Vec<u8>> = held.lock().expect("lock").iter().cloned().collect();
+    assert_eq!(run.code(), Some(0), "{} held: {}", held.len(), run.stderr);
+    assert_eq!(held.len(), 8, "the first connection held its 8 streams");
+    // At or below the GOAWAY's last stream id, so possibly processed: sent again, as after a
+    // timeout, and counted. Any request the client had queued on that connection beyond its
+    // 8 streams (it reads the limit from the server's SETTINGS, which may come after the
+    // first requests) got an id above the last one, and goes again without counting.
+    assert!(
+        run.stderr.contains("delivered 200, retried 8,"),
+        "{}",
+        run.stderr
+    );
+    let seen = seen.lock().expect("lock").clone();
+    let targets: Vec<Vec<u8>> = seen.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(targets.len(), 200, "each line answered once");
+    assert_eq!(support::decoded_set(&targets), expected);
+    assert!(
+        held.iter().all(|t| targets.contains(t)),
+        "each held one again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
