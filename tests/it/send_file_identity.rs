@@ -222,3 +222,70 @@ async fn a_kill_while_a_file_renamed_out_of_the_pattern_is_read_leaves_its_rest_
     let first_n = order.iter().position(|m| m.starts_with(b"n "));
     assert!(last_r < first_n, "{last_r:?} {first_n:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_rewritten_then_renamed_away_between_two_looks_does_not_hold_up_the_new_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    let before = format!("{}\n{}", header(), lines("before", 0, 10));
+    append(&log, &before);
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    until_different(&server, 11).await;
+    // Frozen, so that no look sees the file between its rewrite and its rename: it is found
+    // rotated already, with other bytes before its position.
+    support::signal(&watched.child, "STOP");
+    let after = format!("{}\n{}", header(), lines("after", 0, 30));
+    assert!(after.len() > before.len());
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .and_then(|file| file.write_all_at(after.as_bytes(), 0))
+        .expect("rewrite in place");
+    std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    support::signal(&watched.child, "CONT");
+    // The new file's lines come (they waited for the old file), and the old file's new
+    // content too, read again from its start.
+    until_different(&server, 61).await;
+    stop(watched).await;
+    let mut want = once(&[
+        expected("before", 0, 10),
+        expected("after", 0, 30),
+        expected("n", 0, 20),
+    ]);
+    want.push((header().into_bytes(), 2));
+    assert_ids(&server, &want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_file_start_end_the_file_that_replaced_a_followed_one_while_stopped_is_read_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("skipped", 0, 5));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start(&pattern, &spool, &server, &["--file-start", "end"]);
+    watched.line_with("reading a new file", LIMIT).await;
+    append(&log, &lines("r", 0, 50));
+    until_different(&server, 50).await;
+    stop(watched).await;
+
+    // While stopped: more lines, then logrotate renames the file away and the writer
+    // creates a new one at the path and writes to it.
+    append(&log, &lines("r", 50, 80));
+    std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    let watched = start(&pattern, &spool, &server, &["--file-start", "end"]);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(&server, 100).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
+    );
+}
