@@ -173,18 +173,20 @@ impl Reading<'_> {
         Ok(())
     }
 
-    /// Live files: truncated (shorter than read, or other first bytes), or grown.
+    /// Open files: truncated (shorter than read), rewritten (other first bytes, or other
+    /// bytes before the position), or grown. Rotated files too: one rewritten before the look
+    /// that found it rotated is otherwise never read to its end (reading stops at a failed
+    /// check), and the file now at its path would wait for it forever.
     async fn check_live_files(&mut self) -> Result<(), Halt> {
         for i in 0..self.files.len() {
             let tracked = &mut self.files[i];
-            if tracked.rotated.is_some() {
-                continue;
-            }
             let Ok(size) = tracked.file().metadata().map(|meta| meta.len()) else {
                 continue;
             };
             let metrics = &self.tail.input.metrics;
-            metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
+            if tracked.rotated.is_none() {
+                metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
+            }
             let rewritten = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true)
                 || !tracked
                     .anchor
@@ -255,8 +257,16 @@ impl Reading<'_> {
             self.tail.input.metrics.read_again(&path);
             read_again = true;
         }
+        // A path the last run followed names a file that came after it (rotated while
+        // stopped): its lines are all new, whatever --file-start says.
+        let followed = self
+            .tail
+            .input
+            .positions
+            .entries()
+            .any(|(_, entry)| entry.path == path);
         let offset = match self.tail.input.start {
-            FileStart::End if startup && !read_again => after_last_line(&file, size)?,
+            FileStart::End if startup && !read_again && !followed => after_last_line(&file, size)?,
             _ => 0,
         };
         let start = Start {
