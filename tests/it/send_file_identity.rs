@@ -289,3 +289,42 @@ async fn with_file_start_end_the_file_that_replaced_a_followed_one_while_stopped
         &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_the_target_of_a_followed_link_is_rotated_leaves_its_rest_for_the_restart() {
+    // As Kubernetes' /var/log/containers/*.log: links to the files the runtime writes and
+    // rotates in another directory.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (real, links) = (dir.path().join("pods"), dir.path().join("containers"));
+    std::fs::create_dir(&real).expect("mkdir");
+    std::fs::create_dir(&links).expect("mkdir");
+    let log = real.join("0.log");
+    std::os::unix::fs::symlink(&log, links.join("app.log")).expect("link");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("r", 0, 50));
+    let server = server().await;
+    let pattern = format!("{}/*.log", links.display());
+    let watched = start_polling(&pattern, &spool, &server, "1s", &[]);
+    until_different(&server, 50).await;
+    std::fs::rename(&log, real.join("0.log.20261204-000000")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    watched
+        .line_with("rotated or deleted: reading it to its end", LIMIT)
+        .await;
+    support::signal(&watched.child, "STOP");
+    append(&real.join("0.log.20261204-000000"), &lines("r", 50, 80));
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    let watched = start(&pattern, &spool, &server, &[]);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(&server, 100).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
+    );
+}
