@@ -328,3 +328,43 @@ async fn a_kill_while_the_target_of_a_followed_link_is_rotated_leaves_its_rest_f
         &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_appended_in_pieces_while_they_are_read_never_look_like_a_rewrite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    // Lines short and long (over the 256 bytes of an anchor), some with CRLF, written in
+    // pieces that split them anywhere, while `send` reads: every check at every read and
+    // look then sees a line half written at the end of the file.
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for i in 0..3000 {
+        let message = format!(
+            "w {i:05} {}",
+            "x".repeat(if i % 5 == 0 { 700 } else { i % 40 })
+        );
+        text.push_str(&message);
+        text.push_str(if i % 7 == 0 { "\r\n" } else { "\n" });
+        want.push((message.into_bytes(), 1));
+    }
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut random = fastrand::Rng::with_seed(7);
+            let mut rest = text.as_bytes();
+            while !rest.is_empty() {
+                let piece = random.usize(1..600).min(rest.len());
+                append(&log, &String::from_utf8_lossy(&rest[..piece]));
+                rest = &rest[piece..];
+            }
+        })
+    };
+    until_different(&server, 3000).await;
+    writer.join().expect("writer");
+    let run = stop(watched).await;
+    assert!(!run.stderr.contains("rewritten"), "{}", run.stderr);
+    assert_ids(&server, &want);
+}
