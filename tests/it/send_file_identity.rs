@@ -368,3 +368,28 @@ async fn lines_appended_in_pieces_while_they_are_read_never_look_like_a_rewrite(
     assert!(!run.stderr.contains("rewritten"), "{}", run.stderr);
     assert_ids(&server, &want);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_out_of_reach_for_a_while_does_not_make_its_files_read_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let log = logs.join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("m", 0, 20));
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    until_different(&server, 20).await;
+    // The path names nothing for a while (an unmounted volume, a directory moved away, a
+    // permission taken back), then the same file is there again, grown.
+    let away = dir.path().join("away");
+    std::fs::rename(&logs, &away).expect("move away");
+    watched
+        .line_with("rotated file read to its end", LIMIT)
+        .await;
+    std::fs::rename(&away, &logs).expect("move back");
+    append(&log, &lines("m", 20, 30));
+    until_different(&server, 30).await;
+    stop(watched).await;
+    assert_ids(&server, &once(&[expected("m", 0, 30)]));
+}

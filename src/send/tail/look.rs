@@ -4,7 +4,7 @@
 //! key). The first look also finishes files renamed away while the last run read them.
 
 use std::fs::{File, Metadata};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 use super::discover;
@@ -166,7 +166,20 @@ impl Reading<'_> {
             }
             let finished = self.files.remove(i);
             tracing::info!(file = %finished.path.display(), "rotated file read to its end");
-            self.tail.input.positions.remove(finished.id);
+            // A file not deleted whose path names nothing now (a volume unmounted, a directory
+            // moved away or unreadable for a while) keeps its position: found there again, it
+            // resumes instead of being read again under a new key.
+            let out_of_reach = finished
+                .file()
+                .metadata()
+                .is_ok_and(|meta| meta.nlink() > 0)
+                && std::fs::metadata(&finished.path).is_err();
+            if out_of_reach {
+                let entry = entry_of(&finished);
+                self.tail.input.positions.set(finished.id, entry);
+            } else {
+                self.tail.input.positions.remove(finished.id);
+            }
             self.uncommitted = true;
             self.commit(true).await?;
         }
