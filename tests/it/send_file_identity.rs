@@ -393,3 +393,52 @@ async fn a_directory_out_of_reach_for_a_while_does_not_make_its_files_read_again
     stop(watched).await;
     assert_ids(&server, &once(&[expected("m", 0, 30)]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_files_renamed_away_before_a_restart_are_finished_oldest_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let (one, two) = (dir.path().join("app.log.1"), dir.path().join("app.log.2"));
+    let spool = dir.path().join("spool");
+    append(&log, &lines("a", 0, 30));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start_polling(&pattern, &spool, &server, "1s", &[]);
+    until_different(&server, 30).await;
+    std::fs::rename(&log, &one).expect("rotate");
+    append(&log, &lines("b", 0, 10));
+    // Killed while the first file, rotated, is not finished yet, and the new one waits.
+    watched
+        .line_with("rotated or deleted: reading it to its end", LIMIT)
+        .await;
+    support::signal(&watched.child, "STOP");
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    // While stopped: both get more lines, and logrotate runs again.
+    append(&one, &lines("a", 30, 60));
+    append(&log, &lines("b", 10, 40));
+    std::fs::rename(&one, &two).expect("rotate");
+    std::fs::rename(&log, &one).expect("rotate");
+    append(&log, &lines("c", 0, 20));
+    let watched = start(&pattern, &spool, &server, &["--concurrency", "1"]);
+    until_different(&server, 120).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[
+            expected("a", 0, 60),
+            expected("b", 0, 40),
+            expected("c", 0, 20),
+        ]),
+    );
+    let order: Vec<u8> = arrival_order(&server, "")
+        .iter()
+        .filter(|m| m.starts_with(b"a 0003") || m.starts_with(b"b 0001") || m.starts_with(b"c "))
+        .map(|m| m[0])
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(order, sorted, "{:?}", String::from_utf8_lossy(&order));
+}
