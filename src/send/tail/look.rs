@@ -46,7 +46,7 @@ impl Reading<'_> {
                 .or_else(|| {
                     renamed
                         .iter()
-                        .find(|(old_path, _)| *old_path == path)
+                        .rfind(|(old_path, _)| *old_path == path)
                         .map(|(_, id)| *id)
                 });
             match self.open(path.clone(), id, startup).await {
@@ -80,7 +80,7 @@ impl Reading<'_> {
     /// At start-up: positions whose file no pattern finds any more, kept under a name a
     /// pattern names, are looked for next to it ([`resume::find_renamed`]); each one found
     /// is read to its end like a file rotated while running, before the file now at its old
-    /// name. Returns those old names with the ids of the files they had.
+    /// name. Returns those old names with the ids of the files they had, oldest first.
     async fn resume_renamed(&mut self, found: &[(PathBuf, Metadata)]) -> Vec<(PathBuf, FileId)> {
         let found_ids: Vec<FileId> = found.iter().map(|(_, meta)| FileId::of(meta)).collect();
         let patterns = &self.tail.input.patterns;
@@ -97,10 +97,16 @@ impl Reading<'_> {
         if lost.is_empty() {
             return Vec::new();
         }
-        let renamed = tokio::task::spawn_blocking(move || resume::find_renamed(lost))
+        let mut renamed = tokio::task::spawn_blocking(move || resume::find_renamed(lost))
             .await
             .unwrap_or_default();
-        let mut old_names = Vec::new();
+        // Oldest first (logrotate ran twice while stopped): each waits for the one before it
+        // at the same old name, and the file now at that name for the newest.
+        renamed.sort_by_key(|again| {
+            let modified = again.file.metadata().and_then(|meta| meta.modified()).ok();
+            (again.start.born, modified)
+        });
+        let mut old_names: Vec<(PathBuf, FileId)> = Vec::new();
         for again in renamed {
             let Some(old_path) = self
                 .tail
@@ -127,6 +133,10 @@ impl Reading<'_> {
                 self.tail.max_line_bytes,
             );
             tracked.rotated = Some(Rotated { quiet_looks: 0 });
+            tracked.after = old_names
+                .iter()
+                .rfind(|(name, _)| *name == old_path)
+                .map(|(_, id)| *id);
             self.files.push(tracked);
             old_names.push((old_path, again.id));
         }
