@@ -222,3 +222,223 @@ async fn a_kill_while_a_file_renamed_out_of_the_pattern_is_read_leaves_its_rest_
     let first_n = order.iter().position(|m| m.starts_with(b"n "));
     assert!(last_r < first_n, "{last_r:?} {first_n:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_rewritten_then_renamed_away_between_two_looks_does_not_hold_up_the_new_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    let before = format!("{}\n{}", header(), lines("before", 0, 10));
+    append(&log, &before);
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    until_different(&server, 11).await;
+    // Frozen, so that no look sees the file between its rewrite and its rename: it is found
+    // rotated already, with other bytes before its position.
+    support::signal(&watched.child, "STOP");
+    let after = format!("{}\n{}", header(), lines("after", 0, 30));
+    assert!(after.len() > before.len());
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .and_then(|file| file.write_all_at(after.as_bytes(), 0))
+        .expect("rewrite in place");
+    std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    support::signal(&watched.child, "CONT");
+    // The new file's lines come (they waited for the old file), and the old file's new
+    // content too, read again from its start.
+    until_different(&server, 61).await;
+    stop(watched).await;
+    let mut want = once(&[
+        expected("before", 0, 10),
+        expected("after", 0, 30),
+        expected("n", 0, 20),
+    ]);
+    want.push((header().into_bytes(), 2));
+    assert_ids(&server, &want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_file_start_end_the_file_that_replaced_a_followed_one_while_stopped_is_read_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("skipped", 0, 5));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start(&pattern, &spool, &server, &["--file-start", "end"]);
+    watched.line_with("reading a new file", LIMIT).await;
+    append(&log, &lines("r", 0, 50));
+    until_different(&server, 50).await;
+    stop(watched).await;
+
+    // While stopped: more lines, then logrotate renames the file away and the writer
+    // creates a new one at the path and writes to it.
+    append(&log, &lines("r", 50, 80));
+    std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    let watched = start(&pattern, &spool, &server, &["--file-start", "end"]);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(&server, 100).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_the_target_of_a_followed_link_is_rotated_leaves_its_rest_for_the_restart() {
+    // As Kubernetes' /var/log/containers/*.log: links to the files the runtime writes and
+    // rotates in another directory.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (real, links) = (dir.path().join("pods"), dir.path().join("containers"));
+    std::fs::create_dir(&real).expect("mkdir");
+    std::fs::create_dir(&links).expect("mkdir");
+    let log = real.join("0.log");
+    std::os::unix::fs::symlink(&log, links.join("app.log")).expect("link");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("r", 0, 50));
+    let server = server().await;
+    let pattern = format!("{}/*.log", links.display());
+    let watched = start_polling(&pattern, &spool, &server, "1s", &[]);
+    until_different(&server, 50).await;
+    std::fs::rename(&log, real.join("0.log.20261204-000000")).expect("rotate");
+    append(&log, &lines("n", 0, 20));
+    watched
+        .line_with("rotated or deleted: reading it to its end", LIMIT)
+        .await;
+    support::signal(&watched.child, "STOP");
+    append(&real.join("0.log.20261204-000000"), &lines("r", 50, 80));
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    let watched = start(&pattern, &spool, &server, &[]);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(&server, 100).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_appended_in_pieces_while_they_are_read_never_look_like_a_rewrite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let spool = dir.path().join("spool");
+    // Lines short and long (over the 256 bytes of an anchor), some with CRLF, written in
+    // pieces that split them anywhere, while `send` reads: every check at every read and
+    // look then sees a line half written at the end of the file.
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for i in 0..3000 {
+        let message = format!(
+            "w {i:05} {}",
+            "x".repeat(if i % 5 == 0 { 700 } else { i % 40 })
+        );
+        text.push_str(&message);
+        text.push_str(if i % 7 == 0 { "\r\n" } else { "\n" });
+        want.push((message.into_bytes(), 1));
+    }
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut random = fastrand::Rng::with_seed(7);
+            let mut rest = text.as_bytes();
+            while !rest.is_empty() {
+                let piece = random.usize(1..600).min(rest.len());
+                append(&log, &String::from_utf8_lossy(&rest[..piece]));
+                rest = &rest[piece..];
+            }
+        })
+    };
+    until_different(&server, 3000).await;
+    writer.join().expect("writer");
+    let run = stop(watched).await;
+    assert!(!run.stderr.contains("rewritten"), "{}", run.stderr);
+    assert_ids(&server, &want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_out_of_reach_for_a_while_does_not_make_its_files_read_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let log = logs.join("app.log");
+    let spool = dir.path().join("spool");
+    append(&log, &lines("m", 0, 20));
+    let server = server().await;
+    let watched = start(&log.display().to_string(), &spool, &server, &[]);
+    until_different(&server, 20).await;
+    // The path names nothing for a while (an unmounted volume, a directory moved away, a
+    // permission taken back), then the same file is there again, grown.
+    let away = dir.path().join("away");
+    std::fs::rename(&logs, &away).expect("move away");
+    watched
+        .line_with("rotated file read to its end", LIMIT)
+        .await;
+    std::fs::rename(&away, &logs).expect("move back");
+    append(&log, &lines("m", 20, 30));
+    until_different(&server, 30).await;
+    stop(watched).await;
+    assert_ids(&server, &once(&[expected("m", 0, 30)]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_files_renamed_away_before_a_restart_are_finished_oldest_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let (one, two) = (dir.path().join("app.log.1"), dir.path().join("app.log.2"));
+    let spool = dir.path().join("spool");
+    append(&log, &lines("a", 0, 30));
+    let server = server().await;
+    let pattern = log.display().to_string();
+    let watched = start_polling(&pattern, &spool, &server, "1s", &[]);
+    until_different(&server, 30).await;
+    std::fs::rename(&log, &one).expect("rotate");
+    append(&log, &lines("b", 0, 10));
+    // Killed while the first file, rotated, is not finished yet, and the new one waits.
+    watched
+        .line_with("rotated or deleted: reading it to its end", LIMIT)
+        .await;
+    support::signal(&watched.child, "STOP");
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    // While stopped: both get more lines, and logrotate runs again.
+    append(&one, &lines("a", 30, 60));
+    append(&log, &lines("b", 10, 40));
+    std::fs::rename(&one, &two).expect("rotate");
+    std::fs::rename(&log, &one).expect("rotate");
+    append(&log, &lines("c", 0, 20));
+    let watched = start(&pattern, &spool, &server, &["--concurrency", "1"]);
+    until_different(&server, 120).await;
+    stop(watched).await;
+    assert_ids(
+        &server,
+        &once(&[
+            expected("a", 0, 60),
+            expected("b", 0, 40),
+            expected("c", 0, 20),
+        ]),
+    );
+    let order: Vec<u8> = arrival_order(&server, "")
+        .iter()
+        .filter(|m| m.starts_with(b"a 0003") || m.starts_with(b"b 0001") || m.starts_with(b"c "))
+        .map(|m| m[0])
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(order, sorted, "{:?}", String::from_utf8_lossy(&order));
+}

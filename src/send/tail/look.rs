@@ -4,7 +4,7 @@
 //! key). The first look also finishes files renamed away while the last run read them.
 
 use std::fs::{File, Metadata};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 use super::discover;
@@ -46,7 +46,7 @@ impl Reading<'_> {
                 .or_else(|| {
                     renamed
                         .iter()
-                        .find(|(old_path, _)| *old_path == path)
+                        .rfind(|(old_path, _)| *old_path == path)
                         .map(|(_, id)| *id)
                 });
             match self.open(path.clone(), id, startup).await {
@@ -80,7 +80,7 @@ impl Reading<'_> {
     /// At start-up: positions whose file no pattern finds any more, kept under a name a
     /// pattern names, are looked for next to it ([`resume::find_renamed`]); each one found
     /// is read to its end like a file rotated while running, before the file now at its old
-    /// name. Returns those old names with the ids of the files they had.
+    /// name. Returns those old names with the ids of the files they had, oldest first.
     async fn resume_renamed(&mut self, found: &[(PathBuf, Metadata)]) -> Vec<(PathBuf, FileId)> {
         let found_ids: Vec<FileId> = found.iter().map(|(_, meta)| FileId::of(meta)).collect();
         let patterns = &self.tail.input.patterns;
@@ -97,10 +97,16 @@ impl Reading<'_> {
         if lost.is_empty() {
             return Vec::new();
         }
-        let renamed = tokio::task::spawn_blocking(move || resume::find_renamed(lost))
+        let mut renamed = tokio::task::spawn_blocking(move || resume::find_renamed(lost))
             .await
             .unwrap_or_default();
-        let mut old_names = Vec::new();
+        // Oldest first (logrotate ran twice while stopped): each waits for the one before it
+        // at the same old name, and the file now at that name for the newest.
+        renamed.sort_by_key(|again| {
+            let modified = again.file.metadata().and_then(|meta| meta.modified()).ok();
+            (again.start.born, modified)
+        });
+        let mut old_names: Vec<(PathBuf, FileId)> = Vec::new();
         for again in renamed {
             let Some(old_path) = self
                 .tail
@@ -127,6 +133,10 @@ impl Reading<'_> {
                 self.tail.max_line_bytes,
             );
             tracked.rotated = Some(Rotated { quiet_looks: 0 });
+            tracked.after = old_names
+                .iter()
+                .rfind(|(name, _)| *name == old_path)
+                .map(|(_, id)| *id);
             self.files.push(tracked);
             old_names.push((old_path, again.id));
         }
@@ -166,25 +176,40 @@ impl Reading<'_> {
             }
             let finished = self.files.remove(i);
             tracing::info!(file = %finished.path.display(), "rotated file read to its end");
-            self.tail.input.positions.remove(finished.id);
+            // A file not deleted whose path names nothing now (a volume unmounted, a directory
+            // moved away or unreadable for a while) keeps its position: found there again, it
+            // resumes instead of being read again under a new key.
+            let out_of_reach = finished
+                .file()
+                .metadata()
+                .is_ok_and(|meta| meta.nlink() > 0)
+                && std::fs::metadata(&finished.path).is_err();
+            if out_of_reach {
+                let entry = entry_of(&finished);
+                self.tail.input.positions.set(finished.id, entry);
+            } else {
+                self.tail.input.positions.remove(finished.id);
+            }
             self.uncommitted = true;
             self.commit(true).await?;
         }
         Ok(())
     }
 
-    /// Live files: truncated (shorter than read, or other first bytes), or grown.
+    /// Open files: truncated (shorter than read), rewritten (other first bytes, or other
+    /// bytes before the position), or grown. Rotated files too: one rewritten before the look
+    /// that found it rotated is otherwise never read to its end (reading stops at a failed
+    /// check), and the file now at its path would wait for it forever.
     async fn check_live_files(&mut self) -> Result<(), Halt> {
         for i in 0..self.files.len() {
             let tracked = &mut self.files[i];
-            if tracked.rotated.is_some() {
-                continue;
-            }
             let Ok(size) = tracked.file().metadata().map(|meta| meta.len()) else {
                 continue;
             };
             let metrics = &self.tail.input.metrics;
-            metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
+            if tracked.rotated.is_none() {
+                metrics.lag(&tracked.path, size.saturating_sub(tracked.done));
+            }
             let rewritten = !tracked.fingerprint.matches(tracked.file()).unwrap_or(true)
                 || !tracked
                     .anchor
@@ -255,8 +280,16 @@ impl Reading<'_> {
             self.tail.input.metrics.read_again(&path);
             read_again = true;
         }
+        // A path the last run followed names a file that came after it (rotated while
+        // stopped): its lines are all new, whatever --file-start says.
+        let followed = self
+            .tail
+            .input
+            .positions
+            .entries()
+            .any(|(_, entry)| entry.path == path);
         let offset = match self.tail.input.start {
-            FileStart::End if startup && !read_again => after_last_line(&file, size)?,
+            FileStart::End if startup && !read_again && !followed => after_last_line(&file, size)?,
             _ => 0,
         };
         let start = Start {

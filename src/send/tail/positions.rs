@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, percent_encode};
 
-use super::identity::{Anchor, FileId, Fingerprint};
+use super::identity::{ANCHOR_BYTES, Anchor, FINGERPRINT_BYTES, FileId, Fingerprint};
 
 pub(crate) const POSITIONS_FILE: &str = "file-positions";
 const LOCK_FILE: &str = "file-positions.lock";
@@ -212,13 +212,20 @@ fn parse(bytes: &[u8]) -> Option<BTreeMap<FileId, Entry>> {
         let key = next()?.to_string();
         let dev = next()?.parse().ok()?;
         let ino = next()?.parse().ok()?;
-        let len = next()?.parse().ok()?;
+        // Lengths are what is read back to check a file: never more than the checks cover.
+        let len = next()?
+            .parse()
+            .ok()
+            .filter(|len| *len <= FINGERPRINT_BYTES)?;
         let hash = u64::from_str_radix(next()?, 16).ok()?;
         let offset = next()?.parse().ok()?;
         let (anchor, born) = if version_1 {
             (Anchor::empty(), None)
         } else {
-            let len = next()?.parse().ok()?;
+            let len = next()?
+                .parse()
+                .ok()
+                .filter(|len| *len <= ANCHOR_BYTES as u64)?;
             let hash = u64::from_str_radix(next()?, 16).ok()?;
             let born = match next()? {
                 "-" => None,
@@ -318,5 +325,19 @@ mod tests {
         std::fs::write(dir.path().join(POSITIONS_FILE), b"garbage\n").expect("write");
         let positions = Positions::open(dir.path(), false).expect("open");
         assert!(positions.entries.is_empty());
+        drop(positions);
+        // Lengths past what the checks cover would make them read (allocate) that much.
+        for line in [
+            "0123456789ab 7 42 99999999999999 00000000000000ff 1234 256 0000000000000001 - /a",
+            "0123456789ab 7 42 256 00000000000000ff 1234 99999999999999 0000000000000001 - /a",
+        ] {
+            std::fs::write(
+                dir.path().join(POSITIONS_FILE),
+                format!("{HEADER}\n{line}\n"),
+            )
+            .expect("write");
+            let positions = Positions::open(dir.path(), false).expect("open");
+            assert!(positions.entries.is_empty(), "{line}");
+        }
     }
 }

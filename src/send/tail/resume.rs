@@ -71,15 +71,12 @@ pub(super) struct Renamed {
 
 /// Looks for the files of `lost` (positions whose inode no pattern found) in the directory
 /// each was last seen in, under another name; only a file that passes [`verify`] is
-/// returned. Blocking: a directory listing per directory.
+/// returned, once. Blocking: a directory listing per directory.
 pub(super) fn find_renamed(lost: Vec<(FileId, Entry)>) -> Vec<Renamed> {
     let mut by_dir: BTreeMap<PathBuf, Vec<(FileId, Entry)>> = BTreeMap::new();
     for (id, entry) in lost {
-        if let Some(dir) = entry.path.parent() {
-            by_dir
-                .entry(dir.to_path_buf())
-                .or_default()
-                .push((id, entry));
+        for dir in dirs_of(&entry.path) {
+            by_dir.entry(dir).or_default().push((id, entry.clone()));
         }
     }
     let mut found = Vec::new();
@@ -94,8 +91,10 @@ pub(super) fn find_renamed(lost: Vec<(FileId, Entry)>) -> Vec<Renamed> {
             }
             let path = dir_entry.path();
             for (id, entry) in &lost {
+                // Two names of one directory (a link, `..`) find it twice: kept once.
                 if id.ino == dir_entry.ino()
                     && path != entry.path
+                    && !found.iter().any(|renamed: &Renamed| renamed.id == *id)
                     && let Some(renamed) = check(*id, entry, &path)
                 {
                     found.push(renamed);
@@ -104,6 +103,21 @@ pub(super) fn find_renamed(lost: Vec<(FileId, Entry)>) -> Vec<Renamed> {
         }
     }
     found
+}
+
+/// Where a file last seen at `path` may have been renamed within: its directory and, for a
+/// link (Kubernetes' /var/log/containers), the directory of the file it now leads to, where
+/// the runtime renames the file it rotates.
+fn dirs_of(path: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = path.parent().map(Path::to_path_buf).into_iter().collect();
+    if let Some(target_dir) = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|target| target.parent().map(Path::to_path_buf))
+        && !dirs.contains(&target_dir)
+    {
+        dirs.push(target_dir);
+    }
+    dirs
 }
 
 /// `path` opened, if it is the file of `entry`, unchanged before its position.
@@ -246,6 +260,9 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, rotated);
         assert_eq!((found[0].id, found[0].start.offset), (id, entry.offset));
+        // Under two names (a hard link; or one directory reached two ways): read once.
+        std::fs::hard_link(&rotated, dir.path().join("app.log.2")).expect("link");
+        assert_eq!(find_renamed(vec![(id, entry.clone())]).len(), 1);
 
         // Changed before the position in place (same inode): not resumed, not read.
         let mut changed = std::fs::read(&rotated).expect("read");

@@ -325,6 +325,23 @@ mod tests {
             }
         }
         assert_eq!(ends, vec![4, 6, 307, 313, 315]);
+        // Lines longer than a read, ending just after a read's end and right at it.
+        for long in [CHUNK_BYTES + 100, CHUNK_BYTES - 104] {
+            writer.write_all(&vec![b'z'; long]).expect("write");
+            writer.write_all(b"\nq\n").expect("write");
+        }
+        let mut ends = Vec::new();
+        while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
+            for line in lines {
+                let before = Anchor::bytes_before(&check, line.end).expect("read");
+                assert_eq!(line.anchor, Anchor::of(&before, &[]), "end {}", line.end);
+                tracked.done = line.end;
+                tracked.anchor = line.anchor;
+                ends.push(line.end);
+            }
+        }
+        assert_eq!(ends.len(), 4);
+        assert!(ends.contains(&(315 + 2 * CHUNK_BYTES as u64)), "{ends:?}");
         writer.write_all(b"last").expect("write");
         while let Some(lines) = tracked.read_lines(&mut number).await.expect("read") {
             assert!(lines.is_empty(), "no LF yet");
