@@ -219,12 +219,15 @@ mod tests {
 
     const MINUTE: i64 = 60_000_000;
 
+    /// A message offered: logged at a minute, with its sender and number if any, its text.
+    type Offered<'a> = (i64, Option<(&'a str, u64)>, &'a str);
+
     /// Holds each (minute, sender and number, text), advancing the clock to its time; returns
     /// what was written as it went, then at the end.
     fn run(
         reorder: &mut Reorder,
         window: i64,
-        messages: &[(i64, Option<(&str, u64)>, &str)],
+        messages: &[Offered<'_>],
     ) -> (Vec<String>, Vec<String>) {
         let written = std::cell::RefCell::new(Vec::new());
         let mut write = |text: &[u8]| {
@@ -304,7 +307,7 @@ mod tests {
         let text = "m".repeat(100);
         let per_message = text.len() + OVERHEAD_BYTES;
         let mut reorder = Reorder::new(3 * per_message);
-        let messages: Vec<(i64, Option<(&str, u64)>, &str)> = (0..10)
+        let messages: Vec<Offered<'_>> = (0..10)
             .map(|minute| (minute, Some(("a", minute as u64)), text.as_str()))
             .collect();
         let written = std::cell::Cell::new(0);
