@@ -16,11 +16,18 @@
 //! without a number that sorts before one already written.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::io;
 
-/// Memory per held message beyond its text: the heap entry, the map node, the allocation.
-const OVERHEAD_BYTES: usize = 96;
+/// Memory per turn waiting in the heap, counted until it is popped: a turn outlives its
+/// message when the message went early with a higher number of its sender.
+const TURN_BYTES: usize = 48;
+/// Memory per held text beyond its bytes: the map node, the allocation's header.
+const TEXT_BYTES: usize = 48;
+/// Buffers of written texts kept for the next messages (small ones only): holding and
+/// writing then allocate nothing per message once the buffer is full.
+const SPARE_BUFFERS: usize = 1024;
+const SPARE_CAPACITY: usize = 1024;
 
 /// Where a message goes.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +52,48 @@ enum Waiting {
     Alone(Vec<u8>),
     /// A numbered message, its text held by its sender.
     Numbered { sender: usize, number: u64 },
+}
+
+/// The turns waiting, earliest first. Most come in the order they are due (log time grows as
+/// the files are read): those queue in a ring, cheap and cache-friendly however many are held;
+/// only the others go through a heap.
+#[derive(Default)]
+struct Turns {
+    in_order: VecDeque<Turn>,
+    out_of_order: BinaryHeap<Turn>,
+}
+
+impl Turns {
+    fn push(&mut self, turn: Turn) {
+        match self.in_order.back() {
+            Some(last) if last.due > turn.due => self.out_of_order.push(turn),
+            _ => self.in_order.push_back(turn),
+        }
+    }
+
+    /// Whether the earliest turn is the ring's (else the heap's, if any).
+    fn earliest_in_order(&self) -> Option<bool> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(ring), Some(heap)) => Some(ring >= heap),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        }
+    }
+
+    fn peek_due(&self) -> Option<i64> {
+        match self.earliest_in_order()? {
+            true => self.in_order.front().map(|turn| turn.due),
+            false => self.out_of_order.peek().map(|turn| turn.due),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Turn> {
+        match self.earliest_in_order()? {
+            true => self.in_order.pop_front(),
+            false => self.out_of_order.pop(),
+        }
+    }
 }
 
 impl PartialEq for Turn {
@@ -84,9 +133,12 @@ pub(super) struct Reorder {
     /// The latest turn written: a message without a number due before it is late.
     written_due: i64,
     arrivals: u64,
-    turns: BinaryHeap<Turn>,
+    turns: Turns,
     names: HashMap<String, usize>,
+    /// The last sender looked up: runs of one sender's messages skip the hashing.
+    last_sender: Option<(String, usize)>,
     senders: Vec<Sender>,
+    spare: Vec<Vec<u8>>,
     /// Messages written out of their place.
     pub late: u64,
 }
@@ -99,9 +151,11 @@ impl Reorder {
             clock: i64::MIN,
             written_due: i64::MIN,
             arrivals: 0,
-            turns: BinaryHeap::new(),
+            turns: Turns::default(),
             names: HashMap::new(),
+            last_sender: None,
             senders: Vec::new(),
+            spare: Vec::new(),
             late: 0,
         }
     }
@@ -111,7 +165,7 @@ impl Reorder {
         self.arrivals += 1;
         let arrival = self.arrivals;
         let due = place.time.saturating_add(place.window);
-        self.bytes += text.len() + OVERHEAD_BYTES;
+        self.bytes += TURN_BYTES + text.capacity() + TEXT_BYTES;
         let Some((name, number)) = place.sequence else {
             if due < self.written_due {
                 self.late += 1;
@@ -120,14 +174,7 @@ impl Reorder {
             self.turns.push(Turn { due, arrival, what });
             return;
         };
-        let sender = match self.names.get(name) {
-            Some(&sender) => sender,
-            None => {
-                self.senders.push(Sender::default());
-                self.names.insert(name.to_string(), self.senders.len() - 1);
-                self.senders.len() - 1
-            }
-        };
+        let sender = self.sender(name);
         let state = &mut self.senders[sender];
         if state.written.is_some_and(|written| number < written) {
             self.late += 1;
@@ -145,6 +192,36 @@ impl Reorder {
         self.turns.push(Turn { due, arrival, what });
     }
 
+    fn sender(&mut self, name: &str) -> usize {
+        if let Some((last, sender)) = &self.last_sender
+            && last == name
+        {
+            return *sender;
+        }
+        let sender = match self.names.get(name) {
+            Some(&sender) => sender,
+            None => {
+                self.senders.push(Sender::default());
+                self.names.insert(name.to_string(), self.senders.len() - 1);
+                self.senders.len() - 1
+            }
+        };
+        self.last_sender = Some((name.to_string(), sender));
+        sender
+    }
+
+    /// An empty buffer for the next message's text.
+    pub(super) fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn recycle(spare: &mut Vec<Vec<u8>>, mut text: Vec<u8>) {
+        if spare.len() < SPARE_BUFFERS && text.capacity() <= SPARE_CAPACITY {
+            text.clear();
+            spare.push(text);
+        }
+    }
+
     /// Moves the clock to `now` (it never goes back).
     pub(super) fn advance(&mut self, now: i64) {
         self.clock = self.clock.max(now);
@@ -156,16 +233,18 @@ impl Reorder {
         &mut self,
         write: &mut impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
-        while let Some(turn) = self.turns.peek() {
-            if turn.due > self.clock && self.bytes <= self.max_bytes {
+        while let Some(due) = self.turns.peek_due() {
+            if due > self.clock && self.bytes <= self.max_bytes {
                 break;
             }
             let Some(turn) = self.turns.pop() else { break };
+            self.bytes -= TURN_BYTES;
             self.written_due = self.written_due.max(turn.due);
             match turn.what {
                 Waiting::Alone(text) => {
-                    self.bytes -= text.len() + OVERHEAD_BYTES;
+                    self.bytes -= text.capacity() + TEXT_BYTES;
                     write(&text)?;
+                    Self::recycle(&mut self.spare, text);
                 }
                 Waiting::Numbered { sender, number } => {
                     self.release_sender(sender, (number, turn.arrival), write)?;
@@ -196,12 +275,15 @@ impl Reorder {
         if !state.held.contains_key(&key) {
             return Ok(());
         }
-        let rest = state.held.split_off(&(key.0, u64::MAX));
-        let due = std::mem::replace(&mut state.held, rest);
         state.written = state.written.max(Some(key.0));
-        for ((_, _), text) in due {
-            self.bytes -= text.len() + OVERHEAD_BYTES;
+        while let Some(first) = state.held.first_entry() {
+            if first.key().0 > key.0 {
+                break;
+            }
+            let text = first.remove();
+            self.bytes -= text.capacity() + TEXT_BYTES;
             write(&text)?;
+            Self::recycle(&mut self.spare, text);
         }
         Ok(())
     }
@@ -305,7 +387,7 @@ mod tests {
     #[test]
     fn over_the_byte_bound_the_earliest_go_first() {
         let text = "m".repeat(100);
-        let per_message = text.len() + OVERHEAD_BYTES;
+        let per_message = text.len() + TURN_BYTES + TEXT_BYTES;
         let mut reorder = Reorder::new(3 * per_message);
         let messages: Vec<Offered<'_>> = (0..10)
             .map(|minute| (minute, Some(("a", minute as u64)), text.as_str()))

@@ -86,7 +86,8 @@ impl<W: Write> Output<W> {
                 .sequence
                 .map(|sequence| (sequence.sender, sequence.number)),
         };
-        let mut rendered = Vec::with_capacity(found.message.len() + 1);
+        let mut rendered = reorder.buffer();
+        rendered.reserve_exact(found.message.len() + 1);
         render(self.json, found, &mut rendered);
         reorder.advance(time);
         reorder.hold(place, rendered);
