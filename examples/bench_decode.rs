@@ -3,10 +3,13 @@
 //!     cargo build --release && cargo run --release --example bench_decode -- [MEGABYTES]
 //!
 //! Writes MEGABYTES (default 1024) of Classic entries as a plain `.log` and the same entries in
-//! the ALB format as a `.log.gz`, then times `decode` on each against a baseline that only
-//! reads the same bytes in the same run: `wc -l` for the plain file, `gzip -dc` for the
-//! compressed one. Reports MB/s of uncompressed log, the ratio to the baseline, and decode's
-//! peak RSS (which must not grow with the input).
+//! the ALB format as a `.log.gz`, then times `decode --order arrival` (as read) on each against
+//! a baseline that only reads the same bytes in the same run: `wc -l` for the plain file,
+//! `gzip -dc` for the compressed one; then `decode` in its default order against
+//! `--order arrival`. Every request carries a sequence number (`send --sequence`), logged out of
+//! number order within each run of 8, as requests in flight at once are. Reports MB/s of
+//! uncompressed log, the ratios, and decode's peak RSS (which must not grow with the input: run
+//! it at two sizes).
 
 mod support;
 
@@ -31,22 +34,54 @@ fn main() -> anyhow::Result<()> {
     let mb = bytes as f64 / 1e6;
     println!("{entries} entries, {mb:.0} MB uncompressed per file");
 
+    let decode = |order: &str, path: &Path| {
+        support::time_command(
+            Command::new(&binary)
+                .args(["decode", "--order", order])
+                .arg(path),
+        )
+    };
     let baseline = support::time_command(Command::new("wc").arg("-l").arg(&plain))?.0;
-    let (decode, rss) = support::time_command(Command::new(&binary).arg("decode").arg(&plain))?;
-    report("Classic .log", mb, baseline, "wc -l", decode, rss);
+    let (arrival, rss) = decode("arrival", &plain)?;
+    report("Classic .log", mb, baseline, "wc -l", arrival, rss);
 
     let shell = format!("gzip -dc '{}' > /dev/null", compressed.display());
     let baseline = support::time_command(Command::new("sh").arg("-c").arg(&shell))?.0;
-    let (decode, rss) =
-        support::time_command(Command::new(&binary).arg("decode").arg(&compressed))?;
-    report("ALB .log.gz", mb, baseline, "gzip -dc", decode, rss);
+    let (arrival, rss) = decode("arrival", &compressed)?;
+    report("ALB .log.gz", mb, baseline, "gzip -dc", arrival, rss);
+
+    // The order's cost: rounds alternate, so a noisy neighbour weighs on both alike.
+    for (what, path) in [("Classic .log", &plain), ("ALB .log.gz", &compressed)] {
+        let mut ratios = Vec::new();
+        let mut peak = 0;
+        for _ in 0..ROUNDS {
+            let (arrival, _) = decode("arrival", path)?;
+            let (ordered, rss) = decode("sequence", path)?;
+            peak = peak.max(rss);
+            ratios.push(arrival.as_secs_f64() / ordered.as_secs_f64());
+            println!(
+                "{what:<13} ordered {:>6.0} MB/s   arrival {:>6.0} MB/s   ratio {:>5.2}   ordered peak RSS {rss} KiB",
+                mb / ordered.as_secs_f64(),
+                mb / arrival.as_secs_f64(),
+                ratios[ratios.len() - 1],
+            );
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{what:<13} ordered vs arrival: median ratio {:.2} of {ROUNDS} rounds, ordered peak RSS {peak} KiB",
+            ratios[ratios.len() / 2]
+        );
+    }
     Ok(())
 }
+
+/// Rounds of ordered against arrival decode.
+const ROUNDS: usize = 3;
 
 fn report(what: &str, mb: f64, baseline: Duration, name: &str, decode: Duration, rss: u64) {
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!(
-        "{what:<13} decode {:>6.0} MB/s   {name} {:>6.0} MB/s   ratio {:>4.0}%   decode peak RSS {} KiB",
+        "{what:<13} arrival {:>6.0} MB/s   {name} {:>6.0} MB/s   ratio {:>4.0}%   arrival peak RSS {} KiB",
         rate(decode),
         rate(baseline),
         rate(decode) / rate(baseline) * 100.0,
@@ -64,8 +99,14 @@ fn generate(plain: &Path, compressed: &Path, target: u64) -> anyhow::Result<(u64
     );
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut line = Vec::new();
-    while bytes < target {
-        let request = support::bench_request(entries)?;
+    // Whole runs of 8, so that no number is missing at the end.
+    while bytes < target || entries % 8 != 0 {
+        let mut request = support::bench_request(entries)?;
+        // One sender's numbers, each run of 8 logged in reverse.
+        let number = (entries ^ 7) + 1;
+        request
+            .url
+            .extend_from_slice(format!("&q=bench0sender.{number}").as_bytes());
         line.clear();
         access_log::write_entry(Format::Classic, &balancer, &request, &mut line);
         classic.write_all(&line)?;

@@ -4,9 +4,11 @@
 //!
 //! 1. `drifter-rsyslog mock-elb` stands in for the load balancer (answers 503, writes Classic
 //!    access logs laid out as in S3, into a temporary directory);
-//! 2. sample lines are piped through `drifter-rsyslog send`;
+//! 2. sample lines are piped through `drifter-rsyslog send --sequence` (each request numbered,
+//!    so `decode` can put them back in order whatever order they were logged in);
 //! 3. the stand-in is stopped with SIGTERM, which completes its log files;
-//! 4. `drifter-rsyslog decode` reads the files back, and the result is compared to the input.
+//! 4. `drifter-rsyslog decode` reads the files back, and the result is compared to the input,
+//!    line for line and in order.
 
 mod support;
 
@@ -47,11 +49,11 @@ async fn main() -> anyhow::Result<()> {
     println!("1. load-balancer stand-in on {url} (answers 503, logs to {log_dir})\n");
 
     let mut send = tokio::process::Command::new(&binary)
-        .args(["send", &url])
+        .args(["send", "--sequence", &url])
         .stdin(Stdio::piped())
         .spawn()?;
     let mut stdin = send.stdin.take().context("stdin is piped")?;
-    println!("2. sent through `drifter-rsyslog send`:");
+    println!("2. sent through `drifter-rsyslog send --sequence`:");
     for line in SAMPLE {
         println!("   {line}");
         stdin.write_all(format!("{line}\n").as_bytes()).await?;
@@ -79,14 +81,12 @@ async fn main() -> anyhow::Result<()> {
     for line in text.lines() {
         println!("   {line}");
     }
-    let mut got: Vec<&str> = text.lines().collect();
-    got.sort_unstable();
-    let mut sent: Vec<&str> = SAMPLE.to_vec();
-    sent.sort_unstable();
+    let got: Vec<&str> = text.lines().collect();
+    let sent: Vec<&str> = SAMPLE.to_vec();
     println!();
     if sent_ok && stopped_ok && decoded.status.success() && got == sent {
         println!(
-            "round trip OK: {} of {} lines came back byte for byte",
+            "round trip OK: {} of {} lines came back byte for byte, in order",
             got.len(),
             sent.len()
         );

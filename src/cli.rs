@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::decode::{TimeSpec, Timestamp, parse_time_spec};
+use crate::decode::{Order, TimeSpec, Timestamp, parse_time_spec};
 use crate::send::StatusSet;
 
 // The typed configuration of each command, built from these structs.
@@ -170,8 +170,23 @@ pub struct DecodeArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Order the messages by request time across all files (holds them in memory).
-    #[arg(long)]
+    /// sequence: each sender's messages by sequence number (send --sequence), the rest by
+    /// request time, senders interleaved by time. arrival: as read, file by file.
+    #[arg(long, value_name = "ORDER", default_value = "sequence", value_parser = parse_order)]
+    pub order: Order,
+
+    /// How long a message waits for those that come before it, by log time (with --follow,
+    /// also by the clock). Default by format: 10m for ALB, 75m for Classic.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub reorder_window: Option<Duration>,
+
+    /// Messages held for their order at most (K, M, G suffixes); over it, the earliest are
+    /// written first.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_byte_size)]
+    pub reorder_bytes: u64,
+
+    /// Deprecated: decode orders by default (--order).
+    #[arg(long, hide = true, conflicts_with = "order")]
     pub sort: bool,
 
     /// Keep only messages signed with the key in FILE (send --sign-key); count the rest as
@@ -206,7 +221,7 @@ pub struct DecodeArgs {
 
     /// After reading everything, look for new files every --poll-interval and decode them as
     /// they land, until SIGINT or SIGTERM.
-    #[arg(long, conflicts_with_all = ["sort", "until"])]
+    #[arg(long, conflicts_with = "until")]
     pub follow: bool,
 
     /// How often --follow looks for new files.
@@ -237,6 +252,14 @@ pub struct DecodeArgs {
     /// An S3-compatible endpoint instead of AWS's (http:// is allowed here).
     #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
     pub s3_endpoint: Option<String>,
+}
+
+fn parse_order(text: &str) -> Result<Order, String> {
+    match text {
+        "sequence" => Ok(Order::Sequence),
+        "arrival" => Ok(Order::Arrival),
+        _ => Err("expected sequence or arrival".into()),
+    }
 }
 
 fn parse_now(text: &str) -> Result<Timestamp, String> {

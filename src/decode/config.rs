@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::output::{Order, Ordering};
 use super::window::{Range, TimeSpec, Timestamp};
 
 /// Everything `decode` is told; the meaning of each field is its flag's (`decode --help`).
@@ -12,6 +13,11 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     pub path: Option<String>,
     pub json: bool,
+    pub order: Order,
+    /// `--reorder-window`; `None`: by format.
+    pub reorder_window: Option<Duration>,
+    pub reorder_bytes: u64,
+    /// The deprecated `--sort`: the default order does it now; only warned about.
     pub sort: bool,
     pub verify_key: Option<PathBuf>,
     pub dedup_window: u64,
@@ -42,6 +48,14 @@ impl Config {
             _ => Ok(range),
         }
     }
+
+    /// `--order sequence`'s bounds; `None` with `--order arrival`.
+    pub(super) fn ordering(&self) -> Option<Ordering> {
+        (self.order == Order::Sequence).then_some(Ordering {
+            window: self.reorder_window,
+            max_bytes: self.reorder_bytes,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -52,6 +66,9 @@ impl Config {
             paths: Vec::new(),
             path: None,
             json: false,
+            order: Order::Sequence,
+            reorder_window: None,
+            reorder_bytes: 64 << 20,
             sort: false,
             verify_key: None,
             dedup_window: 1000,

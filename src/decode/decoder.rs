@@ -41,6 +41,8 @@ pub struct Counts {
     pub missing: u64,
     /// Entries logged outside `--since`/`--until`.
     pub outside: u64,
+    /// Messages written out of their place: they came after the reorder window had passed it.
+    pub late: u64,
 }
 
 /// Longer lines are not access-log entries (ALB caps the request line at 16 K): skipped as
@@ -55,7 +57,8 @@ enum Selection {
 /// requests selected (by User-Agent or `--path`), their queries verified and taken apart,
 /// fragments joined, copies dropped by id, and sequence gaps counted. The sources (local
 /// files in `walk`, S3 objects in `s3`) feed it streams; it reads nothing by itself.
-/// [`finish`](Self::finish) writes what `--sort` held and reports what never completed.
+/// [`finish`](Self::finish) writes what the order still holds and reports what never
+/// completed.
 pub struct Decoder<W: Write> {
     selection: Selection,
     range: Range,
@@ -81,7 +84,7 @@ impl<W: Write> Decoder<W> {
                 Some(prefix) => Selection::PathPrefix(prefix.as_bytes().to_vec()),
                 None => Selection::UserAgent,
             },
-            output: Output::new(args.json, args.sort, out),
+            output: Output::new(args.json, args.ordering(), out),
             counts: Counts::default(),
             verifier,
             recent_ids: RecentIds::new(usize::try_from(args.dedup_window).unwrap_or(usize::MAX)),
@@ -274,7 +277,9 @@ impl<W: Write> Decoder<W> {
             fields,
             message,
         };
-        self.output.emit(&found, self.counts.messages)
+        let written = self.output.emit(&found);
+        self.counts.late = self.output.late();
+        written
     }
 
     pub(super) fn malformed(&mut self, source: &str, number: u64, reason: &str) {
@@ -289,6 +294,14 @@ impl<W: Write> Decoder<W> {
     /// Writes out what is buffered (`--follow` shows each file as it is read).
     pub fn flush(&mut self) -> io::Result<()> {
         self.output.out.flush()
+    }
+
+    /// `--follow`: writes what the order held whose window `now` has passed, so lines flow
+    /// when nothing new lands.
+    pub fn release_until(&mut self, now: Timestamp) -> io::Result<()> {
+        let released = self.output.advance(now.0);
+        self.counts.late = self.output.late();
+        released
     }
 
     /// `--follow`: reports the sequence gaps confirmed by `now`, one line per sender and range,
@@ -312,7 +325,7 @@ impl<W: Write> Decoder<W> {
         }
     }
 
-    /// Reports what never completed and the sequence gaps, writes what `--sort` held back,
+    /// Reports what never completed and the sequence gaps, writes what the order held back,
     /// and flushes.
     pub fn finish(&mut self) -> io::Result<()> {
         for incomplete in self.fragments.finish() {
@@ -356,7 +369,9 @@ impl<W: Write> Decoder<W> {
                 left.unconfirmed
             );
         }
-        self.output.finish()
+        let finished = self.output.finish();
+        self.counts.late = self.output.late();
+        finished
     }
 }
 

@@ -123,6 +123,12 @@ impl Collector for DecodeCollector {
         )?;
         counter(
             e,
+            "drifter_decode_late_messages",
+            "Messages written out of their order: they came after the reorder window had passed their place.",
+            counts.late,
+        )?;
+        counter(
+            e,
             "drifter_decode_missing_messages",
             "Sequence numbers confirmed missing (past --gap-grace).",
             counts.missing,

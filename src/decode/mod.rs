@@ -1,7 +1,7 @@
 //! The `decode` command: access-log files in, the messages drifter sent out.
 //!
 //! Streams: one line at a time, bounded in length, so memory does not grow with the input
-//! (except with `--sort`, which holds the selected messages to order them). Everything that
+//! (the order holds messages within a window bounded by time and bytes). Everything that
 //! is not a drifter message is counted, never mixed into the output: other clients (a public
 //! load balancer gets scanners and bots), lines that do not parse (reported with file and line
 //! number), and requests that carry no message (the `--probe` request).
@@ -9,14 +9,15 @@
 //! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
 //! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
-//! judges which sequence numbers are missing, and `output` writes the messages. `follow` looks
-//! again for new inputs.
+//! judges which sequence numbers are missing, `order` puts each sender's messages in sequence
+//! order (the rest by time) and `output` writes them. `follow` looks again for new inputs.
 
 mod config;
 mod decoder;
 mod follow;
 mod gaps;
 mod metrics;
+mod order;
 mod output;
 mod reassembly;
 mod s3;
@@ -31,6 +32,7 @@ use crate::key_file;
 
 pub use config::Config;
 pub use decoder::{Counts, Decoder};
+pub use output::Order;
 pub use window::{Clock, Range, TimeSpec, Timestamp, parse_time, parse_time_spec};
 
 use s3::{Listed, S3, S3Url};
@@ -63,6 +65,9 @@ pub fn run(args: &Config) -> exit::Outcome {
         .transpose()
         .map_err(Fatal::usage)?;
     let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    if args.sort {
+        tracing::warn!("--sort is deprecated: decode orders by default now (see --order)");
+    }
     let metrics_listener = args
         .metrics_listen
         .map(crate::metrics::bind)
@@ -130,7 +135,7 @@ pub fn run(args: &Config) -> exit::Outcome {
             return Err(Fatal::io(error));
         }
     }
-    let status = summarize(&decoder.counts, &range);
+    let status = summarize(&decoder.counts, &range, args.order);
     if let (Some(s3), Some(shutdown)) = (&s3, shutdown) {
         s3.runtime().block_on(shutdown.join());
     }
@@ -154,14 +159,18 @@ fn inputs(args: &Config) -> Result<Vec<Input>, String> {
 }
 
 /// The summary line, and the exit status it means.
-fn summarize(counts: &Counts, range: &Range) -> Status {
+fn summarize(counts: &Counts, range: &Range, order: Order) -> Status {
     let outside = if range.is_unbounded() {
         String::new()
     } else {
         format!(", {} outside --since/--until", counts.outside)
     };
+    let late = match order {
+        Order::Sequence => format!("; {} late (written out of order)", counts.late),
+        Order::Arrival => String::new(),
+    };
     tracing::info!(
-        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed, {} duplicates, {} forged{outside}; {} incomplete messages, {} missing by sequence number",
+        "decoded {} messages from {} lines in {} files; skipped {} from other clients, {} without a message, {} malformed, {} duplicates, {} forged{outside}; {} incomplete messages, {} missing by sequence number{late}",
         counts.messages,
         counts.lines,
         counts.files,
@@ -226,10 +235,12 @@ impl<W: Write> Reading<'_, W> {
         self.confirm_gaps(clock)
     }
 
-    /// `--follow`: the sequence gaps confirmed by now, reported as they are, and the metrics.
+    /// `--follow`: the sequence gaps confirmed by now, reported as they are, the messages
+    /// whose reorder window the clock has passed, and the metrics.
     fn confirm_gaps(&mut self, clock: Clock) -> io::Result<()> {
         let now = clock.now();
         self.decoder.confirm_gaps(now);
+        self.decoder.release_until(now)?;
         if let Some(published) = &self.published {
             let snapshot = metrics::Snapshot {
                 counts: self.decoder.counts.clone(),
@@ -416,10 +427,14 @@ mod tests {
         gz.write_all(later.as_bytes()).expect("compress");
         gz.write_all(DRIFTER.as_bytes()).expect("compress");
         let compressed = gz.finish().expect("compress");
-        let mut sorted = args();
-        sorted.sort = true;
-        let (out, _) = decode(&sorted, &compressed);
+        let (out, _) = decode(&args(), &compressed);
         assert_eq!(out, "hello wörld\nlater wörld\n".as_bytes());
+        let as_read = Config {
+            order: Order::Arrival,
+            ..args()
+        };
+        let (out, _) = decode(&as_read, &compressed);
+        assert_eq!(out, "later wörld\nhello wörld\n".as_bytes());
     }
 
     #[test]

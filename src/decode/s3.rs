@@ -21,7 +21,7 @@ use object_store::{
 use tokio::sync::{Semaphore, mpsc};
 
 use super::follow::Seen;
-use super::walk::{AWS_TEST_FILE, is_hidden};
+use super::walk::{AWS_TEST_FILE, is_hidden, reading_order};
 use super::window::Range;
 
 /// Body chunks buffered per object in flight.
@@ -251,7 +251,7 @@ enum Pending {
 }
 
 impl Walk {
-    /// Depth first, each level in name order: the order `decode` reads a local tree in.
+    /// Depth first, each level in [`reading_order`]: the order `decode` reads a local tree in.
     async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
         let root = ObjectPath::from(self.url.prefix.as_str());
         let mut pending = vec![Pending::Dir(root.clone())];
@@ -306,7 +306,7 @@ impl Walk {
                     children.push((name, Pending::Object(meta)));
                 }
             }
-            children.sort_by(|a, b| a.0.cmp(&b.0));
+            children.sort_by_cached_key(|(name, _)| reading_order(name));
             pending.extend(children.into_iter().rev().map(|(_, child)| child));
         }
         if !found && !root.as_ref().is_empty() {

@@ -1,5 +1,6 @@
-//! Where local access logs come from: files, directories (recursively, in name order), stdin,
-//! each fed to the [`Decoder`] as a stream (which finds out whether it is gzip-compressed).
+//! Where local access logs come from: files, directories (recursively, in reading order),
+//! stdin, each fed to the [`Decoder`] as a stream (which finds out whether it is
+//! gzip-compressed).
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
@@ -17,6 +18,15 @@ pub(super) fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
+/// The order a directory's entries are read in: by the end time their name carries, then by
+/// name (untimed names, such as the `yyyy/mm/dd` directories, first, by name). So the files
+/// of one interval, one per load-balancer node, are read one after another, and intervals in
+/// time order, even with several load balancers in one directory: the reorder window then
+/// only has to cover one interval's files (see `order`).
+pub(super) fn reading_order(name: &str) -> (Option<i64>, String) {
+    (super::window::name_end_time(name), name.to_string())
+}
+
 /// What one read of the inputs selects: files and directories the listing window admits, not
 /// seen before (`--follow`).
 pub(super) struct Pass<'a> {
@@ -24,7 +34,7 @@ pub(super) struct Pass<'a> {
     pub seen: Option<&'a mut Seen>,
 }
 
-/// A file, a directory (recursively, in name order, hidden entries skipped) or `-`.
+/// A file, a directory (recursively, in [`reading_order`], hidden entries skipped) or `-`.
 /// Unreadable paths are reported and counted; only output errors are returned.
 pub(super) fn decode_path<W: Write>(
     decoder: &mut Decoder<W>,
@@ -52,7 +62,10 @@ pub(super) fn decode_path<W: Write>(
                 .collect(),
             Err(e) => return unreadable(decoder, path, &e),
         };
-        entries.sort();
+        entries.sort_by_cached_key(|entry| {
+            let name = entry.file_name().unwrap_or_default().to_string_lossy();
+            reading_order(&name)
+        });
         for entry in entries {
             let admitted = if entry.is_dir() {
                 let components = entry.iter().map(|part| part.to_str().unwrap_or(""));

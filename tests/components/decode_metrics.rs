@@ -58,6 +58,7 @@ async fn decodes_metrics_and_the_readmes_alert_rules_pass_promtool() -> Result<(
     assert_eq!(status, 200, "{text}");
     for name in [
         "drifter_decode_missing_messages_total",
+        "drifter_decode_late_messages_total",
         "drifter_decode_lag_seconds",
     ] {
         assert!(text.contains(name), "{name} in {text}");

@@ -354,6 +354,9 @@ async fn follow_decodes_objects_uploaded_after_it_started_and_joins_fragments_ac
             "--follow",
             "--poll-interval",
             "200ms",
+            // Each line once a second has passed its log time: the clock drives the window.
+            "--reorder-window",
+            "1s",
             "s3://followed/",
         ],
         &env,
@@ -383,7 +386,15 @@ async fn next_line(lines: &mut StdoutLines) -> Option<String> {
 async fn follow_reads_a_rotating_local_stand_in() -> Result<(), Missing> {
     let stand = Stand::start(&["--rotate-secs", "1"]).await;
     let dir = stand.dir.path().display().to_string();
-    let mut child = support::spawn(&["decode", "--follow", "--poll-interval", "200ms", &dir]);
+    let mut child = support::spawn(&[
+        "decode",
+        "--follow",
+        "--poll-interval",
+        "200ms",
+        "--reorder-window",
+        "1s",
+        &dir,
+    ]);
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     for batch in ["one", "two"] {

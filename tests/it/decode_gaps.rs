@@ -22,7 +22,7 @@ fn utc(text: &str) -> OffsetDateTime {
 
 /// An ALB log file of node `node_ip` for the interval ending at `end`, named and placed as AWS
 /// does, holding message `m<n>` numbered `n` by [`SENDER`] for each `(n, logged at)`.
-fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) -> PathBuf {
+pub fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) -> PathBuf {
     let end = utc(end);
     let day = end
         .format(format_description!("[year]/[month]/[day]"))
@@ -69,7 +69,8 @@ fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) -> P
     path
 }
 
-/// `decode --follow` over `dir` with `extra`, its stdout lines and its stderr.
+/// `decode --follow` over `dir` with `extra`, its stdout lines and its stderr. The reorder
+/// window is a second, so each line is written as soon as the pinned clock allows.
 fn follow(
     dir: &Path,
     extra: &[&str],
@@ -78,7 +79,14 @@ fn follow(
     tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 ) {
     let dir = dir.display().to_string();
-    let mut args = vec!["decode", "--follow", "--poll-interval", "100ms"];
+    let mut args = vec![
+        "decode",
+        "--follow",
+        "--poll-interval",
+        "100ms",
+        "--reorder-window",
+        "1s",
+    ];
     args.extend_from_slice(extra);
     args.push(&dir);
     let mut child = support::spawn(&args);
@@ -138,7 +146,7 @@ async fn follow_a_nodes_file_landing_after_the_next_intervals_is_no_gap() {
         run.stderr
     );
     run.assert_logged("decoded 6 messages");
-    run.assert_logged("0 missing by sequence number");
+    run.assert_logged("0 missing by sequence number; 2 late (written out of order)");
     assert!(!run.stderr.contains("not counted"), "{}", run.stderr);
 }
 
@@ -189,6 +197,7 @@ async fn follow_reports_a_real_loss_once_its_grace_has_passed_and_counts_it_in_i
     for expected in [
         format!("drifter_decode_sender_missing_messages_total{{sender=\"{SENDER}\"}} 1\n"),
         "drifter_decode_messages_total 3\n".to_string(),
+        "drifter_decode_late_messages_total 0\n".to_string(),
         "drifter_decode_newest_entry_timestamp_seconds 1796126640.0\n".to_string(),
     ] {
         assert!(scraped.contains(&expected), "{expected} in {scraped}");

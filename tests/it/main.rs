@@ -13,6 +13,7 @@
 mod support;
 
 mod decode_gaps;
+mod decode_order;
 mod layers;
 mod observe;
 mod omprog_protocol;

@@ -1,0 +1,177 @@
+//! Read back in the order it was sent: `decode` writes each sender's messages by sequence
+//! number, through `mock-elb` with 64 requests in flight and a file a second, with two senders
+//! spread over two load-balancer nodes logging into one directory; a message that comes after
+//! the reorder window has passed its place is written and counted late; `--order arrival`
+//! keeps the order the files list.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::decode_gaps::alb_file;
+use crate::support::{self, Stand, log_files};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `count` lines `<prefix> <n>`, numbered from `from`, as sent and as expected back.
+fn lines(prefix: &str, from: usize, count: usize) -> (Vec<u8>, Vec<String>) {
+    let expected: Vec<String> = (from..from + count)
+        .map(|n| format!("{prefix} {n:05}"))
+        .collect();
+    let input = expected.iter().flat_map(|l| [l.as_bytes(), b"\n"].concat());
+    (input.collect(), expected)
+}
+
+/// The stdout lines of `decode` with `args`, after checking it succeeded and, unless it was
+/// told `--order arrival`, wrote nothing late.
+async fn decoded(args: &[&str]) -> Vec<String> {
+    let mut full = vec!["decode"];
+    full.extend_from_slice(args);
+    let run = support::run_with_input(&full, b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "decode: {}", run.stderr);
+    if !args.contains(&"arrival") {
+        run.assert_logged("; 0 late");
+    }
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn send(url: &str, spool: &Path, input: &[u8]) {
+    let spool = spool.display().to_string();
+    let args = [
+        "send",
+        "--sequence",
+        "--concurrency",
+        "64",
+        "--spool",
+        &spool,
+        url,
+    ];
+    let sent = support::run_with_input(&args, input, LIMIT).await;
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sender_64_in_flight_comes_back_in_the_order_sent_in_both_formats() {
+    for format in ["classic", "alb"] {
+        let stand = Stand::start(&["--format", format, "--rotate-secs", "1"]).await;
+        let spool = tempfile::tempdir().expect("temp dir");
+        let (input, expected) = lines("line", 0, 2000);
+        send(&stand.url, spool.path(), &input).await;
+        let logs = stand.stop("TERM").await;
+        let dir = logs.path().display().to_string();
+        assert_eq!(decoded(&[&dir]).await, expected, "{format}");
+    }
+}
+
+/// Copies the log tree under `from` into `into`, file by file: one log directory.
+fn merge_tree(from: &Path, into: &Path) {
+    for file in log_files(from) {
+        let relative = file.strip_prefix(from).expect("under its root");
+        let target = into.join(relative);
+        std::fs::create_dir_all(target.parent().expect("a directory")).expect("create dirs");
+        std::fs::copy(&file, &target).expect("copy a log file");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_senders_over_two_nodes_each_come_back_in_their_own_order() {
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b"] {
+        let args = ["--format", "alb", "--rotate-secs", "1", "--name", name];
+        nodes.push(Stand::start(&args).await);
+    }
+    // Each sender keeps its name and numbers in its spool: it sends to one node, then to the
+    // other, as a real load balancer spreads one client's requests over its nodes.
+    let spools = [tempfile::tempdir(), tempfile::tempdir()].map(|dir| dir.expect("temp dir"));
+    let (a_first, mut a_expected) = lines("a", 0, 500);
+    let (b_first, mut b_expected) = lines("b", 0, 500);
+    tokio::join!(
+        send(&nodes[0].url, spools[0].path(), &a_first),
+        send(&nodes[1].url, spools[1].path(), &b_first),
+    );
+    let (a_then, a_more) = lines("a", 500, 500);
+    let (b_then, b_more) = lines("b", 500, 500);
+    tokio::join!(
+        send(&nodes[1].url, spools[0].path(), &a_then),
+        send(&nodes[0].url, spools[1].path(), &b_then),
+    );
+    a_expected.extend(a_more);
+    b_expected.extend(b_more);
+    let second = nodes.pop().expect("node b");
+    let first = nodes.pop().expect("node a");
+    let logs = first.stop("TERM").await;
+    let other = second.stop("TERM").await;
+    merge_tree(other.path(), logs.path());
+    let dir = logs.path().display().to_string();
+    let got = decoded(&[&dir]).await;
+    let of = |prefix: &str| -> Vec<String> {
+        got.iter()
+            .filter(|line| line.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(got.len(), 2000);
+    assert_eq!(of("a "), a_expected);
+    assert_eq!(of("b "), b_expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_after_the_window_is_written_late_and_arrival_keeps_the_listed_order() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    // Two nodes' files of one interval, read one after the other: number 2 was logged on the
+    // second node, between 1 and 3 of the first.
+    alb_file(
+        tree.path(),
+        "10.0.0.1",
+        "2026-12-01T12:05:00Z",
+        &[
+            (1, "2026-12-01T12:01:00Z"),
+            (3, "2026-12-01T12:01:10Z"),
+            (4, "2026-12-01T12:04:00Z"),
+        ],
+    );
+    alb_file(
+        tree.path(),
+        "10.0.0.2",
+        "2026-12-01T12:05:00Z",
+        &[(2, "2026-12-01T12:01:05Z")],
+    );
+    let dir = tree.path().display().to_string();
+    // The default window (10 minutes for ALB) covers the interval.
+    assert_eq!(decoded(&[&dir]).await, ["m1", "m2", "m3", "m4"]);
+    assert_eq!(
+        decoded(&["--order", "arrival", &dir]).await,
+        ["m1", "m3", "m4", "m2"]
+    );
+    // A minute is too short: 1 and 3 are written before node 2's file is read.
+    let run =
+        support::run_with_input(&["decode", "--reorder-window", "1m", &dir], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "late is no loss: {}", run.stderr);
+    assert_eq!(run.stdout, b"m1\nm3\nm2\nm4\n");
+    run.assert_logged("0 missing by sequence number; 1 late (written out of order)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_order_is_one_line_and_exit_2_and_sort_is_deprecated() {
+    for bad in [
+        &["--order", "time"][..],
+        &["--reorder-window", "soon"],
+        &["--reorder-bytes", "lots"],
+    ] {
+        let mut args = vec!["decode"];
+        args.extend_from_slice(bad);
+        let run = support::run_with_input(&args, b"", LIMIT).await;
+        assert_eq!(run.code(), Some(2), "{bad:?}: {}", run.stderr);
+        let first = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: invalid value") && first.contains(bad[0]),
+            "{bad:?}: {}",
+            run.stderr
+        );
+    }
+    let run = support::run_with_input(&["decode", "--sort"], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("--sort is deprecated");
+}
