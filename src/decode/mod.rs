@@ -122,19 +122,18 @@ pub fn run(args: &Config) -> exit::Outcome {
     let result = reading
         .run(&inputs, range, args.poll_interval, clock)
         .and_then(|()| decoder.finish());
-    match result {
-        Ok(()) => {}
-        Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
+    let outcome = match result {
+        Ok(()) => Ok(summarize(&decoder.counts, &range)),
+        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
         Err(e) => {
             let error = anyhow::Error::new(e).context("cannot write the output");
-            return Err(Fatal::io(error));
+            Err(Fatal::io(error))
         }
-    }
-    let status = summarize(&decoder.counts, &range);
+    };
     if let (Some(s3), Some(shutdown)) = (&s3, shutdown) {
         s3.runtime().block_on(shutdown.join());
     }
-    Ok(status)
+    outcome
 }
 
 /// The inputs named (stdin if none), checked before anything is read.

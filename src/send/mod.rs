@@ -21,6 +21,7 @@ mod config;
 mod dead_letter;
 mod dry_run;
 mod endpoint;
+mod feeder;
 mod http2;
 mod input;
 mod job;
@@ -194,6 +195,11 @@ pub fn run(config: &Config) -> exit::Outcome {
             Ok(Status::Lost)
         })
     });
+    // Every task joined or aborted (blocking work is not counted), as a test reads here.
+    tracing::debug!(
+        "{} tasks left running at exit",
+        runtime.metrics().num_alive_tasks()
+    );
     // A blocking read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     outcome
@@ -275,6 +281,9 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         shutdown.aborted(),
     );
 
+    // Aborted after the run's tasks are joined, when nothing is in flight any more.
+    shutdown.close_at_join(retrier.client().connections());
+    shutdown.close_at_join(settler.retries());
     let lifecycle = Arc::new(Lifecycle::default());
     let (workers_running, workers) = pipeline.workers_running();
     lifecycle.watch_tasks(workers_running, workers);
@@ -398,7 +407,8 @@ async fn read(
         // Its own task: delivery from the spool runs beside the read loop, and the queue
         // closes once the feeder has taken everything after the end of input (or the drain
         // was given up).
-        shutdown.spawn(spooler.clone().feed(
+        shutdown.spawn(feeder::feed(
+            spooler.clone(),
             delivery.pipeline.submitter(),
             delivery.labeler.clone(),
             shutdown.stopped(),
