@@ -11,6 +11,9 @@
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
 //! judges which sequence numbers are missing, and `output` writes the messages. `follow` looks
 //! again for new inputs.
+//!
+//! Over 400 lines with its tests: the command's checks, the reading of local, S3 and followed
+//! inputs, and the summary are its phases, read in order.
 
 mod config;
 mod decoder;

@@ -5,6 +5,9 @@
 //! The decoder is synchronous and runs on the calling thread; listing and fetching run on a
 //! small tokio runtime. Each object streams through its own bounded channel of body chunks,
 //! and at most `--jobs` objects are in flight, so memory stays flat however large the bucket.
+//!
+//! Over 400 lines because listing, fetching and the one-line error share the walk's order and
+//! its bounded channels.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Read};

@@ -10,6 +10,9 @@
 //!
 //! On `https://` endpoints that offer `h2` by ALPN (`--http auto|2`), requests go as streams
 //! over the few connections of [`http2::Pool`] instead.
+//!
+//! Over 400 lines because HTTP/1.1, HTTP/2 and the proxy's refusals all end in the one raw
+//! [`Answer`], and are read together.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -196,10 +196,8 @@ pub fn run(config: &Config) -> exit::Outcome {
         })
     });
     // Every task joined or aborted (blocking work is not counted), as a test reads here.
-    tracing::debug!(
-        "{} tasks left running at exit",
-        runtime.metrics().num_alive_tasks()
-    );
+    let left = runtime.metrics().num_alive_tasks();
+    tracing::debug!("{left} tasks left running at exit");
     // A blocking read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     outcome
@@ -317,7 +315,7 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         prepared.spooler.clone(),
     ));
     if let Some(interval) = prepared.stats_interval {
-        shutdown.spawn(report_periodically(stats.clone(), interval));
+        shutdown.spawn(stats::report_periodically(stats.clone(), interval));
     }
     if let Some(spooler) = &prepared.spooler {
         // A line read from a file and not spooled stays in the file: given back, not lost.
@@ -491,13 +489,4 @@ async fn abort_after_drain_deadline(
         }
     }
     shutdown.abort();
-}
-
-async fn report_periodically(stats: Arc<Stats>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        tracing::info!("stats: {}", stats.snapshot());
-    }
 }

@@ -4,10 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::{self, Missing, ReservedPort, clean_command};
 
@@ -52,19 +51,10 @@ impl Nginx {
             );
             let config_path = prefix.join("nginx.conf");
             std::fs::write(&config_path, config).expect("write nginx.conf");
-            let mut child = Command::from(clean_command(&binary))
-                .arg("-e")
-                .arg(prefix.join("error.log"))
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("start nginx");
+            let mut command = clean_command(&binary);
+            command.arg("-e").arg(prefix.join("error.log"));
+            command.arg("-p").arg(&prefix).arg("-c").arg(&config_path);
+            let mut child = support::spawn_quiet(command, "nginx");
             let own = child.id().map(|id| id.to_string());
             let started = support::eventually_async(Duration::from_secs(10), || {
                 let exited = child.try_wait().ok().flatten().is_some();
