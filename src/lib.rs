@@ -26,7 +26,8 @@
 //! mod.rs       prepare (pure checks, then open), run, the drain
 //! config.rs    the typed Config and its pure checks
 //! session/     the read loop of every mode; omprog: rsyslog's replies
-//! spooling.rs  --spool: append before acknowledging, the feeder, sync and reclaim
+//! feeder.rs    --spool: spooled messages into the pipeline
+//! spooling.rs  --spool: append before acknowledging, sync and reclaim
 //! pipeline.rs  the bounded queue and the workers
 //! settle.rs    how every message ends: delivered, handed back, dead-lettered, lost
 //! retry/       every retry decision, the retrier and its circuit; classifies raw answers
@@ -60,7 +61,7 @@
 //! | [`cli`] | every flag and its `DRIFTER_*` variable, and their conversion into each command's `Config` |
 //! | [`exit`] | exit statuses and the one error printer |
 //! | [`manual`] | the `completions` and `man` commands, generated from [`cli`] |
-//! | [`send`] | the `send` command: `config`, `input`, `stdio`, `session` (and its `omprog`), `job`, `outgoing`, `spooling`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `dry_run` |
+//! | [`send`] | the `send` command: `config`, `input`, `stdio`, `session` (and its `omprog`), `job`, `outgoing`, `spooling`, `feeder`, `pipeline`, `retry` (and its `circuit`), `client`, `proxy`, `tls`, `settle`, `dead_letter`, `stats`, `metrics`, `dry_run` |
 //! | [`spool`] | the durable spool (`record`, `state`, `store`) and the `spool` command (`status`) |
 //! | [`wire`] | message ⇄ request target: encoding, extensions, MAC, parsing, strict percent-decoding |
 //! | [`access_log`] | access-log entries written and parsed (Classic, ALB), `split_url` |

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Tasks};
 
 /// Lowest and highest status code counted by code.
 const FIRST_STATUS: u16 = 100;
@@ -110,6 +110,9 @@ pub(crate) fn serve(
     shutdown: &Shutdown,
 ) {
     let registry = Arc::new(registry);
+    // A scrape still open when the run is done is cut off, as the process's exit would.
+    let connections = Tasks::default();
+    shutdown.close_at_join(&connections);
     shutdown.spawn(async move {
         let listener = match listener
             .set_nonblocking(true)
@@ -131,7 +134,7 @@ pub(crate) fn serve(
                 }
             };
             let (registry, lifecycle) = (registry.clone(), lifecycle.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     // Prometheus asks for OpenMetrics; other readers (promtool, curl) get the
                     // classic text format.

@@ -8,10 +8,17 @@
 //! - **abort**: give up on what is left (the drain deadline, or a second signal);
 //! - **done**: the run's work is over; [`Shutdown::join`] ends the background tasks that would
 //!   run for ever (signal watchers, periodic reports, servers) and waits for every task spawned
-//!   through [`Shutdown::spawn`].
+//!   through [`Shutdown::spawn`], then aborts and joins the [`Tasks`] it was given (connections,
+//!   retries), which by then have nothing left to do for the run.
+//!
+//! Every task of a run is spawned through a `Shutdown` or a [`Tasks`], or awaited by the task
+//! that spawned it, so none is left running at exit. `spawn_blocking` work cannot be aborted:
+//! each is awaited by the task that started it, and one still running at exit (a slow disk
+//! under an aborted owner, a blocking read of stdin) is given the runtime's shutdown timeout
+//! and then left to the process's exit.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -23,6 +30,76 @@ pub(crate) struct Shutdown {
     abort: watch::Sender<bool>,
     done: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
+    /// Aborted and joined once the tasks above are.
+    owned: Mutex<Vec<Tasks>>,
+}
+
+/// Tasks owned by one part of a run (an HTTP client's connections, a server's connections,
+/// retries), which can be many over a long run: finished ones are collected at each spawn.
+/// Ended by [`close`](Tasks::close), or aborted when the last handle is dropped.
+#[derive(Clone, Default)]
+pub(crate) struct Tasks(Arc<Mutex<JoinSet<()>>>);
+
+impl Tasks {
+    /// Runs `task` on the current runtime, owned by this set.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.lock();
+        while let Some(joined) = tasks.try_join_next() {
+            log_failure(joined);
+        }
+        tasks.spawn(task);
+    }
+
+    /// Waits for every task to end by itself.
+    pub(crate) async fn join(&self) {
+        self.end(false).await;
+    }
+
+    /// Aborts every task and waits until each has ended, which is at once: an aborted task
+    /// ends at its next await, however long the I/O it waited for would have taken.
+    pub(crate) async fn close(&self) {
+        self.end(true).await;
+    }
+
+    async fn end(&self, abort: bool) {
+        // Until none is left: a task may spawn another meanwhile.
+        loop {
+            let mut tasks = std::mem::take(&mut *self.lock());
+            if tasks.is_empty() {
+                return;
+            }
+            if abort {
+                tasks.abort_all();
+            }
+            while let Some(joined) = tasks.join_next().await {
+                log_failure(joined);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// hyper runs a connection's background futures (HTTP/2 streams, its I/O) through this.
+impl<F> hyper::rt::Executor<F> for Tasks
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.spawn(future);
+    }
+}
+
+fn log_failure(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined
+        && !e.is_cancelled()
+    {
+        tracing::error!("a background task failed: {e}");
+    }
 }
 
 /// What the stop signals (SIGTERM, SIGINT) do in one command, and what it logs.
@@ -54,6 +131,7 @@ impl Default for Shutdown {
             abort: watch::Sender::new(false),
             done: watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
+            owned: Mutex::new(Vec::new()),
         }
     }
 }
@@ -87,6 +165,9 @@ impl Shutdown {
             .tasks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(joined) = tasks.try_join_next() {
+            log_failure(joined);
+        }
         tasks.spawn(async move {
             tokio::select! {
                 () = task => {}
@@ -95,19 +176,41 @@ impl Shutdown {
         });
     }
 
-    /// The run's work is over: ends the tasks still running and waits for every one.
+    /// `tasks` are aborted and joined in [`join`](Self::join), after the run's own tasks.
+    pub(crate) fn close_at_join(&self, tasks: &Tasks) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(tasks.clone());
+    }
+
+    /// The run's work is over: ends the tasks still running and waits for every one, then
+    /// closes the [`Tasks`] it was given.
     pub(crate) async fn join(&self) {
         self.done.send_replace(true);
-        let mut tasks = std::mem::take(
+        // Until none is left: a task ending may spawn another (which ends at once, done).
+        loop {
+            let mut tasks = std::mem::take(
+                &mut *self
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            if tasks.is_empty() {
+                break;
+            }
+            while let Some(joined) = tasks.join_next().await {
+                log_failure(joined);
+            }
+        }
+        let owned = std::mem::take(
             &mut *self
-                .tasks
+                .owned
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                tracing::error!("a background task failed: {e}");
-            }
+        for tasks in owned {
+            tasks.close().await;
         }
     }
 
@@ -191,6 +294,45 @@ mod tests {
         shutdown.join().await;
         assert!(*shutdown.stopped().borrow());
         assert!(!*shutdown.aborted().borrow());
+    }
+
+    #[tokio::test]
+    async fn join_aborts_the_tasks_it_was_given_after_its_own() {
+        let shutdown = Shutdown::default();
+        let connections = Tasks::default();
+        shutdown.close_at_join(&connections);
+        // A connection to a peer that never answers.
+        connections.spawn(std::future::pending());
+        let (ran, has_run) = tokio::sync::oneshot::channel();
+        connections.spawn(async move {
+            let _ = ran.send(());
+        });
+        has_run.await.expect("the task ran");
+        shutdown.join().await;
+        assert_eq!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn tasks_join_waits_and_finished_ones_are_collected() {
+        let tasks = Tasks::default();
+        for _ in 0..3 {
+            tasks.spawn(async {});
+        }
+        tokio::task::yield_now().await;
+        let (go, went) = tokio::sync::oneshot::channel::<()>();
+        // Collects the three that ended.
+        tasks.spawn(async move {
+            let _ = went.await;
+        });
+        assert_eq!(tasks.lock().len(), 1);
+        let _ = go.send(());
+        tasks.join().await;
+        assert!(tasks.lock().is_empty());
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! One access-log line at a time: which requests are drifter's, their query taken apart and
 //! checked, fragments joined, duplicates dropped, sequence gaps tracked; everything that is
 //! not a message is counted, never mixed into the output.
+//!
+//! Over 400 lines because every check of a line (request, query, fragment, id, sequence) is
+//! a step of one pass over it, and the pass reads best top to bottom.
 
 use std::io::{self, BufRead, BufReader, Write};
 

@@ -11,6 +11,9 @@
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
 //! judges which sequence numbers are missing, `order` puts each sender's messages in sequence
 //! order (the rest by time) and `output` writes them. `follow` looks again for new inputs.
+//!
+//! Over 400 lines with its tests: the command's checks, the reading of local, S3 and followed
+//! inputs, and the summary are its phases, read in order.
 
 mod config;
 mod decoder;
@@ -127,19 +130,18 @@ pub fn run(args: &Config) -> exit::Outcome {
     let result = reading
         .run(&inputs, range, args.poll_interval, clock)
         .and_then(|()| decoder.finish());
-    match result {
-        Ok(()) => {}
-        Err(e) if exit::reader_went_away(&e) => return Ok(Status::Success),
+    let outcome = match result {
+        Ok(()) => Ok(summarize(&decoder.counts, &range, args.order)),
+        Err(e) if exit::reader_went_away(&e) => Ok(Status::Success),
         Err(e) => {
             let error = anyhow::Error::new(e).context("cannot write the output");
-            return Err(Fatal::io(error));
+            Err(Fatal::io(error))
         }
-    }
-    let status = summarize(&decoder.counts, &range, args.order);
+    };
     if let (Some(s3), Some(shutdown)) = (&s3, shutdown) {
         s3.runtime().block_on(shutdown.join());
     }
-    Ok(status)
+    outcome
 }
 
 /// The inputs named (stdin if none), checked before anything is read.

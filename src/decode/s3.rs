@@ -5,6 +5,9 @@
 //! The decoder is synchronous and runs on the calling thread; listing and fetching run on a
 //! small tokio runtime. Each object streams through its own bounded channel of body chunks,
 //! and at most `--jobs` objects are in flight, so memory stays flat however large the bucket.
+//!
+//! Over 400 lines because listing, fetching and the one-line error share the walk's order and
+//! its bounded channels.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
@@ -23,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::follow::Seen;
 use super::walk::{AWS_TEST_FILE, is_hidden, reading_order};
 use super::window::Range;
+use crate::shutdown::Tasks;
 
 /// Body chunks buffered per object in flight.
 const CHUNKS_PER_OBJECT: usize = 16;
@@ -115,12 +119,14 @@ impl S3 {
     pub(super) fn objects(&mut self, url: &S3Url, listing: Range, seen: Option<Seen>) -> Objects {
         let (sender, receiver) = mpsc::channel(self.jobs);
         let store = self.store(&url.bucket);
+        let fetches = Tasks::default();
         let walk = Walk {
             url: url.clone(),
             listing,
             seen,
             out: sender,
             jobs: Arc::new(Semaphore::new(self.jobs)),
+            fetches: fetches.clone(),
         };
         let producer = match store {
             Ok(store) => self.runtime.spawn(walk.run(store)),
@@ -133,6 +139,7 @@ impl S3 {
         Objects {
             receiver,
             producer: Some(producer),
+            fetches,
             handle: self.runtime.handle().clone(),
         }
     }
@@ -181,6 +188,8 @@ fn region_in_environment() -> bool {
 pub(super) struct Objects {
     receiver: mpsc::Receiver<Listed>,
     producer: Option<tokio::task::JoinHandle<Option<Seen>>>,
+    /// Each object's fetch: over once its body was read, aborted if it was not.
+    fetches: Tasks,
     handle: tokio::runtime::Handle,
 }
 
@@ -200,7 +209,22 @@ impl Objects {
         // permits the listing may be waiting for.
         while self.receiver.try_recv().is_ok() {}
         let producer = self.producer.take()?;
-        self.handle.block_on(producer).ok().flatten()
+        self.handle.block_on(async {
+            // A fetch still waiting for its object (a stop) holds a permit the listing may
+            // wait for: aborted first, and again for any the listing started meanwhile.
+            self.fetches.close().await;
+            let seen = producer.await.ok().flatten();
+            self.fetches.close().await;
+            seen
+        })
+    }
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        if let Some(producer) = self.producer.take() {
+            producer.abort();
+        }
     }
 }
 
@@ -243,6 +267,7 @@ struct Walk {
     seen: Option<Seen>,
     out: mpsc::Sender<Listed>,
     jobs: Arc<Semaphore>,
+    fetches: Tasks,
 }
 
 enum Pending {
@@ -346,7 +371,7 @@ impl Walk {
         };
         let (chunks, receiver) = mpsc::channel(CHUNKS_PER_OBJECT);
         let store = store.clone();
-        tokio::spawn(async move {
+        self.fetches.spawn(async move {
             let _permit = permit;
             let location = meta.location;
             let mut stream = match store.get(&location).await {

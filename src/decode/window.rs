@@ -7,6 +7,9 @@
 //! holds the requests of the interval before its end, which is 5 minutes for ALB (its names
 //! carry `_app.`) and 5 or 60 for Classic (60 assumed). Names or directories that do not
 //! follow the layout are always read; their entries are still filtered by time.
+//!
+//! Over 400 lines with its tests: pruning directories and files and filtering entries are one
+//! reading of the layout, kept together.
 
 use time::{Date, Month, OffsetDateTime};
 

@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode, Version, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::{self, Tls};
 use crate::metrics::StatusCounts;
+use crate::shutdown::Tasks;
 
 /// ALB's documented limit for the request line.
 pub const DEFAULT_MAX_REQUEST_LINE: usize = 16 * 1024;
@@ -102,15 +103,22 @@ impl MockElb {
 
     /// Stops accepting, lets open connections finish their current request, and returns once
     /// every connection is closed (and so every request handed to the channel).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shutdown.send_replace(true);
-        let _ = self.server.await;
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// Dropped without [`shutdown`](MockElb::shutdown): the server and its connections are
+/// aborted.
+impl Drop for MockElb {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 
 async fn accept_loop(listener: TcpListener, context: Arc<Context>, stop: watch::Receiver<bool>) {
-    // Each connection holds a clone of `open`; when all are dropped, `closed` yields None.
-    let (open, mut closed) = mpsc::channel::<()>(1);
+    let connections = Tasks::default();
     let mut stopping = stop.clone();
     loop {
         let (stream, client) = tokio::select! {
@@ -128,8 +136,7 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, stop: watch::
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         let stop = stop.clone();
-        let open = open.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             match &context.options.tls {
                 None => serve_connection(stream, client, None, context.clone(), stop).await,
                 Some(acceptor) => {
@@ -158,11 +165,9 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, stop: watch::
                     }
                 }
             }
-            drop(open);
         });
     }
-    drop(open);
-    let _ = closed.recv().await;
+    connections.join().await;
 }
 
 async fn serve_connection<S>(
@@ -179,7 +184,9 @@ async fn serve_connection<S>(
         let tls = tls.clone();
         async move { Ok::<_, Infallible>(answer(request, client, tls, &context).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/2's streams run in tasks of their own, joined with the connection.
+    let streams = Tasks::default();
+    let builder = auto::Builder::new(streams.clone());
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -189,6 +196,7 @@ async fn serve_connection<S>(
             let _ = connection.await;
         }
     }
+    streams.join().await;
 }
 
 /// Resolves once `stop` is set (or its sender is gone), holding no borrow of the value.

@@ -10,6 +10,9 @@
 //!
 //! On `https://` endpoints that offer `h2` by ALPN (`--http auto|2`), requests go as streams
 //! over the few connections of [`http2::Pool`] instead.
+//!
+//! Over 400 lines because HTTP/1.1, HTTP/2 and the proxy's refusals all end in the one raw
+//! [`Answer`], and are read together.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,7 @@ use super::proxy::{self as route, Connector, Route};
 use super::stats::{RequestError, Stats};
 use super::tls::{self, Trust};
 use crate::exit;
+use crate::shutdown::Tasks;
 
 pub(super) struct ClientOptions<'a> {
     pub concurrency: usize,
@@ -87,6 +91,8 @@ pub(super) struct Client {
     /// HTTP/2 attempts, each request goes over HTTP/1.1 (`auto`) or is refused (`2`).
     chose_other: OnceLock<Option<String>>,
     h2: http2::Pool,
+    /// The connections' I/O tasks (and HTTP/2's per-request ones), closed when the run ends.
+    connections: Tasks,
     stats: Arc<Stats>,
 }
 
@@ -200,6 +206,7 @@ impl Client {
             http: http_version,
             chose_other: OnceLock::new(),
             h2: http2::Pool::new(IDLE_TIMEOUT),
+            connections: Tasks::default(),
             stats,
         })
     }
@@ -210,6 +217,10 @@ impl Client {
 
     pub(super) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    pub(super) fn connections(&self) -> &Tasks {
+        &self.connections
     }
 
     /// A request target checked once, to be sent as often as it takes (no copy per attempt).
@@ -410,7 +421,7 @@ impl Client {
             let _ = self.chose_other.set(chosen.clone());
             return Err(H2Refusal::NotOffered(chosen));
         }
-        let opened = http2::handshake(stream)
+        let opened = http2::handshake(stream, &self.connections)
             .await
             .map_err(|e| H2Refusal::Connect(e.into()))?;
         tracing::debug!(endpoint = %self.endpoint, "HTTP/2 connection opened");
@@ -444,7 +455,7 @@ impl Client {
         let (sender, driver) = http1::handshake(stream).await?;
         // The connection's I/O runs in its own task on the same (single) thread; it ends when
         // the server closes the connection or the sender is dropped.
-        tokio::spawn(async move {
+        self.connections.spawn(async move {
             if let Err(e) = driver.await {
                 tracing::debug!("connection closed: {e}");
             }

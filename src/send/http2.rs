@@ -14,10 +14,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::time::Instant;
 
 use super::proxy::Stream;
+use crate::shutdown::Tasks;
 
 type Sender = http2::SendRequest<Empty<Bytes>>;
 
@@ -34,8 +35,9 @@ pub(super) struct Opened {
 
 /// Opens HTTP/2 on a stream on which TLS negotiated `h2`; the connection's I/O runs in its
 /// own task, which ends when the server closes the connection or every sender is dropped.
-pub(super) async fn handshake(stream: Stream) -> Result<Opened, hyper::Error> {
-    let (sender, driver) = http2::Builder::new(TokioExecutor::new())
+/// That task and hyper's own for each request are owned by `tasks`.
+pub(super) async fn handshake(stream: Stream, tasks: &Tasks) -> Result<Opened, hyper::Error> {
+    let (sender, driver) = http2::Builder::new(tasks.clone())
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
@@ -47,7 +49,7 @@ pub(super) async fn handshake(stream: Stream) -> Result<Opened, hyper::Error> {
     let limit = Arc::new(AtomicUsize::new(driver.current_max_send_streams()));
     let seen = limit.clone();
     let mut driver = Box::pin(driver);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let ended = poll_fn(|cx| {
             let polled = driver.as_mut().poll(cx);
             seen.store(driver.current_max_send_streams(), Ordering::Relaxed);

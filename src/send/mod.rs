@@ -21,6 +21,7 @@ mod config;
 mod dead_letter;
 mod dry_run;
 mod endpoint;
+mod feeder;
 mod http2;
 mod input;
 mod job;
@@ -194,6 +195,9 @@ pub fn run(config: &Config) -> exit::Outcome {
             Ok(Status::Lost)
         })
     });
+    // Every task joined or aborted (blocking work is not counted), as a test reads here.
+    let left = runtime.metrics().num_alive_tasks();
+    tracing::debug!("{left} tasks left running at exit");
     // A blocking read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     outcome
@@ -275,6 +279,9 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         shutdown.aborted(),
     );
 
+    // Aborted after the run's tasks are joined, when nothing is in flight any more.
+    shutdown.close_at_join(retrier.client().connections());
+    shutdown.close_at_join(settler.retries());
     let lifecycle = Arc::new(Lifecycle::default());
     let (workers_running, workers) = pipeline.workers_running();
     lifecycle.watch_tasks(workers_running, workers);
@@ -308,7 +315,7 @@ fn start(prepared: Prepared, shutdown: &Arc<Shutdown>) -> (Delivery, Reading) {
         prepared.spooler.clone(),
     ));
     if let Some(interval) = prepared.stats_interval {
-        shutdown.spawn(report_periodically(stats.clone(), interval));
+        shutdown.spawn(stats::report_periodically(stats.clone(), interval));
     }
     if let Some(spooler) = &prepared.spooler {
         // A line read from a file and not spooled stays in the file: given back, not lost.
@@ -398,7 +405,8 @@ async fn read(
         // Its own task: delivery from the spool runs beside the read loop, and the queue
         // closes once the feeder has taken everything after the end of input (or the drain
         // was given up).
-        shutdown.spawn(spooler.clone().feed(
+        shutdown.spawn(feeder::feed(
+            spooler.clone(),
             delivery.pipeline.submitter(),
             delivery.labeler.clone(),
             shutdown.stopped(),
@@ -481,13 +489,4 @@ async fn abort_after_drain_deadline(
         }
     }
     shutdown.abort();
-}
-
-async fn report_periodically(stats: Arc<Stats>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        tracing::info!("stats: {}", stats.snapshot());
-    }
 }

@@ -19,6 +19,9 @@
 //!
 //! A message goes into the spool as a record (see [`Outgoing::to_record`]) holding everything
 //! computed here, and comes back out of it unchanged ([`Labeler::restore`]).
+//!
+//! Over 400 lines with its tests: labelling and the record form are read together, since a
+//! record must restore exactly what was labelled.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

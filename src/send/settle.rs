@@ -9,6 +9,7 @@ use super::job::{Ack, Job, Returned, Ticket};
 use super::outgoing::Labeler;
 use super::retry::{self, AfterFailure, Failure};
 use super::stats::{Loss, Stats};
+use crate::shutdown::Tasks;
 
 /// Accounts for messages that were not delivered: into the dead-letter file when there is one,
 /// otherwise counted as lost. Logs the first few individually, then only counts.
@@ -16,6 +17,8 @@ pub(super) struct Settler {
     pub stats: Arc<Stats>,
     dead_letter: Option<Arc<DeadLetter>>,
     logged: AtomicU64,
+    /// Dead-letter writes waiting for room, aborted when the run ends.
+    retries: Tasks,
 }
 
 const LOGGED_INDIVIDUALLY: u64 = 20;
@@ -26,7 +29,12 @@ impl Settler {
             stats,
             dead_letter,
             logged: AtomicU64::new(0),
+            retries: Tasks::default(),
         }
+    }
+
+    pub(super) fn retries(&self) -> &Tasks {
+        &self.retries
     }
 
     /// Settles a message whose delivery ended: counted delivered, or handed back to its
@@ -155,11 +163,11 @@ impl Settler {
                 dead_letter.path().display()
             ),
         );
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
+        }
         let stats = self.stats.clone();
-        runtime.spawn(async move {
+        self.retries.spawn(async move {
             loop {
                 tokio::time::sleep(crate::spool::FULL_RETRY).await;
                 match dead_letter.append(&job.outgoing.line) {

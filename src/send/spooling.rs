@@ -1,6 +1,10 @@
 //! `send --spool`: the session appends each message to the spool before acknowledging it, a
-//! feeder hands spooled messages to the pipeline, settled messages are marked done, and a
-//! maintenance task syncs (per policy), stores the done frontier and deletes finished segments.
+//! feeder (`feeder`) hands spooled messages to the pipeline, settled messages are marked done,
+//! and a maintenance task syncs (per policy), stores the done frontier and deletes finished
+//! segments.
+//!
+//! Over 400 lines because appending (its waits for room and leases), maintenance and the
+//! finish at exit share the spool's state and its stop, and are read together.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,11 +13,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::dead_letter::DeadLetter;
-use super::job::{Item, Ticket};
-use super::outgoing::{Labeler, Outgoing};
-use super::pipeline::Submitter;
+use super::job::Item;
+use super::outgoing::Outgoing;
 use super::stats::{Loss, Stats};
-use crate::spool::{Body, FULL_RETRY, Limits, Refused, SpoolError, Spools, SyncPolicy};
+use crate::spool::{FULL_RETRY, Limits, Refused, Spool, SpoolError, Spools, SyncPolicy};
 
 pub(super) struct Spooler {
     spools: Spools<Item>,
@@ -28,6 +31,9 @@ pub(super) struct Spooler {
     stopping: OnceLock<Stopping>,
     /// Set by `finish`: the maintenance task ends.
     finishing: watch::Sender<bool>,
+    /// Held for each maintenance round and by `finish`: a round in progress ends before the
+    /// last one, and none starts after it, so no blocking spool work outlives the run.
+    rounds: tokio::sync::Mutex<()>,
     /// Errors of the maintenance task (sync, state store, deletes), all spools together.
     maintenance_errors: AtomicU64,
     /// Synced before any frontier is stored: a record counts as done only once its
@@ -76,6 +82,7 @@ impl Spooler {
             stats,
             stopping: OnceLock::new(),
             finishing: watch::Sender::new(false),
+            rounds: tokio::sync::Mutex::new(()),
             maintenance_errors: AtomicU64::new(0),
             dead_letter: OnceLock::new(),
         }
@@ -143,6 +150,16 @@ impl Spooler {
             _ = stopped.wait_for(|s| *s), if !already_stopped => {}
             _ = abort.wait_for(|a| *a) => {}
         }
+    }
+
+    /// Every spool, adopted ones first (they hold the older messages), each with its sender
+    /// name: what the feeder takes from.
+    pub(super) fn delivery_order(&self) -> impl Iterator<Item = (&Arc<Spool<Item>>, &Arc<str>)> {
+        self.spools.delivery_order().zip(&self.senders)
+    }
+
+    pub(super) fn own(&self) -> &Arc<Spool<Item>> {
+        &self.spools.own
     }
 
     /// The own spool's name and the last sequence number it gave out: the labeler's sender.
@@ -318,68 +335,6 @@ impl Spooler {
             .map_err(|e| SpoolError::Failed(format!("the sync task failed: {e}")))?
     }
 
-    /// Hands spooled messages to the pipeline, the adopted spools' first, until input has
-    /// ended and everything was taken, or the drain is given up (`abort`).
-    pub(super) async fn feed(
-        self: Arc<Self>,
-        pipeline: Submitter,
-        labeler: Arc<Labeler>,
-        mut input_ended: watch::Receiver<bool>,
-        mut abort: watch::Receiver<bool>,
-    ) {
-        'feeding: loop {
-            if *abort.borrow() {
-                return;
-            }
-            for (spool, sender) in self.spools.delivery_order().zip(&self.senders) {
-                let readable = spool.readable.notified();
-                let Some(taken) = spool.take() else {
-                    drop(readable);
-                    continue;
-                };
-                let (line_number, outgoing) = match taken.body {
-                    Body::Item(item) => item,
-                    Body::Payload(payload) => match labeler.restore(&payload, sender) {
-                        Some(restored) => restored,
-                        None => {
-                            tracing::error!(
-                                spool = %spool.name,
-                                "record {} is not a message this version can read; skipped",
-                                taken.meta.index
-                            );
-                            spool.done(taken.meta.index);
-                            continue 'feeding;
-                        }
-                    },
-                };
-                let ticket = Ticket::new(spool.clone(), taken.meta.index);
-                tokio::select! {
-                    biased;
-                    _ = abort.wait_for(|aborted| *aborted) => return,
-                    submitted = pipeline.submit_spooled(line_number, outgoing, ticket) => {
-                        if submitted.is_err() {
-                            // The workers are gone; the message stays in the spool.
-                            return;
-                        }
-                    }
-                }
-                continue 'feeding;
-            }
-            // Nothing to take anywhere.
-            if *input_ended.borrow() && self.spools.delivery_order().all(|s| s.all_taken()) {
-                return;
-            }
-            let own = &self.spools.own;
-            tokio::select! {
-                _ = own.readable.notified() => {}
-                _ = input_ended.changed() => {}
-                _ = abort.wait_for(|aborted| *aborted) => return,
-                // Adopted spools and read errors are polled.
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-    }
-
     /// Syncs per policy, syncs and closes rotated segments, and lets finished segments go,
     /// until `finish` (which does it once more). Through the drain too: delivery there frees
     /// the room a stop on a full disk waits for. An error is logged and counted, and the
@@ -402,9 +357,15 @@ impl Spooler {
                 (Sync::Policy, SyncPolicy::Strict) => Sync::Rotated,
                 (sync, _) => sync,
             };
+            let round = self.rounds.lock().await;
+            if *self.finishing.borrow() {
+                return;
+            }
             let spooler = self.clone();
             let done = tokio::task::spawn_blocking(move || spooler.sync_and_reclaim(sync, false));
-            if let Err(e) = done.await {
+            let done = done.await;
+            drop(round);
+            if let Err(e) = done {
                 let error = SpoolError::Failed(format!("the maintenance task failed: {e}"));
                 self.maintenance_failed(&self.spools.own.name, &error, false);
             }
@@ -462,6 +423,7 @@ impl Spooler {
             .sum();
         self.stats.lose_many(Loss::Corrupt, unreadable);
         let flushed = self.flush().await;
+        let _last_round = self.rounds.lock().await;
         let spooler = self.clone();
         let sync = match self.sync {
             SyncPolicy::Off => Sync::No,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::dead_letter::DeadLetter;
+use super::super::outgoing::Labeler;
 use super::*;
 use crate::spool::disk::faults::{Faulty, Op};
 use crate::wire::TargetFormat;

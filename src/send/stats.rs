@@ -2,6 +2,7 @@
 //! them, and what `/metrics` reads at scrape time.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -332,5 +333,15 @@ impl fmt::Display for Snapshot {
             write!(f, "; {} left in the spool", self.left_in_spool)?;
         }
         Ok(())
+    }
+}
+
+/// `--stats-interval`: the summary so far, every `interval`.
+pub(super) async fn report_periodically(stats: Arc<Stats>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        tracing::info!("stats: {}", stats.snapshot());
     }
 }

@@ -18,6 +18,9 @@
 //! - [`store`]: one spool, append, take, done, reclaim;
 //! - [`trust`]: owner-only files, and adopting only the spools of this process's user;
 //! - [`status`]: the `spool` command.
+//!
+//! Over 400 lines with its tests because claiming and adopting (locks, trust, order) is one
+//! protocol, read in one place.
 
 mod budget;
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::support;
-use crate::support::{Missing, Reply, TestServer, Watched};
+use crate::support::{Missing, TestServer, Watched};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -77,14 +77,7 @@ async fn answers_within(addr: SocketAddr, path: &str, status: u16, limit: Durati
 }
 
 async fn counters_match_what_happened_and_the_summary() -> Result<(), Missing> {
-    let server = TestServer::start(|_, target| {
-        if target.windows(3).any(|w| w == b"bad") {
-            Reply::Status(404)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let server = TestServer::rejecting(b"bad").await;
     let url = server.url();
     let dir = tempfile::tempdir().expect("temp dir");
     let dead = dir.path().join("dead.log");

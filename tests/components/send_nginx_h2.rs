@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::{self, Missing, ReservedPort, Watched, clean_command};
 
@@ -82,19 +81,10 @@ impl Nginx {
     /// Runs nginx on the configuration under `prefix`; `None` if it exited (its port taken).
     async fn spawn(binary: &Path, prefix: &Path) -> Option<Child> {
         let pid = prefix.join("nginx.pid");
-        let mut child = Command::from(clean_command(binary))
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nginx");
+        let mut command = clean_command(binary);
+        command.arg("-e").arg(prefix.join("error.log"));
+        command.arg("-p").arg(prefix).arg("-c").arg(prefix.join("nginx.conf"));
+        let mut child = support::spawn_quiet(command, "nginx");
         let own = child.id().map(|id| id.to_string());
         let started = support::eventually_async(Duration::from_secs(10), || {
             let exited = child.try_wait().ok().flatten().is_some();

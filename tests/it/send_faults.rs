@@ -82,14 +82,7 @@ async fn resets_and_server_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn permanent_rejections_go_to_the_dead_letter_file() {
-    let server = TestServer::start(|_, target| {
-        if target.windows(7).any(|w| w == b"missing") {
-            Reply::Status(404)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let server = TestServer::rejecting(b"missing").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let dead = dir.path().join("dead.log");
     let dead_arg = dead.to_str().expect("utf-8 path");

@@ -132,3 +132,50 @@ async fn an_idle_program_uses_no_cpu_and_sends_nothing() {
     let run = sender.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
 }
+
+/// No task outlives the run (issue 22): the load balancer answers the first request (its
+/// connection then waits idle for the next) and never the others, a scrape connection never
+/// sends its request, and after the drain deadline every connection task, the metrics
+/// server's and the spool's are ended and joined, none left for the runtime to drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_exit_no_task_is_left_running_though_peers_never_answer() {
+    let server = TestServer::start(|number, _| match number {
+        0 => Reply::Status(503),
+        _ => Reply::Hang,
+    })
+    .await;
+    let url = server.url();
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let mut child = support::spawn(&[
+        "send",
+        &url,
+        "--request-timeout",
+        "600s",
+        "--drain-timeout",
+        "1s",
+        "--spool",
+        &spool_dir,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "info,drifter_rsyslog=debug",
+    ]);
+    let mut stdin = child.stdin.take().expect("stdin");
+    let sender = Watched::new(child);
+    let silent_scraper = tokio::net::TcpStream::connect(sender.metrics_address().await)
+        .await
+        .expect("connect to the metrics server");
+    stdin
+        .write_all(b"one\ntwo\nthree\n")
+        .await
+        .expect("write lines");
+    let sent = support::eventually(LIMIT, || server.seen().len() == 3).await;
+    assert!(sent, "not every line reached the server");
+    drop(stdin);
+    let run = sender.wait(LIMIT).await;
+    assert_eq!(run.code(), Some(0), "left in the spool: {}", run.stderr);
+    run.assert_logged("drain deadline of 1s passed");
+    run.assert_logged(" 0 tasks left running at exit");
+    drop(silent_scraper);
+}

@@ -32,6 +32,14 @@ fn ids(targets: &[Vec<u8>]) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
     found
 }
 
+/// `send --spool SPOOL --ids content`, then `extra`, then `url`: how these tests run it.
+pub(super) fn spool_args<'a>(spool: &'a str, extra: &[&'a str], url: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["send", "--spool", spool, "--ids", "content"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    args
+}
+
 /// Starts `send --spool DIR` against a port that refuses connections, writes `input`, waits
 /// until the spool holds `expect` messages, and SIGKILLs it.
 pub(super) async fn spool_and_kill(
@@ -42,10 +50,8 @@ pub(super) async fn spool_and_kill(
     extra: &[&str],
 ) {
     let spool = dir.display().to_string();
-    let mut args = vec!["send", "--spool", &spool, "--sequence", "--ids", "content"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let mut child = support::spawn(&args);
+    let sequenced = [&["--sequence"], extra].concat();
+    let mut child = support::spawn(&spool_args(&spool, &sequenced, url));
     let mut stdin = child.stdin.take().expect("stdin is piped");
     stdin.write_all(input).await.expect("write input");
     // stdin stays open: the process is killed, it never sees the end of input.
@@ -82,19 +88,9 @@ async fn kills_during_an_outage_lose_nothing_and_replays_keep_their_ids_and_numb
     }
     let server = TestServer::start_at(port);
     let spool = dir.path().display().to_string();
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--sequence",
-        "--ids",
-        "content",
-        // What the drain deadline leaves stays in the spool by design (exit 0); on a loaded
-        // machine 6000 deliveries can take longer than the default 8 s.
-        "--drain-timeout",
-        DRAIN_ALL,
-        &url,
-    ];
+    // What the drain deadline leaves stays in the spool by design (exit 0); on a loaded
+    // machine 6000 deliveries can take longer than the default 8 s.
+    let args = spool_args(&spool, &["--sequence", "--drain-timeout", DRAIN_ALL], &url);
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("6000 recovered from the spool");
@@ -130,16 +126,7 @@ async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
     let port = ReservedPort::new();
     let url = port.url();
     let (input, expected) = numbered(300, "left");
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--ids",
-        "content",
-        "--drain-timeout",
-        "1s",
-        &url,
-    ];
+    let args = spool_args(&spool, &["--drain-timeout", "1s"], &url);
     let run = run_with_input(&args, &input, LIMIT).await;
     assert_eq!(
         run.code(),
@@ -154,16 +141,7 @@ async fn the_drain_deadline_leaves_messages_in_the_spool_for_the_next_run() {
     // Anything in between that delivered one and was killed before recording it would make a
     // duplicate; here the server counts exactly what the leftover run sends.
     let server = TestServer::start_at(port);
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--ids",
-        "content",
-        "--drain-timeout",
-        DRAIN_ALL,
-        &url,
-    ];
+    let args = spool_args(&spool, &["--drain-timeout", DRAIN_ALL], &url);
     let run = run_with_input(&args, b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     let answered = server.answered(503);
@@ -222,16 +200,7 @@ async fn a_torn_tail_and_a_corrupt_record_never_stop_a_start() {
 
     let server = TestServer::start_at(port);
     let spool = dir.path().display().to_string();
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--ids",
-        "content",
-        "--drain-timeout",
-        DRAIN_ALL,
-        &url,
-    ];
+    let args = spool_args(&spool, &["--drain-timeout", DRAIN_ALL], &url);
     let run = run_with_input(&args, b"", LIMIT).await;
     // The damaged record was acknowledged once: its loss is counted and fails the run (issue
     // 21 item 9); it used to be "lost 0" and exit 0.
@@ -292,16 +261,7 @@ async fn two_processes_share_a_directory_and_a_third_adopts_both_spools() {
     let spool = dir.path().display().to_string();
     let port = ReservedPort::new();
     let url = port.url();
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--ids",
-        "content",
-        "--drain-timeout",
-        DRAIN_ALL,
-        &url,
-    ];
+    let args = spool_args(&spool, &["--drain-timeout", DRAIN_ALL], &url);
     let mut first = support::spawn(&args);
     let mut second = support::spawn(&args);
     let (one, mut expected) = numbered(500, "first");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 
+use crate::send_spool::spool_args;
 use crate::support::{self, ReservedPort, TestServer, Watched, decoded_set, numbered};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -89,21 +90,11 @@ async fn a_stop_with_a_full_spool_ends_within_the_drain_deadline() {
         let url = port.url();
         // About 900 KB: more than the spool, the pipe and the read buffer hold together.
         let (input, _) = numbered(8000, &format!("stop {}", "x".repeat(100)));
-        let mut args = vec![
-            "send",
-            "--spool",
-            &spool,
-            "--spool-max-bytes",
-            "64K",
-            "--ids",
-            "content",
-            "--drain-timeout",
-            "2s",
-        ];
+        let mut extra = vec!["--spool-max-bytes", "64K", "--drain-timeout", "2s"];
         if mode != "plain" {
-            args.push(mode);
+            extra.push(mode);
         }
-        args.push(&url);
+        let args = spool_args(&spool, &extra, &url);
         let mut child = support::spawn(&args);
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let sender = Watched::new(child);
@@ -222,16 +213,7 @@ async fn two_workers_killed_during_an_outage_keep_the_directory_within_its_bound
     let spool = dir.path().display().to_string();
     let port = ReservedPort::new();
     let url = port.url();
-    let args = [
-        "send",
-        "--spool",
-        &spool,
-        "--spool-max-bytes",
-        "64K",
-        "--ids",
-        "content",
-        &url,
-    ];
+    let args = spool_args(&spool, &["--spool-max-bytes", "64K"], &url);
     let mut sent = BTreeSet::new();
     let mut record_bytes = 0;
     for round in 0..4 {

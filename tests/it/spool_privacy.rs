@@ -61,14 +61,7 @@ fn spools_in(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_spool_and_the_dead_letter_file_are_owner_only_whatever_the_umask() {
-    let server = TestServer::start(|_, target| {
-        if target.windows(4).any(|w| w == b"dead") {
-            Reply::Status(404)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let server = TestServer::rejecting(b"dead").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().join("spool");
     let dead = dir.path().join("dead.txt");

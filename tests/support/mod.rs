@@ -80,6 +80,19 @@ impl TestServer {
         .await
     }
 
+    /// Answers 404 (a permanent rejection) to each target holding `marker`, else 503
+    /// (accepted).
+    pub async fn rejecting(marker: &'static [u8]) -> Self {
+        Self::start(move |_, target| {
+            if target.windows(marker.len()).any(|w| w == marker) {
+                Reply::Status(404)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await
+    }
+
     /// Answers `status` until the test ends the [`Outage`] (having seen what it waited for),
     /// then 503 (accepted).
     pub async fn down(status: u16) -> (Self, Outage) {
@@ -286,6 +299,18 @@ impl Run {
             self.stderr
         );
     }
+}
+
+/// Starts a component in the background without stdio (its own files say what it did),
+/// killed when dropped.
+pub fn spawn_quiet(command: std::process::Command, name: &str) -> Child {
+    Command::from(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
 /// Starts `drifter-rsyslog ARGS` with piped stdio and a clean environment.
@@ -781,16 +806,9 @@ impl Tinyproxy {
             );
             let config_path = dir.path().join("tinyproxy.conf");
             std::fs::write(&config_path, config).expect("write tinyproxy.conf");
-            let mut child = Command::from(clean_command(&binary))
-                .arg("-d")
-                .arg("-c")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("start tinyproxy");
+            let mut command = clean_command(&binary);
+            command.arg("-d").arg("-c").arg(&config_path);
+            let mut child = spawn_quiet(command, "tinyproxy");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while tokio::time::Instant::now() < deadline {
                 if child.try_wait().expect("tinyproxy's status").is_some() {

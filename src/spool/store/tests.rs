@@ -1,4 +1,7 @@
 //! The store's unit tests: restarts, the window, a full spool, damaged files, and a model-based property test.
+//!
+//! Over 400 lines because they share one set of fixtures, and the property test's model
+//! checks what the others show case by case.
 
 use std::collections::BTreeSet;
 
