@@ -83,7 +83,11 @@ impl Nginx {
         let pid = prefix.join("nginx.pid");
         let mut command = clean_command(binary);
         command.arg("-e").arg(prefix.join("error.log"));
-        command.arg("-p").arg(prefix).arg("-c").arg(prefix.join("nginx.conf"));
+        command
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(prefix.join("nginx.conf"));
         let mut child = support::spawn_quiet(command, "nginx");
         let own = child.id().map(|id| id.to_string());
         let started = support::eventually_async(Duration::from_secs(10), || {
