@@ -7,14 +7,21 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::observe::Metrics;
 use crate::send_file::{
     LIMIT, append, arrival_order, expected, ids_by_message, lines, server, start, start_polling,
     stop, until_different,
 };
-use crate::support::{self, TestServer};
+use crate::support::{self, TestServer, Watched};
+
+/// A scratch directory with the paths of `app.log` and of the spool in it.
+fn app_log() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, spool) = (dir.path().join("app.log"), dir.path().join("spool"));
+    (dir, log, spool)
+}
 
 /// A first line longer than the 256 bytes the fingerprint covers, as a fixed file header.
 fn header() -> String {
@@ -70,11 +77,35 @@ fn once(groups: &[Vec<Vec<u8>>]) -> Vec<(Vec<u8>, usize)> {
     groups.iter().flatten().map(|m| (m.clone(), 1)).collect()
 }
 
+/// SIGKILL, and the exit waited for.
+async fn kill(watched: Watched) {
+    let mut child = watched.child;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+}
+
+/// Starts `send` again after a kill or stop that left 80 "r" lines in a file renamed away
+/// and 20 "n" lines in the new file at its name: the renamed one is found and finished, and
+/// every line arrives once.
+async fn restart_finishing_the_renamed_file(
+    pattern: &str,
+    spool: &Path,
+    server: &TestServer,
+    args: &[&str],
+) -> support::Run {
+    let watched = start(pattern, spool, server, args);
+    watched
+        .line_with("renamed while being read before the restart", LIMIT)
+        .await;
+    until_different(server, 100).await;
+    let run = stop(watched).await;
+    assert_ids(server, &once(&[expected("r", 0, 80), expected("n", 0, 20)]));
+    run
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inode_given_to_a_new_file_with_the_same_first_bytes_is_read_from_its_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (dir, log, spool) = app_log();
     append(&log, &format!("{}\n{}", header(), lines("old", 0, 20)));
     let server = server().await;
     let pattern = log.display().to_string();
@@ -110,9 +141,7 @@ async fn an_inode_given_to_a_new_file_with_the_same_first_bytes_is_read_from_its
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_file_holding_all_the_old_one_had_is_told_apart_by_its_birth_time() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (dir, log, spool) = app_log();
     // Shorter than the fingerprint: a new file that starts with these bytes has the same
     // fingerprint and the same bytes before the position.
     append(&log, &lines("s", 0, 3));
@@ -145,9 +174,7 @@ async fn a_new_file_holding_all_the_old_one_had_is_told_apart_by_its_birth_time(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_rewritten_in_place_past_the_position_with_the_same_first_bytes_is_read_again() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (dir, log, spool) = app_log();
     let before = format!("{}\n{}", header(), lines("before", 0, 10));
     append(&log, &before);
     let server = server().await;
@@ -201,21 +228,12 @@ async fn a_kill_while_a_file_renamed_out_of_the_pattern_is_read_leaves_its_rest_
     support::signal(&watched.child, "STOP");
     append(&rotated, &lines("r", 50, 80));
     append(&log, &lines("n", 0, 20));
-    let mut child = watched.child;
-    child.start_kill().expect("SIGKILL");
-    let _ = child.wait().await;
+    kill(watched).await;
 
-    let watched = start(&pattern, &spool, &server, &["--concurrency", "1"]);
-    watched
-        .line_with("renamed while being read before the restart", LIMIT)
-        .await;
-    until_different(&server, 100).await;
-    let run = stop(watched).await;
+    let run =
+        restart_finishing_the_renamed_file(&pattern, &spool, &server, &["--concurrency", "1"])
+            .await;
     run.assert_logged("rotated file read to its end");
-    assert_ids(
-        &server,
-        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
-    );
     // The rest of the rotated file went before the new file's lines.
     let order = arrival_order(&server, "");
     let last_r = order.iter().rposition(|m| m.starts_with(b"r "));
@@ -225,9 +243,7 @@ async fn a_kill_while_a_file_renamed_out_of_the_pattern_is_read_leaves_its_rest_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_rewritten_then_renamed_away_between_two_looks_does_not_hold_up_the_new_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (dir, log, spool) = app_log();
     let before = format!("{}\n{}", header(), lines("before", 0, 10));
     append(&log, &before);
     let server = server().await;
@@ -261,9 +277,7 @@ async fn a_file_rewritten_then_renamed_away_between_two_looks_does_not_hold_up_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_file_start_end_the_file_that_replaced_a_followed_one_while_stopped_is_read_whole() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (dir, log, spool) = app_log();
     append(&log, &lines("skipped", 0, 5));
     let server = server().await;
     let pattern = log.display().to_string();
@@ -278,16 +292,7 @@ async fn with_file_start_end_the_file_that_replaced_a_followed_one_while_stopped
     append(&log, &lines("r", 50, 80));
     std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
     append(&log, &lines("n", 0, 20));
-    let watched = start(&pattern, &spool, &server, &["--file-start", "end"]);
-    watched
-        .line_with("renamed while being read before the restart", LIMIT)
-        .await;
-    until_different(&server, 100).await;
-    stop(watched).await;
-    assert_ids(
-        &server,
-        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
-    );
+    restart_finishing_the_renamed_file(&pattern, &spool, &server, &["--file-start", "end"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,27 +318,14 @@ async fn a_kill_while_the_target_of_a_followed_link_is_rotated_leaves_its_rest_f
         .await;
     support::signal(&watched.child, "STOP");
     append(&real.join("0.log.20261204-000000"), &lines("r", 50, 80));
-    let mut child = watched.child;
-    child.start_kill().expect("SIGKILL");
-    let _ = child.wait().await;
+    kill(watched).await;
 
-    let watched = start(&pattern, &spool, &server, &[]);
-    watched
-        .line_with("renamed while being read before the restart", LIMIT)
-        .await;
-    until_different(&server, 100).await;
-    stop(watched).await;
-    assert_ids(
-        &server,
-        &once(&[expected("r", 0, 80), expected("n", 0, 20)]),
-    );
+    restart_finishing_the_renamed_file(&pattern, &spool, &server, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lines_appended_in_pieces_while_they_are_read_never_look_like_a_rewrite() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.log");
-    let spool = dir.path().join("spool");
+    let (_dir, log, spool) = app_log();
     // Lines short and long (over the 256 bytes of an anchor), some with CRLF, written in
     // pieces that split them anywhere, while `send` reads: every check at every read and
     // look then sees a line half written at the end of the file.
@@ -412,9 +404,7 @@ async fn two_files_renamed_away_before_a_restart_are_finished_oldest_first() {
         .line_with("rotated or deleted: reading it to its end", LIMIT)
         .await;
     support::signal(&watched.child, "STOP");
-    let mut child = watched.child;
-    child.start_kill().expect("SIGKILL");
-    let _ = child.wait().await;
+    kill(watched).await;
 
     // While stopped: both get more lines, and logrotate runs again.
     append(&one, &lines("a", 30, 60));

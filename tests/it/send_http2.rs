@@ -163,6 +163,22 @@ async fn without_h2_offered_auto_falls_back_and_http2_is_refused_at_the_probe() 
     run.assert_logged("--http 2 needs an https:// URL");
 }
 
+/// `send --http 2` of `input` to `url`, trusting `ca`, with `concurrency` requests in flight.
+async fn send_h2(url: &str, ca: &str, concurrency: usize, input: &[u8]) -> support::Run {
+    let concurrency = concurrency.to_string();
+    let args = [
+        "send",
+        url,
+        "--ca-cert",
+        ca,
+        "--http",
+        "2",
+        "--concurrency",
+        &concurrency,
+    ];
+    support::run_with_input(&args, input, LIMIT).await
+}
+
 /// What the HTTP/2 test server saw: each request's target and the connection it came on.
 type Seen = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
 
@@ -255,17 +271,7 @@ async fn goaway_replaces_the_connection_and_nothing_is_lost_or_retried() {
     let (port, ca, seen) = h2_server(scratch.path(), 8, 40).await;
     let url = format!("https://localhost:{port}/");
     let (input, expected) = support::numbered(400, "goaway");
-    let args = [
-        "send",
-        &url,
-        "--ca-cert",
-        &ca,
-        "--http",
-        "2",
-        "--concurrency",
-        "16",
-    ];
-    let run = support::run_with_input(&args, &input, LIMIT).await;
+    let run = send_h2(&url, &ca, 16, &input).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     assert!(
         run.stderr.contains("delivered 400, retried 0,"),
@@ -351,17 +357,7 @@ async fn after_a_goaway_with_an_error_the_streams_it_may_have_processed_count_as
     let url = format!("https://localhost:{port}/");
     let ca = ca.display().to_string();
     let (input, expected) = support::numbered(200, "aborted");
-    let args = [
-        "send",
-        &url,
-        "--ca-cert",
-        &ca,
-        "--http",
-        "2",
-        "--concurrency",
-        "16",
-    ];
-    let run = support::run_with_input(&args, &input, LIMIT).await;
+    let run = send_h2(&url, &ca, 16, &input).await;
     let held: BTreeSet<Vec<u8>> = held.lock().expect("lock").iter().cloned().collect();
     assert_eq!(run.code(), Some(0), "{} held: {}", held.len(), run.stderr);
     assert_eq!(held.len(), 8, "the first connection held its 8 streams");
@@ -390,17 +386,7 @@ async fn streams_stay_within_the_servers_limit_on_few_connections() {
     let (port, ca, seen) = h2_server(scratch.path(), 4, usize::MAX).await;
     let url = format!("https://localhost:{port}/");
     let (input, expected) = support::numbered(300, "limited");
-    let args = [
-        "send",
-        &url,
-        "--ca-cert",
-        &ca,
-        "--http",
-        "2",
-        "--concurrency",
-        "8",
-    ];
-    let run = support::run_with_input(&args, &input, LIMIT).await;
+    let run = send_h2(&url, &ca, 8, &input).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("retried 0,"), "{}", run.stderr);
     let seen = seen.lock().expect("lock").clone();
