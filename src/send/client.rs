@@ -146,23 +146,6 @@ fn proxy_auth_refused() -> Answer {
     )
 }
 
-/// A failure to connect: TLS if rustls refused (a certificate, a handshake), else the
-/// connection itself (refused, unreachable, DNS, the connect timeout).
-fn connect_error_kind(error: &(dyn std::error::Error + 'static)) -> RequestError {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        // rustls's errors reach us wrapped in an io::Error, whose source() skips them.
-        let wrapped = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref);
-        if error.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
-            return RequestError::Tls;
-        }
-        cause = error.source();
-    }
-    RequestError::Connect
-}
-
 impl Client {
     pub(super) fn new(
         endpoint: Endpoint,
@@ -299,9 +282,12 @@ impl Client {
     /// error, not worth retrying.
     fn connect_failed(&self, error: &(dyn std::error::Error + 'static)) -> (RequestError, Answer) {
         let reason = exit::one_line(error);
-        let kind = match connect_error_kind(error) {
-            RequestError::Connect if self.route.proxy().is_some() => RequestError::Proxy,
-            kind => kind,
+        let kind = if tls::refused(error) {
+            RequestError::Tls
+        } else if self.route.proxy().is_some() {
+            RequestError::Proxy
+        } else {
+            RequestError::Connect
         };
         if kind == RequestError::Proxy && reason.contains("proxy authorization required") {
             return (kind, proxy_auth_refused());

@@ -153,3 +153,20 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.supported_schemes()
     }
 }
+
+/// Whether a failure to connect was rustls refusing (a certificate, a handshake) rather than
+/// the connection itself (refused, unreachable, DNS, the connect timeout).
+pub(super) fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        // rustls's errors reach us wrapped in an io::Error, whose source() skips them.
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if error.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
