@@ -32,8 +32,10 @@ const SPARE_CAPACITY: usize = 1024;
 /// Where a message goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Place<'a> {
-    /// Its log time, in microseconds.
-    pub time: i64,
+    /// Its log time, in microseconds, if it can be read: if not, the clock's (as if it had
+    /// just been logged), so that it neither goes out at once nor takes its sender's lower
+    /// numbers with it.
+    pub time: Option<i64>,
     /// How long it may wait for what comes before it, in microseconds.
     pub window: i64,
     /// Its sender and number, with `send --sequence`.
@@ -164,7 +166,10 @@ impl Reorder {
     pub(super) fn hold(&mut self, place: Place<'_>, text: Vec<u8>) {
         self.arrivals += 1;
         let arrival = self.arrivals;
-        let due = place.time.saturating_add(place.window);
+        let due = place
+            .time
+            .unwrap_or(self.clock)
+            .saturating_add(place.window);
         self.bytes += TURN_BYTES + text.capacity() + TEXT_BYTES;
         let Some((name, number)) = place.sequence else {
             if due < self.written_due {
@@ -320,11 +325,11 @@ mod tests {
         };
         for &(minute, sequence, text) in messages {
             let place = Place {
-                time: minute * MINUTE,
+                time: Some(minute * MINUTE),
                 window,
                 sequence,
             };
-            reorder.advance(place.time);
+            reorder.advance(minute * MINUTE);
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
         }
@@ -385,6 +390,39 @@ mod tests {
     }
 
     #[test]
+    fn a_time_that_cannot_be_read_takes_the_clocks_and_pulls_no_number_ahead() {
+        // Review of issue 25: an unreadable time (an unbounded range does not judge it
+        // malformed) was due at once and took a3 out before a2 came: a2 counted late.
+        let mut reorder = Reorder::new(1 << 20);
+        let mut written = Vec::new();
+        for (time, number) in [(Some(0), 1), (Some(2), 3), (None, 4), (Some(1), 2)] {
+            let place = Place {
+                time: time.map(|minute| minute * MINUTE),
+                window: 10 * MINUTE,
+                sequence: Some(("a", number)),
+            };
+            if let Some(time) = place.time {
+                reorder.advance(time);
+            }
+            reorder.hold(place, format!("a{number}").into_bytes());
+            let mut write = |text: &[u8]| {
+                written.push(String::from_utf8_lossy(text).into_owned());
+                Ok(())
+            };
+            reorder.release(&mut write).expect("written");
+        }
+        assert!(written.is_empty(), "all within the window: {written:?}");
+        reorder
+            .finish(&mut |text: &[u8]| {
+                written.push(String::from_utf8_lossy(text).into_owned());
+                Ok(())
+            })
+            .expect("written");
+        assert_eq!(written, ["a1", "a2", "a3", "a4"]);
+        assert_eq!(reorder.late, 0);
+    }
+
+    #[test]
     fn over_the_byte_bound_the_earliest_go_first() {
         let text = "m".repeat(100);
         let per_message = text.len() + TURN_BYTES + TEXT_BYTES;
@@ -399,11 +437,11 @@ mod tests {
         };
         for &(minute, sequence, text) in &messages {
             let place = Place {
-                time: minute * MINUTE,
+                time: Some(minute * MINUTE),
                 window: 60 * MINUTE,
                 sequence,
             };
-            reorder.advance(place.time);
+            reorder.advance(minute * MINUTE);
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
             assert!(reorder.held_bytes() <= 3 * per_message, "bounded");
@@ -412,7 +450,7 @@ mod tests {
         // A number below the ones written early is late.
         reorder.hold(
             Place {
-                time: 0,
+                time: Some(0),
                 window: 60 * MINUTE,
                 sequence: Some(("a", 0)),
             },
