@@ -24,6 +24,8 @@ use std::io;
 const TURN_BYTES: usize = 48;
 /// Memory per held text beyond its bytes: the map node, the allocation's header.
 const TEXT_BYTES: usize = 48;
+/// Memory of a sender's map while it holds anything: its first node, of eleven keys and texts.
+const MAP_BYTES: usize = 16 + 11 * (16 + 24);
 /// Buffers of written texts kept for the next messages (small ones only): holding and
 /// writing then allocate nothing per message once the buffer is full.
 const SPARE_BUFFERS: usize = 1024;
@@ -192,6 +194,9 @@ impl Reorder {
             });
             return;
         }
+        if state.held.is_empty() {
+            self.bytes += MAP_BYTES;
+        }
         state.held.insert((number, arrival), text);
         let what = Waiting::Numbered { sender, number };
         self.turns.push(Turn { due, arrival, what });
@@ -290,6 +295,11 @@ impl Reorder {
             write(&text)?;
             Self::recycle(&mut self.spare, text);
         }
+        if state.held.is_empty() {
+            // An emptied map keeps its node: one per sender ever seen, outside the bound.
+            state.held = BTreeMap::new();
+            self.bytes -= MAP_BYTES;
+        }
         Ok(())
     }
 
@@ -305,6 +315,7 @@ mod tests {
     use super::*;
 
     const MINUTE: i64 = 60_000_000;
+    const UNREADABLE_MINUTE: i64 = i64::MIN;
 
     /// A message offered: logged at a minute, with its sender and number if any, its text.
     type Offered<'a> = (i64, Option<(&'a str, u64)>, &'a str);
@@ -324,12 +335,15 @@ mod tests {
             Ok(())
         };
         for &(minute, sequence, text) in messages {
+            let time = (minute != UNREADABLE_MINUTE).then(|| minute * MINUTE);
             let place = Place {
-                time: Some(minute * MINUTE),
+                time,
                 window,
                 sequence,
             };
-            reorder.advance(minute * MINUTE);
+            if let Some(time) = time {
+                reorder.advance(time);
+            }
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
         }
@@ -391,34 +405,20 @@ mod tests {
 
     #[test]
     fn a_time_that_cannot_be_read_takes_the_clocks_and_pulls_no_number_ahead() {
-        // Review of issue 25: an unreadable time (an unbounded range does not judge it
-        // malformed) was due at once and took a3 out before a2 came: a2 counted late.
+        // Review of issue 25: it was due at once and took a3 out before a2 came, a2 late.
         let mut reorder = Reorder::new(1 << 20);
-        let mut written = Vec::new();
-        for (time, number) in [(Some(0), 1), (Some(2), 3), (None, 4), (Some(1), 2)] {
-            let place = Place {
-                time: time.map(|minute| minute * MINUTE),
-                window: 10 * MINUTE,
-                sequence: Some(("a", number)),
-            };
-            if let Some(time) = place.time {
-                reorder.advance(time);
-            }
-            reorder.hold(place, format!("a{number}").into_bytes());
-            let mut write = |text: &[u8]| {
-                written.push(String::from_utf8_lossy(text).into_owned());
-                Ok(())
-            };
-            reorder.release(&mut write).expect("written");
-        }
-        assert!(written.is_empty(), "all within the window: {written:?}");
-        reorder
-            .finish(&mut |text: &[u8]| {
-                written.push(String::from_utf8_lossy(text).into_owned());
-                Ok(())
-            })
-            .expect("written");
-        assert_eq!(written, ["a1", "a2", "a3", "a4"]);
+        let (early, at_end) = run(
+            &mut reorder,
+            10 * MINUTE,
+            &[
+                (0, Some(("a", 1)), "a1"),
+                (2, Some(("a", 3)), "a3"),
+                (UNREADABLE_MINUTE, Some(("a", 4)), "a4"),
+                (1, Some(("a", 2)), "a2"),
+            ],
+        );
+        assert!(early.is_empty(), "all within the window");
+        assert_eq!(at_end, ["a1", "a2", "a3", "a4"]);
         assert_eq!(reorder.late, 0);
     }
 
@@ -426,7 +426,7 @@ mod tests {
     fn over_the_byte_bound_the_earliest_go_first() {
         let text = "m".repeat(100);
         let per_message = text.len() + TURN_BYTES + TEXT_BYTES;
-        let mut reorder = Reorder::new(3 * per_message);
+        let mut reorder = Reorder::new(3 * per_message + MAP_BYTES);
         let messages: Vec<Offered<'_>> = (0..10)
             .map(|minute| (minute, Some(("a", minute as u64)), text.as_str()))
             .collect();
@@ -444,7 +444,10 @@ mod tests {
             reorder.advance(minute * MINUTE);
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
-            assert!(reorder.held_bytes() <= 3 * per_message, "bounded");
+            assert!(
+                reorder.held_bytes() <= 3 * per_message + MAP_BYTES,
+                "bounded"
+            );
         }
         assert_eq!(written.get(), 7, "the window alone would hold all ten");
         // A number below the ones written early is late.
@@ -458,6 +461,22 @@ mod tests {
         );
         reorder.finish(&mut write).expect("written");
         assert_eq!((written.get(), reorder.late), (11, 1));
+    }
+
+    #[test]
+    fn each_sender_holding_anything_counts_its_map() {
+        // Review of issue 25: a map's node (about 450 bytes) was not counted: many senders
+        // holding a message each took several times the bound.
+        let per_sender = 1 + TURN_BYTES + TEXT_BYTES + MAP_BYTES;
+        let mut reorder = Reorder::new(10 * per_sender);
+        let names: Vec<String> = (0..100).map(|sender| format!("s{sender}")).collect();
+        let messages: Vec<Offered<'_>> = names
+            .iter()
+            .map(|name| (0, Some((name.as_str(), 1)), "m"))
+            .collect();
+        let (as_it_went, _) = run(&mut reorder, MINUTE, &messages);
+        assert_eq!(as_it_went.len(), 90, "ten senders' messages held at most");
+        assert_eq!(reorder.held_bytes(), 0);
     }
 
     #[test]
