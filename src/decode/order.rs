@@ -24,6 +24,8 @@ use std::io;
 const TURN_BYTES: usize = 48;
 /// Memory per held text beyond its bytes: the map node, the allocation's header.
 const TEXT_BYTES: usize = 48;
+/// Memory of a sender's map while it holds anything: its first node, of eleven keys and texts.
+const MAP_BYTES: usize = 16 + 11 * (16 + 24);
 /// Buffers of written texts kept for the next messages (small ones only): holding and
 /// writing then allocate nothing per message once the buffer is full.
 const SPARE_BUFFERS: usize = 1024;
@@ -32,8 +34,10 @@ const SPARE_CAPACITY: usize = 1024;
 /// Where a message goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Place<'a> {
-    /// Its log time, in microseconds.
-    pub time: i64,
+    /// Its log time, in microseconds, if it can be read: if not, the clock's (as if it had
+    /// just been logged), so that it neither goes out at once nor takes its sender's lower
+    /// numbers with it.
+    pub time: Option<i64>,
     /// How long it may wait for what comes before it, in microseconds.
     pub window: i64,
     /// Its sender and number, with `send --sequence`.
@@ -164,7 +168,10 @@ impl Reorder {
     pub(super) fn hold(&mut self, place: Place<'_>, text: Vec<u8>) {
         self.arrivals += 1;
         let arrival = self.arrivals;
-        let due = place.time.saturating_add(place.window);
+        let due = place
+            .time
+            .unwrap_or(self.clock)
+            .saturating_add(place.window);
         self.bytes += TURN_BYTES + text.capacity() + TEXT_BYTES;
         let Some((name, number)) = place.sequence else {
             if due < self.written_due {
@@ -186,6 +193,9 @@ impl Reorder {
                 what,
             });
             return;
+        }
+        if state.held.is_empty() {
+            self.bytes += MAP_BYTES;
         }
         state.held.insert((number, arrival), text);
         let what = Waiting::Numbered { sender, number };
@@ -285,6 +295,11 @@ impl Reorder {
             write(&text)?;
             Self::recycle(&mut self.spare, text);
         }
+        if state.held.is_empty() {
+            // An emptied map keeps its node: one per sender ever seen, outside the bound.
+            state.held = BTreeMap::new();
+            self.bytes -= MAP_BYTES;
+        }
         Ok(())
     }
 
@@ -300,6 +315,7 @@ mod tests {
     use super::*;
 
     const MINUTE: i64 = 60_000_000;
+    const UNREADABLE_MINUTE: i64 = i64::MIN;
 
     /// A message offered: logged at a minute, with its sender and number if any, its text.
     type Offered<'a> = (i64, Option<(&'a str, u64)>, &'a str);
@@ -319,12 +335,15 @@ mod tests {
             Ok(())
         };
         for &(minute, sequence, text) in messages {
+            let time = (minute != UNREADABLE_MINUTE).then(|| minute * MINUTE);
             let place = Place {
-                time: minute * MINUTE,
+                time,
                 window,
                 sequence,
             };
-            reorder.advance(place.time);
+            if let Some(time) = time {
+                reorder.advance(time);
+            }
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
         }
@@ -385,10 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn a_time_that_cannot_be_read_takes_the_clocks_and_pulls_no_number_ahead() {
+        // Review of issue 25: it was due at once and took a3 out before a2 came, a2 late.
+        let mut reorder = Reorder::new(1 << 20);
+        let (early, at_end) = run(
+            &mut reorder,
+            10 * MINUTE,
+            &[
+                (0, Some(("a", 1)), "a1"),
+                (2, Some(("a", 3)), "a3"),
+                (UNREADABLE_MINUTE, Some(("a", 4)), "a4"),
+                (1, Some(("a", 2)), "a2"),
+            ],
+        );
+        assert!(early.is_empty(), "all within the window");
+        assert_eq!(at_end, ["a1", "a2", "a3", "a4"]);
+        assert_eq!(reorder.late, 0);
+    }
+
+    #[test]
     fn over_the_byte_bound_the_earliest_go_first() {
         let text = "m".repeat(100);
         let per_message = text.len() + TURN_BYTES + TEXT_BYTES;
-        let mut reorder = Reorder::new(3 * per_message);
+        let mut reorder = Reorder::new(3 * per_message + MAP_BYTES);
         let messages: Vec<Offered<'_>> = (0..10)
             .map(|minute| (minute, Some(("a", minute as u64)), text.as_str()))
             .collect();
@@ -399,20 +437,23 @@ mod tests {
         };
         for &(minute, sequence, text) in &messages {
             let place = Place {
-                time: minute * MINUTE,
+                time: Some(minute * MINUTE),
                 window: 60 * MINUTE,
                 sequence,
             };
-            reorder.advance(place.time);
+            reorder.advance(minute * MINUTE);
             reorder.hold(place, text.as_bytes().to_vec());
             reorder.release(&mut write).expect("written");
-            assert!(reorder.held_bytes() <= 3 * per_message, "bounded");
+            assert!(
+                reorder.held_bytes() <= 3 * per_message + MAP_BYTES,
+                "bounded"
+            );
         }
         assert_eq!(written.get(), 7, "the window alone would hold all ten");
         // A number below the ones written early is late.
         reorder.hold(
             Place {
-                time: 0,
+                time: Some(0),
                 window: 60 * MINUTE,
                 sequence: Some(("a", 0)),
             },
@@ -420,6 +461,22 @@ mod tests {
         );
         reorder.finish(&mut write).expect("written");
         assert_eq!((written.get(), reorder.late), (11, 1));
+    }
+
+    #[test]
+    fn each_sender_holding_anything_counts_its_map() {
+        // Review of issue 25: a map's node (about 450 bytes) was not counted: many senders
+        // holding a message each took several times the bound.
+        let per_sender = 1 + TURN_BYTES + TEXT_BYTES + MAP_BYTES;
+        let mut reorder = Reorder::new(10 * per_sender);
+        let names: Vec<String> = (0..100).map(|sender| format!("s{sender}")).collect();
+        let messages: Vec<Offered<'_>> = names
+            .iter()
+            .map(|name| (0, Some((name.as_str(), 1)), "m"))
+            .collect();
+        let (as_it_went, _) = run(&mut reorder, MINUTE, &messages);
+        assert_eq!(as_it_went.len(), 90, "ten senders' messages held at most");
+        assert_eq!(reorder.held_bytes(), 0);
     }
 
     #[test]

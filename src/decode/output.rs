@@ -75,9 +75,9 @@ impl<W: Write> Output<W> {
             Format::Alb => ALB_GRACE,
             Format::Classic => CLASSIC_GRACE,
         });
-        // Times that cannot be read are malformed before they get here; the clock's time
-        // would do.
-        let time = window::entry_time(found.entry.time).map_or(i64::MIN, |time| time.0);
+        // A time that cannot be read (only judged malformed with --since/--until) takes the
+        // clock's, in `hold`.
+        let time = window::entry_time(found.entry.time).map(|time| time.0);
         let place = Place {
             time,
             window,
@@ -89,7 +89,9 @@ impl<W: Write> Output<W> {
         let mut rendered = reorder.buffer();
         rendered.reserve_exact(found.message.len() + 1);
         render(self.json, found, &mut rendered);
-        reorder.advance(time);
+        if let Some(time) = time {
+            reorder.advance(time);
+        }
         reorder.hold(place, rendered);
         let out = &mut self.out;
         reorder.release(&mut |text| out.write_all(text))
