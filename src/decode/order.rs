@@ -60,9 +60,9 @@ enum Waiting {
 
 /// The turns waiting, earliest first. Most come in the order they are due (log time grows as
 /// the files are read), or a few places early (requests in flight together, logged as they
-/// ended): those queue in a ring, sorted by a short scan back from its end, cheap and
-/// cache-friendly however many are held; only the others go through a heap, whose every pop
-/// over a large buffer misses the cache.
+/// ended): those queue in a ring, sorted by a short scan back from its end, at a constant cost
+/// however many are held; only the others go through a heap, whose pops cost the log of all
+/// it holds.
 #[derive(Default)]
 struct Turns {
     in_order: VecDeque<Turn>,
