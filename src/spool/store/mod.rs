@@ -174,6 +174,10 @@ struct Inner<T> {
     corrupt_at_runtime: u64,
 }
 
+/// One spool directory's durable queue of records (`T` is the item appended, kept in memory
+/// while it is in the window so a take needs no read back): appended by the reader, taken by
+/// delivery, reclaimed a whole segment at a time once every record in it is done. Shared between the async side and blocking threads;
+/// see the module documentation for its locks and invariants.
 pub(crate) struct Spool<T> {
     pub(crate) name: String,
     dir: PathBuf,
