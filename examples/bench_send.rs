@@ -32,25 +32,19 @@ async fn main() -> anyhow::Result<()> {
     let nginx = support::Nginx::start()?;
     let url = nginx.url.clone();
 
-    let messages = support::sample_lines(lines);
     let dir = tempfile::tempdir()?;
-    let input_path = dir.path().join("input.log");
-    let input: Vec<u8> = messages
-        .iter()
-        .flat_map(|m| [m.as_bytes(), b"\n"].concat())
-        .collect();
-    std::fs::write(&input_path, &input)?;
-    let targets: Vec<String> = messages
-        .iter()
-        .map(|m| drifter_rsyslog::wire::encode_target("/", m.as_bytes()))
-        .collect();
+    let support::Workload {
+        input_path,
+        input_bytes,
+        targets,
+    } = support::workload(dir.path(), lines)?;
     let targets_path = dir.path().join("targets");
     std::fs::write(&targets_path, targets.join("\n") + "\n")?;
     let wrk_url = format!("{}{}", url.trim_end_matches('/'), targets[0]);
 
     println!(
         "{lines} lines of ~{} bytes, concurrency {CONCURRENCY}, {rounds} rounds, nginx answering 503 on {url}",
-        input.len() / lines.max(1)
+        input_bytes / lines.max(1)
     );
     let mut measured = Vec::new();
     for round in 1..=rounds {

@@ -45,18 +45,12 @@ async fn main() -> anyhow::Result<()> {
     let tls_url = nginx.tls_url.clone().expect("started with TLS");
     let ca = ca.display().to_string();
 
-    let messages = support::sample_lines(lines);
-    let input_path = dir.path().join("input.log");
-    let input: Vec<u8> = messages
-        .iter()
-        .flat_map(|m| [m.as_bytes(), b"\n"].concat())
-        .collect();
-    std::fs::write(&input_path, &input)?;
+    let support::Workload {
+        input_path,
+        input_bytes,
+        targets,
+    } = support::workload(dir.path(), lines)?;
     let base = tls_url.trim_end_matches('/');
-    let targets: Vec<String> = messages
-        .iter()
-        .map(|m| drifter_rsyslog::wire::encode_target("/", m.as_bytes()))
-        .collect();
     let urls_path = dir.path().join("urls");
     let urls: Vec<String> = targets.iter().map(|t| format!("{base}{t}")).collect();
     std::fs::write(&urls_path, urls.join("\n") + "\n")?;
@@ -65,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "{lines} lines of ~{} bytes, concurrency {CONCURRENCY}, {rounds} rounds, nginx answering 503 on {tls_url} (TLS, h2) and {plain_url}",
-        input.len() / lines.max(1)
+        input_bytes / lines.max(1)
     );
     let mut log_offset = 0;
     let mut measured = Vec::new();

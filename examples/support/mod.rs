@@ -207,6 +207,35 @@ pub async fn run_binary(binary: &Path, args: &[&str], input: &Path) -> anyhow::R
     })
 }
 
+/// What the end-to-end benchmarks send: [`sample_lines`] written to `input.log` (what `send`
+/// reads) and each line's request target (what the baseline clients send).
+pub struct Workload {
+    pub input_path: PathBuf,
+    /// Bytes of `input.log`.
+    pub input_bytes: usize,
+    pub targets: Vec<String>,
+}
+
+/// `count` sample lines in `dir/input.log`, with their targets.
+pub fn workload(dir: &Path, count: usize) -> std::io::Result<Workload> {
+    let messages = sample_lines(count);
+    let input: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| [m.as_bytes(), b"\n"].concat())
+        .collect();
+    let input_path = dir.join("input.log");
+    std::fs::write(&input_path, &input)?;
+    let targets = messages
+        .iter()
+        .map(|m| drifter_rsyslog::wire::encode_target("/", m.as_bytes()))
+        .collect();
+    Ok(Workload {
+        input_path,
+        input_bytes: input.len(),
+        targets,
+    })
+}
+
 /// Log-like lines of about 200 bytes with spaces and punctuation, so encoding has work to do.
 pub fn sample_lines(count: usize) -> Vec<String> {
     (0..count)
