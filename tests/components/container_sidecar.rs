@@ -7,7 +7,7 @@
 //! Podman runs as root here with `--runtime runc --cgroup-manager=cgroupfs` (no systemd, no
 //! crun), a `nofile` limit at most the hard one, and the host network.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -79,38 +79,14 @@ fn append(path: &Path, from: usize, to: usize) {
         .expect("append");
 }
 
-/// Every message the server received, with its ids; panics on a message under two ids.
-fn received(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
-    let mut found: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
-    for target in server.answered(503) {
-        let text = String::from_utf8_lossy(&target).into_owned();
-        let id = text
-            .split('&')
-            .find_map(|field| field.strip_prefix("i="))
-            .unwrap_or_default()
-            .to_string();
-        found
-            .entry(support::decode(&target))
-            .or_default()
-            .insert(id);
-    }
-    for (message, ids) in &found {
-        assert!(
-            ids.len() == 1 && !ids.contains(""),
-            "{:?} arrived with ids {ids:?}",
-            String::from_utf8_lossy(message)
-        );
-    }
-    found
-}
-
 async fn until_received(server: &TestServer, count: usize, name: &str) {
-    let arrived = support::eventually(LIMIT, || received(server).len() >= count).await;
+    let arrived =
+        support::eventually(LIMIT, || support::received_once_each(server).len() >= count).await;
     if !arrived {
         let logs = run(podman(&["logs", name]), LIMIT).await;
         panic!(
             "{} of {count} messages arrived; container log:\n{}{}",
-            received(server).len(),
+            support::received_once_each(server).len(),
             String::from_utf8_lossy(&logs.stdout),
             String::from_utf8_lossy(&logs.stderr)
         );
@@ -255,7 +231,7 @@ async fn the_sidecar_image_survives_a_kill_and_rotations_and_stops_cleanly() -> 
     }
     drop(container);
 
-    let got: BTreeSet<Vec<u8>> = received(&server).into_keys().collect();
+    let got: BTreeSet<Vec<u8>> = support::received_once_each(&server).into_keys().collect();
     let want: BTreeSet<Vec<u8>> = (0..TOTAL)
         .map(|i| format!("pod {i:05}").into_bytes())
         .collect();

@@ -2,7 +2,7 @@
 //! order, through appends, rotation by rename, copytruncate, deletion, new files matching a
 //! glob, restarts and kills. Every test checks the bytes the stand-in received.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
@@ -66,57 +66,24 @@ pub(crate) fn expected(prefix: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The `&i=` of a target.
-fn id_of(target: &[u8]) -> String {
-    String::from_utf8_lossy(target)
-        .split('&')
-        .find_map(|field| field.strip_prefix("i="))
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// What the server received, message by message: every message's ids.
-pub(crate) fn ids_by_message(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
-    let mut found: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
-    for target in server.answered(503) {
-        found
-            .entry(support::decode(&target))
-            .or_default()
-            .insert(id_of(&target));
-    }
-    found
-}
-
-/// [`ids_by_message`]; panics if a message came twice under different ids (decode could not
-/// drop the copy) or without an id.
-fn received(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
-    let found = ids_by_message(server);
-    for (message, ids) in &found {
-        assert!(
-            ids.len() == 1 && !ids.contains(""),
-            "{:?} arrived with ids {ids:?}",
-            String::from_utf8_lossy(message)
-        );
-    }
-    found
-}
-
 async fn until_received(server: &TestServer, count: usize) {
-    let arrived = support::eventually(LIMIT, || received(server).len() >= count).await;
+    let arrived =
+        support::eventually(LIMIT, || support::received_once_each(server).len() >= count).await;
     assert!(
         arrived,
         "{} of {count} messages arrived",
-        received(server).len()
+        support::received_once_each(server).len()
     );
 }
 
 /// Waits for `count` different messages, some of which may come under several ids.
 pub(crate) async fn until_different(server: &TestServer, count: usize) {
-    let arrived = support::eventually(LIMIT, || ids_by_message(server).len() >= count).await;
+    let arrived =
+        support::eventually(LIMIT, || support::ids_by_message(server).len() >= count).await;
     assert!(
         arrived,
         "{} of {count} messages arrived",
-        ids_by_message(server).len()
+        support::ids_by_message(server).len()
     );
 }
 
@@ -132,7 +99,7 @@ pub(crate) fn arrival_order(server: &TestServer, prefix: &str) -> Vec<Vec<u8>> {
 }
 
 fn assert_exactly(server: &TestServer, groups: &[Vec<Vec<u8>>]) {
-    let got: BTreeSet<Vec<u8>> = received(server).into_keys().collect();
+    let got: BTreeSet<Vec<u8>> = support::received_once_each(server).into_keys().collect();
     let want: BTreeSet<Vec<u8>> = groups.iter().flatten().cloned().collect();
     let missing: Vec<_> = want
         .difference(&got)
@@ -321,7 +288,7 @@ async fn kills_at_random_moments_while_a_file_grows_lose_nothing_and_repeat_only
         let mut child = watched.child;
         child.start_kill().expect("SIGKILL");
         let _ = child.wait().await;
-        killed_at.push(received(&server).len());
+        killed_at.push(support::received_once_each(&server).len());
     }
     writer.await.expect("writer");
     let watched = start(&pattern, &spool, &server, &[]);

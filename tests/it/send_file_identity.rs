@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::observe::Metrics;
 use crate::send_file::{
-    LIMIT, append, arrival_order, expected, ids_by_message, lines, server, start, start_polling,
-    stop, until_different,
+    LIMIT, append, arrival_order, expected, lines, server, start, start_polling, stop,
+    until_different,
 };
 use crate::support::{self, TestServer, Watched};
 
@@ -59,7 +59,7 @@ fn give_position(spool: &Path, from: u64, to: u64) {
 /// Asserts that exactly `want` arrived, each message under that many different ids (a
 /// message read again under its first id counts once: decode drops the copy).
 fn assert_ids(server: &TestServer, want: &[(Vec<u8>, usize)]) {
-    let got: BTreeMap<String, usize> = ids_by_message(server)
+    let got: BTreeMap<String, usize> = support::ids_by_message(server)
         .into_iter()
         .map(|(message, ids)| {
             assert!(!ids.contains(""), "a message without id");

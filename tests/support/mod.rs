@@ -6,7 +6,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -578,6 +578,41 @@ pub fn decode(target: &[u8]) -> Vec<u8> {
         .map(|i| &target[i + 1..])
         .unwrap_or_default();
     drifter_rsyslog::wire::decode_query(query)
+}
+
+/// The `&i=` of a target (empty without one).
+pub fn id_of(target: &[u8]) -> String {
+    String::from_utf8_lossy(target)
+        .split('&')
+        .find_map(|field| field.strip_prefix("i="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What `server` answered with 503, message by message: every message's ids.
+pub fn ids_by_message(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
+    let mut found: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
+    for target in server.answered(503) {
+        found
+            .entry(decode(&target))
+            .or_default()
+            .insert(id_of(&target));
+    }
+    found
+}
+
+/// [`ids_by_message`]; panics if a message came under two ids (decode could not drop the
+/// copy) or without one.
+pub fn received_once_each(server: &TestServer) -> BTreeMap<Vec<u8>, BTreeSet<String>> {
+    let found = ids_by_message(server);
+    for (message, ids) in &found {
+        assert!(
+            ids.len() == 1 && !ids.contains(""),
+            "{:?} arrived with ids {ids:?}",
+            String::from_utf8_lossy(message)
+        );
+    }
+    found
 }
 
 /// `count` lines `<prefix> <n>`: the input, and the set of lines expected back.
