@@ -153,6 +153,13 @@ pub struct Labeler {
 }
 
 impl Labeler {
+    /// Plain messages (no ids, sequence numbers or signatures), for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn plain() -> Self {
+        let format = TargetFormat::new("/", 8192, None);
+        Labeler::new(format, None, false, 1 << 20, None).expect("budget is enough")
+    }
+
     /// Fails if a message of `max_line_bytes` could not be sent within the budget. `sender`
     /// is a spool's name and the last sequence number it gave out; `None` picks a random name.
     pub fn new(

@@ -270,18 +270,6 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::wire::TargetFormat;
-
-    fn labeler() -> Labeler {
-        Labeler::new(
-            TargetFormat::new("/", 8192, None),
-            None,
-            false,
-            1 << 20,
-            None,
-        )
-        .expect("budget is enough")
-    }
 
     fn job(labeler: &Labeler, line_number: u64, text: &str, ack: Option<Ack>) -> Job {
         let outgoing = labeler
@@ -301,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_delivered_message_is_counted_and_confirmed() {
-        let (labeler, settler) = (labeler(), settler(None));
+        let (labeler, settler) = (Labeler::plain(), settler(None));
         settler.settle(job(&labeler, 1, "plain", None), None, Ok(()), &labeler);
         let (ack, mut reply) = Ack::new(None);
         settler.settle(
@@ -316,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_confirming_caller_gets_a_retriable_failure_back() {
-        let (labeler, settler) = (labeler(), settler(None));
+        let (labeler, settler) = (Labeler::plain(), settler(None));
         let (ack, mut reply) = Ack::new(None);
         let failure = Failure::GaveUp(Some("HTTP 500".into()));
         settler.settle(
@@ -341,7 +329,7 @@ mod tests {
     fn a_rejected_message_is_dead_lettered_or_counted_lost_by_reason() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("dead");
-        let labeler = labeler();
+        let labeler = Labeler::plain();
         let with_file = settler(Some(&path));
         let (ack, mut reply) = Ack::new(None);
         let rejected = Failure::Rejected("HTTP 404".into());

@@ -7,7 +7,6 @@ use super::super::dead_letter::DeadLetter;
 use super::super::outgoing::Labeler;
 use super::*;
 use crate::spool::disk::faults::{Faulty, Op};
-use crate::wire::TargetFormat;
 
 const EIO: i32 = 5;
 
@@ -38,7 +37,7 @@ fn open(dir: &std::path::Path) -> (Arc<Spooler>, Arc<Faulty>, Labeler) {
     let spools = Spools::open_on(dir, limits, faulty.clone()).expect("open");
     let stats = Arc::new(Stats::default());
     let spooler = Spooler::new(spools, limits, Duration::from_millis(10), stats);
-    let labeler = labeler();
+    let labeler = Labeler::plain();
     (Arc::new(spooler), faulty, labeler)
 }
 
@@ -92,7 +91,7 @@ async fn maintenance_goes_on_after_an_error_and_counts_it() {
         Duration::from_millis(10),
         stats,
     ));
-    let labeler = labeler();
+    let labeler = Labeler::plain();
     for n in 1..=200 {
         let outgoing = labeler
             .prepare(n, format!("line {n} {}", "x".repeat(100)).into_bytes())
@@ -120,16 +119,4 @@ async fn maintenance_goes_on_after_an_error_and_counts_it() {
     assert!(!task.is_finished(), "the task goes on");
     spooler.finishing.send_replace(true);
     assert!(task.await.is_ok());
-}
-
-/// Plain messages: no ids, sequence numbers or signatures.
-fn labeler() -> Labeler {
-    Labeler::new(
-        TargetFormat::new("/", 8192, None),
-        None,
-        false,
-        1 << 20,
-        None,
-    )
-    .expect("labeler")
 }

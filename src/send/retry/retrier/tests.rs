@@ -63,6 +63,17 @@ fn accepted() -> Answer {
     status(503)
 }
 
+/// An endpoint refusing connections until `back_at`, then accepting.
+fn down_until(back_at: Instant) -> Script {
+    Box::new(move |_, now| {
+        if now < back_at {
+            failing("connection refused")
+        } else {
+            accepted()
+        }
+    })
+}
+
 /// A retrier with the default backoff (200 ms to 30 s), 64 requests at once.
 fn retrier(max_attempts: u32, script: Script) -> Retrier<Scripted> {
     let endpoint: Endpoint = "http://lb.test/".parse().expect("a valid URL");
@@ -208,16 +219,7 @@ async fn delivery_resumes_within_five_seconds_of_the_endpoints_return() {
     for round in 0..10u64 {
         fastrand::seed(round);
         let back_at = Instant::now() + Duration::from_secs(3600 + 37 * round);
-        let retrier = retrier(
-            10,
-            Box::new(move |_, now| {
-                if now < back_at {
-                    failing("connection refused")
-                } else {
-                    accepted()
-                }
-            }),
-        );
+        let retrier = retrier(10, down_until(back_at));
         let mut deliveries: FuturesUnordered<_> = (0..20)
             .map(|n| deliver(&retrier, format!("m{n}"), Duration::from_millis(n)))
             .collect();
@@ -327,16 +329,7 @@ fn probe_intervals_are_capped_and_jittered_over_the_upper_half() {
 async fn the_startup_probe_waits_for_an_accepted_answer_and_stops_at_a_permanent_one() {
     // `--probe`: failures are retried at the probe interval until the endpoint accepts.
     let back_at = Instant::now() + Duration::from_secs(20);
-    let returning = retrier(
-        10,
-        Box::new(move |_, now| {
-            if now < back_at {
-                failing("connection refused")
-            } else {
-                accepted()
-            }
-        }),
-    );
+    let returning = retrier(10, down_until(back_at));
     assert_eq!(returning.probe().await, Ok(()));
     let sent = returning.transport.sent();
     assert!(sent.iter().all(|(_, target)| target == PROBE), "{sent:?}");
