@@ -238,6 +238,11 @@ mod tests {
             .collect()
     }
 
+    /// Whether a read finds no new complete line.
+    async fn nothing_new(tracked: &mut Tracked, number: &mut u64) -> bool {
+        tracked.read_lines(number).await.expect("read").is_none()
+    }
+
     #[tokio::test]
     async fn a_partial_line_waits_for_its_lf_and_offsets_follow_the_bytes() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -263,13 +268,7 @@ mod tests {
             vec![(b"one".to_vec(), 0, 5), (b"two".to_vec(), 5, 9)]
         );
         tracked.done = 9;
-        assert!(
-            tracked
-                .read_lines(&mut number)
-                .await
-                .expect("read")
-                .is_none()
-        );
+        assert!(nothing_new(&mut tracked, &mut number).await);
         writer.write_all(b"ee\nfour").expect("write");
         let lines = tracked.read_lines(&mut number).await.expect("read");
         assert_eq!(
@@ -277,13 +276,7 @@ mod tests {
             vec![(b"three".to_vec(), 9, 15)]
         );
         tracked.done = 15;
-        assert!(
-            tracked
-                .read_lines(&mut number)
-                .await
-                .expect("read")
-                .is_none()
-        );
+        assert!(nothing_new(&mut tracked, &mut number).await);
         let last = tracked.take_partial(&mut number).expect("partial");
         assert_eq!(texts(&[last]), vec![(b"four".to_vec(), 15, 19)]);
         assert_eq!(number, 4);
