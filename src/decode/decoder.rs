@@ -78,6 +78,13 @@ pub struct Decoder<W: Write> {
     message: Vec<u8>,
 }
 
+/// An access-log entry and its log time, read once.
+struct Logged<'a> {
+    entry: &'a Entry<'a>,
+    /// `None` when it was not needed or cannot be read.
+    time: Option<Timestamp>,
+}
+
 impl<W: Write> Decoder<W> {
     /// `range` is `args`' --since/--until, resolved against the run's clock.
     pub fn new(args: &Config, range: Range, verifier: Option<Signer>, out: W) -> Self {
@@ -180,15 +187,23 @@ impl<W: Write> Decoder<W> {
                 return Ok(());
             }
         }
+        // Read once, when the gaps or the order need it.
+        let time = match parsed.fields.sequence.is_some() || self.output.is_ordered() {
+            true => window::entry_time(entry.time),
+            false => None,
+        };
         if let Some(sequence) = parsed.fields.sequence {
-            let time = window::entry_time(entry.time);
             self.gaps
                 .saw(sequence.sender, sequence.number, time, entry.format);
         }
         let mut message = std::mem::take(&mut self.message);
         let decoded = wire::percent_decode_strict(parsed.message, &mut message);
+        let logged = Logged {
+            entry: &entry,
+            time,
+        };
         let written = if decoded {
-            self.accept(source, number, &entry, &parsed.fields, &message)
+            self.accept(source, number, &logged, &parsed.fields, &message)
         } else {
             self.malformed(source, number, "the query string is not percent-encoded");
             Ok(())
@@ -202,7 +217,7 @@ impl<W: Write> Decoder<W> {
         &mut self,
         source: &str,
         number: u64,
-        entry: &Entry<'_>,
+        logged: &Logged<'_>,
         fields: &Fields<'_>,
         piece: &[u8],
     ) -> io::Result<()> {
@@ -213,7 +228,7 @@ impl<W: Write> Decoder<W> {
                 self.counts.duplicates += 1;
                 return Ok(());
             }
-            return self.emit(source, number, entry, fields, piece);
+            return self.emit(source, number, logged, fields, piece);
         };
         let Some(id) = fields.id else {
             self.malformed(source, number, "a fragment without a message id");
@@ -239,7 +254,7 @@ impl<W: Write> Decoder<W> {
             }
             Added::Complete(whole) => {
                 self.recent_ids.insert(id);
-                self.emit(source, number, entry, fields, &whole)
+                self.emit(source, number, logged, fields, &whole)
             }
         }
     }
@@ -264,7 +279,7 @@ impl<W: Write> Decoder<W> {
         &mut self,
         source: &str,
         number: u64,
-        entry: &Entry<'_>,
+        logged: &Logged<'_>,
         fields: &Fields<'_>,
         message: &[u8],
     ) -> io::Result<()> {
@@ -275,7 +290,8 @@ impl<W: Write> Decoder<W> {
         }
         self.counts.messages += 1;
         let found = Found {
-            entry,
+            entry: logged.entry,
+            time: logged.time,
             source,
             fields,
             message,

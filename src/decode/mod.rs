@@ -20,6 +20,7 @@ mod decoder;
 mod follow;
 mod gaps;
 mod metrics;
+mod numbered;
 mod order;
 mod output;
 mod reassembly;

@@ -16,16 +16,17 @@
 //! without a number that sorts before one already written.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
+
+use super::numbered::Numbered;
 
 /// Memory per turn waiting in the heap, counted until it is popped: a turn outlives its
 /// message when the message went early with a higher number of its sender.
 const TURN_BYTES: usize = 48;
-/// Memory per held text beyond its bytes: the map node, the allocation's header.
-const TEXT_BYTES: usize = 48;
-/// Memory of a sender's map while it holds anything: its first node, of eleven keys and texts.
-const MAP_BYTES: usize = 16 + 11 * (16 + 24);
+/// Memory per held text beyond its bytes: the allocation's header, and where it is held
+/// (a turn, or its sender's slot, counted by the sender).
+const TEXT_BYTES: usize = 16;
 /// Buffers of written texts kept for the next messages (small ones only): holding and
 /// writing then allocate nothing per message once the buffer is full.
 const SPARE_BUFFERS: usize = 1024;
@@ -135,8 +136,7 @@ impl Ord for Turn {
 
 #[derive(Default)]
 struct Sender {
-    /// (number, arrival) → text: a number sent twice (without an id) is held twice.
-    held: BTreeMap<(u64, u64), Vec<u8>>,
+    held: Numbered,
     /// The highest number written.
     written: Option<u64>,
 }
@@ -206,10 +206,9 @@ impl Reorder {
             });
             return;
         }
-        if state.held.is_empty() {
-            self.bytes += MAP_BYTES;
-        }
-        state.held.insert((number, arrival), text);
+        let before = state.held.footprint();
+        state.held.insert(number, arrival, text);
+        self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
         let what = Waiting::Numbered { sender, number };
         self.turns.push(Turn { due, arrival, what });
     }
@@ -294,25 +293,19 @@ impl Reorder {
         write: &mut impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         let state = &mut self.senders[sender];
-        if !state.held.contains_key(&key) {
+        let (number, arrival) = key;
+        if !state.held.holds(number, arrival) {
             return Ok(());
         }
-        state.written = state.written.max(Some(key.0));
-        while let Some(first) = state.held.first_entry() {
-            if first.key().0 > key.0 {
-                break;
-            }
-            let text = first.remove();
-            self.bytes -= text.capacity() + TEXT_BYTES;
-            write(&text)?;
-            Self::recycle(&mut self.spare, text);
-        }
-        if state.held.is_empty() {
-            // An emptied map keeps its node: one per sender ever seen, outside the bound.
-            state.held = BTreeMap::new();
-            self.bytes -= MAP_BYTES;
-        }
-        Ok(())
+        state.written = state.written.max(Some(number));
+        let before = state.held.footprint();
+        let (bytes, spare) = (&mut self.bytes, &mut self.spare);
+        let released = state.held.release_through(number, write, &mut |text| {
+            *bytes -= text.capacity() + TEXT_BYTES;
+            Self::recycle(spare, text);
+        });
+        self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
+        released
     }
 
     /// Bytes held, counted as the bound counts them.

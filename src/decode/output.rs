@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use super::gaps::{ALB_GRACE, CLASSIC_GRACE};
 use super::order::{Place, Reorder};
-use super::window;
+use super::window::Timestamp;
 use crate::access_log::{Entry, Format};
 use crate::wire::Fields;
 
 /// A message with where it came from, for `--json` and the order.
 pub(super) struct Found<'a> {
     pub entry: &'a Entry<'a>,
+    /// Its log time, read only when ordered: `None` if it cannot be read.
+    pub time: Option<Timestamp>,
     pub source: &'a str,
     pub fields: &'a Fields<'a>,
     pub message: &'a [u8],
@@ -77,7 +79,7 @@ impl<W: Write> Output<W> {
         });
         // A time that cannot be read (only judged malformed with --since/--until) takes the
         // clock's, in `hold`.
-        let time = window::entry_time(found.entry.time).map(|time| time.0);
+        let time = found.time.map(|time| time.0);
         let place = Place {
             time,
             window,
@@ -95,6 +97,11 @@ impl<W: Write> Output<W> {
         reorder.hold(place, rendered);
         let out = &mut self.out;
         reorder.release(&mut |text| out.write_all(text))
+    }
+
+    /// Whether messages are held for their place (and so need their log time).
+    pub(super) fn is_ordered(&self) -> bool {
+        self.reorder.is_some()
     }
 
     /// Messages written out of their place so far.
