@@ -228,4 +228,37 @@ mod tests {
         assert_eq!(released(&mut held, 1000).len(), 17);
         assert_eq!(held.footprint(), 0);
     }
+
+    proptest::proptest! {
+        /// Against a sorted map of (number, arrival), the structure the slots replaced: the
+        /// same messages come out, in the same order, whatever the numbers and releases.
+        #[test]
+        fn writes_what_a_sorted_map_would(
+            steps in proptest::collection::vec(
+                (proptest::bool::weighted(0.8), 0u64..3000, proptest::bool::weighted(0.05)),
+                1..400,
+            )
+        ) {
+            let mut held = Numbered::default();
+            let mut model = BTreeMap::new();
+            for (arrival, (insert, number, far)) in steps.into_iter().enumerate() {
+                let arrival = arrival as u64;
+                let number = if far { number * 1_000_000 } else { number };
+                if insert {
+                    held.insert(number, arrival, format!("{number}.{arrival}").into_bytes());
+                    model.insert((number, arrival), format!("{number}.{arrival}"));
+                    proptest::prop_assert!(held.holds(number, arrival));
+                    continue;
+                }
+                let expected: Vec<String> = std::iter::from_fn(|| {
+                    model.first_entry().filter(|first| first.key().0 <= number).map(|first| first.remove())
+                })
+                .collect();
+                proptest::prop_assert_eq!(released(&mut held, number), expected);
+            }
+            let rest: Vec<String> = model.into_values().collect();
+            proptest::prop_assert_eq!(released(&mut held, u64::MAX), rest);
+            proptest::prop_assert_eq!(held.footprint(), 0);
+        }
+    }
 }
