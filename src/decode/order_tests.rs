@@ -131,10 +131,7 @@ fn over_the_byte_bound_the_earliest_go_first() {
         reorder.advance(minute * MINUTE);
         reorder.hold(place, text.as_bytes().to_vec());
         reorder.release(&mut write).expect("written");
-        assert!(
-            reorder.held_bytes() <= 3 * per_message + slots,
-            "bounded"
-        );
+        assert!(reorder.held_bytes() <= 3 * per_message + slots, "bounded");
     }
     assert_eq!(written.get(), 7, "the window alone would hold all ten");
     // A number below the ones written early is late.
