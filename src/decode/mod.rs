@@ -6,8 +6,9 @@
 //! load balancer gets scanners and bots), lines that do not parse (reported with file and line
 //! number), and requests that carry no message (the `--probe` request).
 //!
-//! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
-//! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
+//! Data path: `inputs` groups what is named, `walk` finds and opens local inputs and `s3`
+//! lists and streams objects (both in `queue`'s time order, pruned by `window` for
+//! `--since`/`--until`), the `decoder` takes each line apart (with
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
 //! judges which sequence numbers are missing, `order` puts each sender's messages in sequence
 //! order (the rest by time) and `output` writes them. `follow` looks again for new inputs.
@@ -19,17 +20,19 @@ mod config;
 mod decoder;
 mod follow;
 mod gaps;
+mod inputs;
 mod metrics;
 mod numbered;
 mod order;
 mod output;
+mod queue;
 mod reassembly;
 mod s3;
+mod s3_error;
 mod walk;
 mod window;
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 
 use crate::exit::{self, Fatal, Status};
 use crate::key_file;
@@ -39,27 +42,9 @@ pub use decoder::{Counts, Decoder};
 pub use output::Order;
 pub use window::{Clock, Range, TimeSpec, Timestamp, parse_time, parse_time_spec};
 
+use inputs::{Group, Input};
 use s3::{Listed, S3, S3Url};
 use walk::Pass;
-
-/// One input named on the command line.
-enum Input {
-    Stdin,
-    Local(PathBuf),
-    S3(S3Url),
-}
-
-impl Input {
-    fn parse(path: &Path) -> Result<Input, String> {
-        if path == Path::new("-") {
-            return Ok(Input::Stdin);
-        }
-        match path.to_str().and_then(S3Url::parse) {
-            Some(url) => url.map(Input::S3),
-            None => Ok(Input::Local(path.to_path_buf())),
-        }
-    }
-}
 
 pub fn run(args: &Config) -> exit::Outcome {
     let verifier = args
@@ -68,7 +53,7 @@ pub fn run(args: &Config) -> exit::Outcome {
         .map(key_file::load)
         .transpose()
         .map_err(Fatal::usage)?;
-    let inputs = inputs(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    let inputs = inputs::named(args).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     if args.sort {
         tracing::warn!("--sort is deprecated: decode orders by default now (see --order)");
     }
@@ -145,22 +130,6 @@ pub fn run(args: &Config) -> exit::Outcome {
     outcome
 }
 
-/// The inputs named (stdin if none), checked before anything is read.
-fn inputs(args: &Config) -> Result<Vec<Input>, String> {
-    let inputs = if args.paths.is_empty() {
-        vec![Input::Stdin]
-    } else {
-        args.paths
-            .iter()
-            .map(|path| Input::parse(path))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    if args.follow && inputs.iter().any(|input| matches!(input, Input::Stdin)) {
-        return Err("--follow watches directories and s3:// prefixes, not stdin: name them".into());
-    }
-    Ok(inputs)
-}
-
 /// The summary line, and the exit status it means.
 fn summarize(counts: &Counts, range: &Range, order: Order) -> Status {
     let outside = if range.is_unbounded() {
@@ -192,6 +161,10 @@ fn summarize(counts: &Counts, range: &Range, order: Order) -> Status {
     } else {
         Status::Success
     }
+}
+
+fn stop_requested(stopped: Option<&tokio::sync::watch::Receiver<bool>>) -> bool {
+    stopped.is_some_and(|stopped| *stopped.borrow())
 }
 
 /// Reading the inputs: once, or again and again with `--follow`.
@@ -258,12 +231,12 @@ impl<W: Write> Reading<'_, W> {
     }
 
     fn stop_requested(&self) -> bool {
-        self.stopped
-            .as_ref()
-            .is_some_and(|stopped| *stopped.borrow())
+        stop_requested(self.stopped.as_ref())
     }
 
-    /// One read of every input: the first, or a later look of `--follow`.
+    /// One read of every input: the first, or a later look of `--follow`. The local paths
+    /// are read together, where the first is named, and so are the prefixes of one bucket:
+    /// each group in one time order, for the reorder window.
     fn read_all(
         &mut self,
         inputs: &[Input],
@@ -271,28 +244,22 @@ impl<W: Write> Reading<'_, W> {
         seen: &mut Option<follow::Seen>,
         first: bool,
     ) -> io::Result<()> {
-        for input in inputs {
+        for group in inputs::groups(inputs) {
             if self.stop_requested() {
                 break;
             }
-            match input {
-                Input::Stdin => walk::decode_path(
-                    self.decoder,
-                    Path::new("-"),
-                    &mut Pass {
-                        listing,
-                        seen: None,
-                    },
-                )?,
-                Input::Local(path) => walk::decode_path(
-                    self.decoder,
-                    path,
-                    &mut Pass {
+            match group {
+                Group::Stdin => walk::decode_stdin(self.decoder)?,
+                Group::Local(paths) => {
+                    let mut pass = Pass {
                         listing,
                         seen: seen.as_mut(),
-                    },
-                )?,
-                Input::S3(url) => self.read_s3(url, listing, seen, first)?,
+                    };
+                    let stopped = self.stopped.clone();
+                    let stop = || stop_requested(stopped.as_ref());
+                    walk::decode_local(self.decoder, &paths, &mut pass, &stop)?;
+                }
+                Group::S3(urls) => self.read_s3(&urls, listing, seen, first)?,
             }
             if self.follow {
                 self.decoder.flush()?;
@@ -303,7 +270,7 @@ impl<W: Write> Reading<'_, W> {
 
     fn read_s3(
         &mut self,
-        url: &S3Url,
+        urls: &[&S3Url],
         listing: Range,
         seen: &mut Option<follow::Seen>,
         first: bool,
@@ -311,7 +278,7 @@ impl<W: Write> Reading<'_, W> {
         let Some(s3) = self.s3.as_deref_mut() else {
             return Ok(());
         };
-        let mut objects = s3.objects(url, listing, seen.take());
+        let mut objects = s3.objects(urls, listing, seen.take());
         for listed in objects.by_ref() {
             match listed {
                 Listed::Object { name, body } => {
@@ -475,7 +442,7 @@ mod tests {
             listing: Range::default(),
             seen: None,
         };
-        walk::decode_path(&mut decoder, dir.path(), &mut pass).expect("decodes");
+        walk::decode_local(&mut decoder, &[dir.path()], &mut pass, &|| false).expect("decodes");
         assert_eq!(
             decoder.counts.files, 2,
             "a.log and the file link, not the loop"

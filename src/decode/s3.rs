@@ -1,13 +1,14 @@
 //! `s3://bucket/prefix` inputs: listed as a directory tree (one delimited listing per level,
-//! so `--since`/`--until` prune whole days and the order is the local walk's), fetched a few
-//! objects at a time, and streamed into the decoder in listing order.
+//! so `--since`/`--until` prune whole days), all the prefixes of one bucket walked together in
+//! the local walk's time order (see `queue`), fetched a few objects at a time, and streamed
+//! into the decoder in that order.
 //!
 //! The decoder is synchronous and runs on the calling thread; listing and fetching run on a
 //! small tokio runtime. Each object streams through its own bounded channel of body chunks,
 //! and at most `--jobs` objects are in flight, so memory stays flat however large the bucket.
 //!
-//! Over 400 lines because listing, fetching and the one-line error share the walk's order and
-//! its bounded channels.
+//! Over 400 lines because listing and fetching share the walk's order and its bounded
+//! channels.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
@@ -24,7 +25,9 @@ use object_store::{
 use tokio::sync::{Semaphore, mpsc};
 
 use super::follow::Seen;
-use super::walk::{AWS_TEST_FILE, is_hidden, reading_order};
+use super::queue::ReadingQueue;
+use super::s3_error::describe;
+use super::walk::{AWS_TEST_FILE, is_hidden};
 use super::window::Range;
 use crate::shutdown::Tasks;
 
@@ -114,14 +117,23 @@ impl S3 {
         &self.runtime
     }
 
-    /// Starts listing and fetching everything under `url` that `listing` admits and `seen`
-    /// has not seen; the objects come out of the iterator in order.
-    pub(super) fn objects(&mut self, url: &S3Url, listing: Range, seen: Option<Seen>) -> Objects {
+    /// Starts listing and fetching everything under `urls` (prefixes of one bucket) that
+    /// `listing` admits and `seen` has not seen; the objects come out of the iterator in order.
+    pub(super) fn objects(
+        &mut self,
+        urls: &[&S3Url],
+        listing: Range,
+        seen: Option<Seen>,
+    ) -> Objects {
         let (sender, receiver) = mpsc::channel(self.jobs);
-        let store = self.store(&url.bucket);
+        let roots: Vec<S3Url> = urls.iter().map(|&url| url.clone()).collect();
+        let store = match roots.first() {
+            Some(url) => self.store(&url.bucket),
+            None => Err("no prefix".to_string()),
+        };
         let fetches = Tasks::default();
         let walk = Walk {
-            url: url.clone(),
+            roots,
             listing,
             seen,
             out: sender,
@@ -131,8 +143,11 @@ impl S3 {
         let producer = match store {
             Ok(store) => self.runtime.spawn(walk.run(store)),
             Err(error) => self.runtime.spawn(async move {
-                let what = format!("list {}", walk.url);
-                let _ = walk.out.send(Listed::Failed { what, error }).await;
+                // Each prefix is reported and counted, as if listed alone.
+                for url in &walk.roots {
+                    let (what, error) = (format!("list {url}"), error.clone());
+                    let _ = walk.out.send(Listed::Failed { what, error }).await;
+                }
                 walk.seen
             }),
         };
@@ -262,7 +277,8 @@ impl BufRead for Body {
 }
 
 struct Walk {
-    url: S3Url,
+    /// Prefixes of one bucket.
+    roots: Vec<S3Url>,
     listing: Range,
     seen: Option<Seen>,
     out: mpsc::Sender<Listed>,
@@ -271,26 +287,30 @@ struct Walk {
 }
 
 enum Pending {
+    /// A prefix named on the command line: if it holds nothing, perhaps it names an object.
+    Root(ObjectPath),
     Dir(ObjectPath),
     Object(ObjectMeta),
 }
 
 impl Walk {
-    /// Depth first, each level in [`reading_order`]: the order `decode` reads a local tree in.
+    /// Best first by time over all the roots: the order `decode` reads local trees in.
     async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
-        let root = ObjectPath::from(self.url.prefix.as_str());
-        let mut pending = vec![Pending::Dir(root.clone())];
-        let mut found = false;
-        while let Some(next) = pending.pop() {
-            let dir = match next {
+        let mut queue = ReadingQueue::default();
+        for (input, url) in self.roots.iter().enumerate() {
+            let root = Pending::Root(ObjectPath::from(url.prefix.as_str()));
+            queue.push_dir(input, url.prefix.split('/'), root);
+        }
+        while let Some((input, next)) = queue.pop() {
+            let (dir, is_root) = match next {
                 Pending::Object(meta) => {
-                    found = true;
                     if !self.fetch(&store, meta).await {
                         break;
                     }
                     continue;
                 }
-                Pending::Dir(dir) => dir,
+                Pending::Dir(dir) => (dir, false),
+                Pending::Root(dir) => (dir, true),
             };
             let prefix = (!dir.as_ref().is_empty()).then_some(&dir);
             let listed = match store.list_with_delimiter(prefix).await {
@@ -301,25 +321,29 @@ impl Walk {
                     } else {
                         format!("{dir}/")
                     };
-                    let name = self.url.object_name(&shown);
+                    let name = self.object_name(&shown);
                     let failed = Listed::Failed {
                         what: format!("list {name}"),
                         error: describe(&e),
                     };
+                    // A failed root has been reported: not also as empty.
                     if self.out.send(failed).await.is_err() {
                         break;
                     }
-                    // A failed root has been reported: not also as empty.
-                    found = true;
                     continue;
                 }
             };
-            found |= !listed.objects.is_empty() || !listed.common_prefixes.is_empty();
-            let mut children: Vec<(String, Pending)> = Vec::new();
+            if is_root && listed.objects.is_empty() && listed.common_prefixes.is_empty() {
+                if let Some(meta) = self.root_object(&store, input, &dir).await {
+                    let name = meta.location.filename().unwrap_or_default().to_string();
+                    queue.push_file(input, &name, Pending::Object(meta));
+                }
+                continue;
+            }
             for sub in listed.common_prefixes {
                 let name = sub.filename().unwrap_or_default().to_string();
                 if !is_hidden(&name) && self.listing.admits_dir(parts(&sub)) {
-                    children.push((name, Pending::Dir(sub)));
+                    queue.push_dir(input, parts(&sub), Pending::Dir(sub.clone()));
                 }
             }
             for meta in listed.objects {
@@ -328,39 +352,51 @@ impl Walk {
                     && !name.contains(AWS_TEST_FILE)
                     && self.listing.admits_file(&name)
                 {
-                    children.push((name, Pending::Object(meta)));
+                    queue.push_file(input, &name, Pending::Object(meta));
                 }
             }
-            children.sort_by_cached_key(|(name, _)| reading_order(name));
-            pending.extend(children.into_iter().rev().map(|(_, child)| child));
-        }
-        if !found && !root.as_ref().is_empty() {
-            // Not a prefix: perhaps one object.
-            match store.head(&root).await {
-                Ok(meta) => {
-                    self.fetch(&store, meta).await;
-                }
-                Err(object_store::Error::NotFound { .. }) => {
-                    let name = self.url.to_string();
-                    let _ = self.out.send(Listed::Nothing { name }).await;
-                }
-                Err(e) => {
-                    let what = format!("read {}", self.url);
-                    let error = describe(&e);
-                    let _ = self.out.send(Listed::Failed { what, error }).await;
-                }
-            }
-        } else if !found {
-            let name = self.url.to_string();
-            let _ = self.out.send(Listed::Nothing { name }).await;
         }
         self.seen
+    }
+
+    /// A root that holds nothing: the one object it names, or reported as nothing.
+    async fn root_object(
+        &self,
+        store: &Arc<AmazonS3>,
+        input: usize,
+        root: &ObjectPath,
+    ) -> Option<ObjectMeta> {
+        let url = &self.roots[input];
+        let report = if root.as_ref().is_empty() {
+            Listed::Nothing {
+                name: url.to_string(),
+            }
+        } else {
+            match store.head(root).await {
+                Ok(meta) => return Some(meta),
+                Err(object_store::Error::NotFound { .. }) => Listed::Nothing {
+                    name: url.to_string(),
+                },
+                Err(e) => Listed::Failed {
+                    what: format!("read {url}"),
+                    error: describe(&e),
+                },
+            }
+        };
+        let _ = self.out.send(report).await;
+        None
+    }
+
+    fn object_name(&self, key: &str) -> String {
+        self.roots
+            .first()
+            .map_or_else(String::new, |url| url.object_name(key))
     }
 
     /// Starts fetching one object and hands its body to the decoder; false once the decoder
     /// has gone.
     async fn fetch(&mut self, store: &Arc<AmazonS3>, meta: ObjectMeta) -> bool {
-        let name = self.url.object_name(meta.location.as_ref());
+        let name = self.object_name(meta.location.as_ref());
         if let Some(seen) = &mut self.seen
             && !seen.insert(&name)
         {
@@ -397,71 +433,8 @@ impl Walk {
     }
 }
 
-fn parts(path: &ObjectPath) -> impl DoubleEndedIterator<Item = &str> {
+fn parts(path: &ObjectPath) -> impl DoubleEndedIterator<Item = &str> + Clone {
     path.as_ref().split('/')
-}
-
-/// One line for an S3 error: object_store's own wording runs to several lines with the
-/// request, the retries and the response body.
-fn describe(error: &object_store::Error) -> String {
-    let text = chain_text(error);
-    tracing::debug!("S3 error in full: {text}");
-    let code = xml_field(&text, "Code");
-    let what = match (error, code.as_deref()) {
-        (_, Some("NoSuchBucket")) => "no such bucket".to_string(),
-        (_, Some("AccessDenied")) | (object_store::Error::PermissionDenied { .. }, _) => {
-            "access denied (the reader needs s3:ListBucket on the prefix and s3:GetObject)"
-                .to_string()
-        }
-        (_, Some(code @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"))) => {
-            format!("the credentials were rejected ({code})")
-        }
-        (object_store::Error::Unauthenticated { .. }, _) => {
-            "the credentials were rejected".to_string()
-        }
-        (object_store::Error::NotFound { .. }, _) => "not found".to_string(),
-        (_, Some(code)) => match xml_field(&text, "Message") {
-            Some(message) => format!("{code}: {message}"),
-            None => code.to_string(),
-        },
-        // Credentials came from instance metadata, which did not answer.
-        _ if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") => {
-            format!(
-                "no credentials: none in the environment, and instance metadata did not answer ({})",
-                innermost(error)
-            )
-        }
-        _ => innermost(error),
-    };
-    what.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Every message in the error's chain, joined.
-fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// The deepest cause: "Connection refused", rather than the request that met it.
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut deepest: &dyn std::error::Error = error;
-    while let Some(cause) = deepest.source() {
-        deepest = cause;
-    }
-    deepest.to_string()
-}
-
-fn xml_field(text: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = text.find(&open)? + open.len();
-    let end = text[start..].find(&format!("</{tag}>"))?;
-    Some(text[start..start + end].to_string())
 }
 
 #[cfg(test)]
@@ -479,20 +452,5 @@ mod tests {
             Some(Ok(("b".into(), "AWSLogs/1".into())))
         );
         assert!(matches!(parsed("s3:///x"), Some(Err(_))));
-    }
-
-    #[test]
-    fn s3_errors_fit_on_one_line() {
-        let body = "Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
-        let error = object_store::Error::Generic {
-            store: "S3",
-            source: body.into(),
-        };
-        assert_eq!(describe(&error), "no such bucket");
-        let other = object_store::Error::Generic {
-            store: "S3",
-            source: "<Code>SlowDown</Code>\n<Message>Please\nreduce</Message>".into(),
-        };
-        assert_eq!(describe(&other), "SlowDown: Please reduce");
     }
 }

@@ -106,14 +106,10 @@ impl Range {
         if self.is_unbounded() {
             return true;
         }
-        let Some((start, end)) = calendar_span(path) else {
+        let Some((from, to)) = dated_dir_entries(path) else {
             return true;
         };
-        // Its files end in [start - 1 day, end): delivered on their end's day or the next.
-        self.overlaps(
-            start - DAY - CLASSIC_INTERVAL - NAME_SLACK,
-            end + NAME_SLACK,
-        )
+        self.overlaps(from, to)
     }
 
     /// Whether a file named `name` can hold entries in range, judged by the end time in its
@@ -137,6 +133,19 @@ impl Range {
     fn overlaps(&self, from: i64, to: i64) -> bool {
         self.since.is_none_or(|since| to > since.0) && self.until.is_none_or(|until| from < until.0)
     }
+}
+
+/// The `[from, to)` of the log times that the files under a year, month or day directory (the
+/// last components of `path`) can hold; `None` for any other directory.
+pub(super) fn dated_dir_entries<'a>(
+    path: impl DoubleEndedIterator<Item = &'a str>,
+) -> Option<(i64, i64)> {
+    let (start, end) = calendar_span(path)?;
+    // Its files end in [start - 1 day, end): delivered on their end's day or the next.
+    Some((
+        start - DAY - CLASSIC_INTERVAL - NAME_SLACK,
+        end + NAME_SLACK,
+    ))
 }
 
 /// The `[start, end)` of the year, month or day named by the last components of a path.

@@ -93,7 +93,7 @@ fn completed_files(dir: &Path) -> usize {
     }
 }
 
-async fn decode_with(moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+pub async fn decode_with(moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
     let mut full = vec!["decode"];
     full.extend_from_slice(args);
     // `extra_env` overrides moto's; an empty value leaves the variable out.
@@ -155,7 +155,7 @@ async fn s3_reads_equal_local_reads_byte_for_byte_in_both_formats() -> Result<()
 
 /// An ALB log file ending at `end`, with one request at each of `times`, whose message is
 /// the request's time (`at 2026-11-30T05:56`).
-fn alb_file(root: &Path, end: OffsetDateTime, times: &[OffsetDateTime]) -> PathBuf {
+pub fn alb_file(root: &Path, end: OffsetDateTime, times: &[OffsetDateTime]) -> PathBuf {
     let day = end
         .format(format_description!("[year]/[month]/[day]"))
         .expect("format");
@@ -186,7 +186,7 @@ fn alb_file(root: &Path, end: OffsetDateTime, times: &[OffsetDateTime]) -> PathB
     path
 }
 
-fn minute(at: OffsetDateTime) -> String {
+pub fn minute(at: OffsetDateTime) -> String {
     at.format(format_description!(
         "at [year]-[month]-[day]T[hour]:[minute]"
     ))
@@ -229,7 +229,7 @@ pub fn entry(format: Format, at: OffsetDateTime, agent: &str, target: &str, out:
     access_log::write_entry(format, &balancer(), &request, out);
 }
 
-fn utc(text: &str) -> OffsetDateTime {
+pub fn utc(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("time")
 }
 

@@ -25,6 +25,7 @@ mod deb_package;
 mod decode_duckdb;
 mod decode_metrics;
 mod decode_s3;
+mod decode_s3_order;
 mod metrics;
 mod rsyslog_e2e;
 mod send_nginx_h2;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         decode_duckdb::trials(),
         decode_metrics::trials(),
         decode_s3::trials(),
+        decode_s3_order::trials(),
         metrics::trials(),
         rsyslog_e2e::trials(),
         send_nginx_h2::trials(),

@@ -23,6 +23,17 @@ fn utc(text: &str) -> OffsetDateTime {
 /// An ALB log file of node `node_ip` for the interval ending at `end`, named and placed as AWS
 /// does, holding message `m<n>` numbered `n` by [`SENDER`] for each `(n, logged at)`.
 pub fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) -> PathBuf {
+    alb_file_of(root, "123456789012", node_ip, end, entries)
+}
+
+/// [`alb_file`], of a load balancer in `account`.
+pub fn alb_file_of(
+    root: &Path,
+    account: &str,
+    node_ip: &str,
+    end: &str,
+    entries: &[(u64, &str)],
+) -> PathBuf {
     let end = utc(end);
     let day = end
         .format(format_description!("[year]/[month]/[day]"))
@@ -33,12 +44,12 @@ pub fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) 
     let balancer = Balancer {
         name: "lb".into(),
         id: "0123456789abcdef".into(),
-        account: "123456789012".into(),
+        account: account.into(),
         region: "us-east-1".into(),
         node_ip: node_ip.into(),
     };
     let dir = root.join(format!(
-        "AWSLogs/123456789012/elasticloadbalancing/us-east-1/{day}"
+        "AWSLogs/{account}/elasticloadbalancing/us-east-1/{day}"
     ));
     std::fs::create_dir_all(&dir).expect("create dirs");
     let mut lines = Vec::new();
@@ -59,7 +70,7 @@ pub fn alb_file(root: &Path, node_ip: &str, end: &str, entries: &[(u64, &str)]) 
         access_log::write_entry(Format::Alb, &balancer, &request, &mut lines);
     }
     let name = format!(
-        "123456789012_elasticloadbalancing_us-east-1_app.lb.0123456789abcdef_{stamp}_{node_ip}_x.log"
+        "{account}_elasticloadbalancing_us-east-1_app.lb.0123456789abcdef_{stamp}_{node_ip}_x.log"
     );
     // Written beside, then renamed: `--follow` never sees half a file.
     let path = dir.join(name);

@@ -2,12 +2,13 @@
 //! number, through `mock-elb` with 64 requests in flight and a file a second, with two senders
 //! spread over two load-balancer nodes logging into one directory; a message that comes after
 //! the reorder window has passed its place is written and counted late; `--order arrival`
-//! keeps the order the files list.
+//! keeps the order the files list; several paths, and several accounts under one path, are
+//! read in one time order.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::decode_gaps::alb_file;
+use crate::decode_gaps::{alb_file, alb_file_of};
 use crate::support::{self, Stand, log_files};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -151,6 +152,50 @@ async fn a_message_after_the_window_is_written_late_and_arrival_keeps_the_listed
     assert_eq!(run.code(), Some(0), "late is no loss: {}", run.stderr);
     assert_eq!(run.stdout, b"m1\nm3\nm2\nm4\n");
     run.assert_logged("0 missing by sequence number; 1 late (written out of order)");
+}
+
+/// One sender's messages 1 to 30, logged 28 seconds apart from 12:00:10 over three 5-minute
+/// intervals, the odd numbers in `odd`'s ALB files and the even ones in `even`'s (root and
+/// account), one file per interval each.
+fn split_over(odd: (&Path, &str), even: (&Path, &str)) -> Vec<String> {
+    let logged_at = |n: u64| 10 + (n - 1) * 28;
+    for end_minute in [5, 10, 15] {
+        for ((root, account), parity) in [(odd, 1), (even, 0)] {
+            let entries: Vec<(u64, String)> = (1..=30u64)
+                .filter(|n| n % 2 == parity && logged_at(*n) / 300 == end_minute / 5 - 1)
+                .map(|n| {
+                    let at = logged_at(n);
+                    (n, format!("2026-12-01T12:{:02}:{:02}Z", at / 60, at % 60))
+                })
+                .collect();
+            let entries: Vec<(u64, &str)> =
+                entries.iter().map(|(n, at)| (*n, at.as_str())).collect();
+            let end = format!("2026-12-01T12:{end_minute:02}:00Z");
+            alb_file_of(root, account, "10.0.0.1", &end, &entries);
+        }
+    }
+    (1..=30).map(|n| format!("m{n}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_paths_are_read_in_one_time_order() {
+    let (a, b) = (tempfile::tempdir(), tempfile::tempdir());
+    let (a, b) = (a.expect("temp dir"), b.expect("temp dir"));
+    let expected = split_over((a.path(), "111111111111"), (b.path(), "222222222222"));
+    let (a, b) = (
+        a.path().display().to_string(),
+        b.path().display().to_string(),
+    );
+    assert_eq!(decoded(&[&a, &b]).await, expected);
+    assert_eq!(decoded(&[&b, &a]).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_accounts_under_one_path_are_read_in_one_time_order() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let expected = split_over((tree.path(), "111111111111"), (tree.path(), "222222222222"));
+    let dir = tree.path().display().to_string();
+    assert_eq!(decoded(&[&dir]).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
