@@ -9,8 +9,9 @@
 //! Data path: `walk` finds and opens local inputs and `s3` lists and streams objects (both
 //! pruned by `window` for `--since`/`--until`), the `decoder` takes each line apart (with
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
-//! judges which sequence numbers are missing, `order` puts each sender's messages in sequence
-//! order (the rest by time) and `output` writes them. `follow` looks again for new inputs.
+//! judges which sequence numbers are missing (from each sender's `runs` of numbers seen),
+//! `order` puts each sender's messages in sequence order (the rest by time) and `output` writes
+//! them. `follow` looks again for new inputs.
 //!
 //! Over 400 lines with its tests: the command's checks, the reading of local, S3 and followed
 //! inputs, and the summary are its phases, read in order.
@@ -24,6 +25,7 @@ mod numbered;
 mod order;
 mod output;
 mod reassembly;
+mod runs;
 mod s3;
 mod walk;
 mod window;
