@@ -175,7 +175,10 @@ fn generate_tree(root: &Path, target: u64) -> anyhow::Result<(u64, u64)> {
                 balancer.node_ip
             );
             let file = BufWriter::new(std::fs::File::create(dir.join(name))?);
-            nodes.push(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
+            nodes.push(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::fast(),
+            ));
             files += 1;
         }
         for slot in 0..per_interval {

@@ -20,14 +20,15 @@
 //!   (<https://docs.aws.amazon.com/elasticloadbalancing/latest/classic/access-log-collection.html>):
 //!   75 minutes. A confirmed gap is reported once, then taken as accounted for.
 //!
-//! Memory: the numbers seen are kept as ranges per sender, which stay few as long as most
-//! numbers arrive; a confirmed gap joins the ranges around it.
+//! Memory: the numbers seen are kept as ranges per sender ([`super::runs`]), which stay few as
+//! long as most numbers arrive; a confirmed gap joins the ranges around it.
 //!
 //! Over 400 lines with its tests, which take the judgement through windows and `--follow`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
+use super::runs::{Run, Runs};
 use super::window::{Range, Timestamp};
 use crate::access_log::Format;
 
@@ -71,17 +72,9 @@ pub(super) struct Left {
     pub unconfirmed: u64,
 }
 
-/// A run of numbers seen (or accounted for), with the log times of its first and last entry.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    end: u64,
-    first_time: Option<i64>,
-    last_time: Option<i64>,
-}
-
 #[derive(Default)]
 struct Sender {
-    runs: BTreeMap<u64, Run>,
+    runs: Runs,
     /// The grace of the format its entries were last logged in.
     grace: i64,
     /// The log time of its newest entry.
@@ -129,10 +122,7 @@ impl Gaps {
         let time = time.map(|time| time.0);
         state.newest = state.newest.max(time);
         let runs = &mut state.runs;
-        let before = runs
-            .range(..=number)
-            .next_back()
-            .map(|(&start, &run)| (start, run));
+        let before = runs.at_or_before(number);
         if let Some((_, run)) = before
             && run.end >= number
         {
@@ -151,7 +141,7 @@ impl Gaps {
             run.first_time = before_run.first_time;
         }
         if let Some(after_start) = number.checked_add(1)
-            && let Some(after) = runs.remove(&after_start)
+            && let Some(after) = runs.remove(after_start)
         {
             run.end = after.end;
             run.last_time = after.last_time;
@@ -175,10 +165,10 @@ impl Gaps {
                 .collect();
             // From the highest: joining a gap's runs leaves the lower gaps' runs in place.
             for (before_start, after_start) in holes.into_iter().rev() {
-                let Some(before) = sender.runs.get(&before_start).copied() else {
+                let Some(before) = sender.runs.get(before_start) else {
                     continue;
                 };
-                let Some(after) = sender.runs.remove(&after_start) else {
+                let Some(after) = sender.runs.remove(after_start) else {
                     continue;
                 };
                 let gap = Gap {
@@ -239,10 +229,8 @@ impl Gaps {
 }
 
 /// The runs on either side of each gap, as (start, run) pairs.
-fn holes(runs: &BTreeMap<u64, Run>) -> impl Iterator<Item = ((u64, Run), (u64, Run))> + '_ {
-    runs.iter()
-        .zip(runs.iter().skip(1))
-        .map(|((&a, &run_a), (&b, &run_b))| ((a, run_a), (b, run_b)))
+fn holes(runs: &Runs) -> impl Iterator<Item = ((u64, Run), (u64, Run))> + '_ {
+    runs.iter().zip(runs.iter().skip(1))
 }
 
 /// Whether the gap between `before` and `after` counts. `now` is `None` at the end of the

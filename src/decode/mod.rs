@@ -10,8 +10,9 @@
 //! lists and streams objects (both in `queue`'s time order, pruned by `window` for
 //! `--since`/`--until`), the `decoder` takes each line apart (with
 //! [`crate::access_log`] and [`crate::wire`]), `reassembly` joins fragments and tracks ids, `gaps`
-//! judges which sequence numbers are missing, `order` puts each sender's messages in sequence
-//! order (the rest by time) and `output` writes them. `follow` looks again for new inputs.
+//! judges which sequence numbers are missing (from each sender's `runs` of numbers seen),
+//! `order` puts each sender's messages in sequence order (the rest by time) and `output` writes
+//! them. `follow` looks again for new inputs.
 //!
 //! Over 400 lines with its tests: the command's checks, the reading of local, S3 and followed
 //! inputs, and the summary are its phases, read in order.
@@ -27,6 +28,7 @@ mod order;
 mod output;
 mod queue;
 mod reassembly;
+mod runs;
 mod s3;
 mod s3_error;
 mod walk;
