@@ -230,6 +230,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
         /// Against a sorted map of (number, arrival), the structure the slots replaced: the
         /// same messages come out, in the same order, whatever the numbers and releases.
         #[test]

@@ -183,6 +183,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
         /// Against a sorted map, what the type stands for: the same answers to every step,
         /// the same runs in the same order after each, and a map only for two runs or more.
         #[test]

@@ -17,6 +17,7 @@ mod decode_order;
 mod layers;
 mod observe;
 mod omprog_protocol;
+mod repository;
 mod round_trip;
 mod send_config;
 mod send_delivery;

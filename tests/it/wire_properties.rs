@@ -188,7 +188,7 @@ fn run(case: &Case) -> (Vec<Vec<u8>>, Counts, Vec<Vec<u8>>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn every_message_comes_back_exactly_once(case in case()) {
