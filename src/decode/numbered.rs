@@ -128,7 +128,8 @@ impl Numbered {
             let Some(slot) = self.slots.pop_front() else {
                 break;
             };
-            self.base += 1;
+            // No slot follows u64::MAX's (the ring ends with a held message): it stays put.
+            self.base = self.base.saturating_add(1);
             if let Some(held) = slot {
                 self.in_slots -= 1;
                 write(&held.text)?;
@@ -227,6 +228,28 @@ mod tests {
         assert!(!held.is_empty());
         assert_eq!(released(&mut held, 1000).len(), 17);
         assert_eq!(held.footprint(), 0);
+    }
+
+    #[test]
+    fn the_highest_numbers_are_released_without_overflow() {
+        // The slot after u64::MAX has no number: releasing the last one stepped past it.
+        let mut held = Numbered::default();
+        insert(&mut held, u64::MAX - 1, 0);
+        insert(&mut held, u64::MAX, 1);
+        insert(&mut held, u64::MAX, 2);
+        insert(&mut held, 0, 3);
+        assert_eq!(
+            released(&mut held, u64::MAX - 1),
+            ["0.3", "18446744073709551614.0"]
+        );
+        assert_eq!(
+            released(&mut held, u64::MAX),
+            ["18446744073709551615.1", "18446744073709551615.2"]
+        );
+        assert!(held.is_empty());
+        assert_eq!(held.footprint(), 0);
+        insert(&mut held, u64::MAX, 4);
+        assert_eq!(released(&mut held, u64::MAX), ["18446744073709551615.4"]);
     }
 
     proptest::proptest! {
