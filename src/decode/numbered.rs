@@ -14,6 +14,8 @@ use std::io;
 /// Slots the ring may span beyond four per message it holds: a few gaps, or a sender's first
 /// messages logged out of order, fit; an outlier does not make every later number a slot.
 const SLACK: usize = 1024;
+/// Slots a ring keeps however few it spans: below, shrinking would only churn.
+const SHRUNK_ABOVE: usize = 64;
 /// Memory of a map node per text held outside the slots (a sorted map's node of eleven).
 const NODE_BYTES: usize = 40;
 /// Memory of a map holding anything: its first node.
@@ -140,6 +142,13 @@ impl Numbered {
             // Only gaps left (numbers never logged, or written already): freed, so that an
             // idle sender holds no memory.
             self.slots = VecDeque::new();
+        } else if self.slots.capacity() > SHRUNK_ABOVE
+            && self.slots.capacity() / 4 > self.slots.len()
+        {
+            // A burst written: its ring would stay, counted against the bound, as long as the
+            // sender holds anything (a steady sender always does). Shrunk to twice what is
+            // left once under a quarter full, the copy costs less than the writes before it.
+            self.slots.shrink_to(2 * self.slots.len());
         }
         while let Some(other) = self.others.first_entry() {
             if other.key().0 > number {

@@ -206,3 +206,50 @@ fn turns_a_few_places_early_join_the_ring_and_far_ones_the_heap_in_one_order() {
     dues.sort_unstable();
     assert_eq!(popped, dues);
 }
+
+#[test]
+fn a_burst_written_leaves_no_slots_behind_while_its_sender_keeps_sending() {
+    // A sender's backlog (a spool drained after an outage) filled a ring of thousands of
+    // slots; once it was written the ring stayed as long as the sender held anything (always,
+    // sending once per window), counted against the bound: others' messages went early.
+    let max_bytes = 1 << 20;
+    let mut reorder = Reorder::new(max_bytes);
+    let written = std::cell::RefCell::new(Vec::new());
+    let mut write = |text: &[u8]| {
+        written.borrow_mut().push(text.to_vec());
+        Ok(())
+    };
+    let mut offer = |reorder: &mut Reorder, minute: i64, sequence, text: Vec<u8>| {
+        reorder.advance(minute * MINUTE);
+        let time = Some(minute * MINUTE);
+        let window = MINUTE;
+        reorder.hold(
+            Place {
+                time,
+                window,
+                sequence,
+            },
+            text,
+        );
+        reorder.release(&mut write).expect("written");
+    };
+    for number in 0..8000 {
+        offer(&mut reorder, 0, Some(("a", number)), b"a".to_vec());
+    }
+    offer(&mut reorder, 1, Some(("a", 8000)), b"a".to_vec());
+    assert_eq!(written.borrow().len(), 8000, "the backlog, due");
+    assert!(reorder.held_bytes() < 4096, "{}", reorder.held_bytes());
+    // Another sender's messages, 3/4 of the bound, logged out of order.
+    for number in 1..750 {
+        offer(&mut reorder, 1, Some(("b", number)), vec![b'b'; 1000]);
+    }
+    offer(&mut reorder, 1, Some(("b", 0)), vec![b'b'; 1000]);
+    assert_eq!(
+        written.borrow().len(),
+        8000,
+        "nothing early: the bound is not reached"
+    );
+    reorder.finish(&mut write).expect("written");
+    assert_eq!(reorder.late, 0);
+    assert_eq!(reorder.held_bytes(), 0);
+}
