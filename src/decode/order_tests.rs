@@ -253,3 +253,83 @@ fn a_burst_written_leaves_no_slots_behind_while_its_sender_keeps_sending() {
     assert_eq!(reorder.late, 0);
     assert_eq!(reorder.held_bytes(), 0);
 }
+
+/// A sender's number for the property test: near 0, far apart, or at the top of the range.
+fn number_of(kind: u8, small: u64) -> u64 {
+    match kind {
+        0 => u64::MAX - small,
+        1 => small * 1_000_000,
+        2 => small * 5_000,
+        _ => small,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever the numbers, times (some unreadable), clock and bound: each message is written
+    /// once, a sender's out of number order only when counted late, within the bound, and the
+    /// bytes counted come back to 0.
+    #[test]
+    fn each_message_once_out_of_number_order_only_late_and_the_bytes_return(
+        max_bytes in 0usize..20_000,
+        window in 0i64..5,
+        steps in proptest::collection::vec(
+            (0usize..3, 0u8..6, 0u64..40, proptest::option::weighted(0.9, 0i64..20), 0u8..10),
+            1..300,
+        ),
+    ) {
+        let mut reorder = Reorder::new(max_bytes);
+        let written = std::cell::RefCell::new(Vec::new());
+        let mut write = |text: &[u8]| {
+            written.borrow_mut().push(text.to_vec());
+            Ok(())
+        };
+        // (sender, number) per message; the text is its index.
+        let mut offered = Vec::new();
+        for (index, (sender, kind, small, minute, tick)) in steps.into_iter().enumerate() {
+            let name = ["a", "b", "c"][sender];
+            let sequence = (kind != 5).then(|| (name, number_of(kind, small)));
+            offered.push(sequence);
+            let time = minute.map(|minute| minute * MINUTE);
+            if let Some(time) = time {
+                reorder.advance(time);
+            }
+            let window = window * MINUTE;
+            reorder.hold(Place { time, window, sequence }, index.to_string().into_bytes());
+            if tick == 0 {
+                reorder.advance(reorder.clock.saturating_add(MINUTE));
+            }
+            reorder.release(&mut write).expect("written");
+            let nothing_held = reorder.turns.peek_due().is_none();
+            proptest::prop_assert!(reorder.held_bytes() <= max_bytes || nothing_held);
+            proptest::prop_assert!(!nothing_held || reorder.held_bytes() == 0);
+        }
+        reorder.finish(&mut write).expect("written");
+        proptest::prop_assert_eq!(reorder.held_bytes(), 0);
+        let order: Vec<usize> = written
+            .into_inner()
+            .iter()
+            .map(|text| String::from_utf8_lossy(text).parse().expect("an index"))
+            .collect();
+        let mut each_once = order.clone();
+        each_once.sort_unstable();
+        proptest::prop_assert_eq!(each_once, (0..offered.len()).collect::<Vec<_>>());
+        let mut highest = HashMap::new();
+        let mut out_of_order = 0;
+        for sequence in order.iter().filter_map(|&index| offered[index]) {
+            let (name, number) = sequence;
+            let highest = highest.entry(name).or_insert(number);
+            out_of_order += u64::from(number < *highest);
+            *highest = (*highest).max(number);
+        }
+        // Without numbers, late also counts messages written after a later turn.
+        match offered.iter().all(Option::is_some) {
+            true => proptest::prop_assert_eq!(out_of_order, reorder.late),
+            false => proptest::prop_assert!(out_of_order <= reorder.late),
+        }
+    }
+}
