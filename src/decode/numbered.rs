@@ -6,7 +6,8 @@
 //! releasing a message cost the same however many are held, where a sorted map paid its depth
 //! in cache misses for each (about a quarter of `decode`'s time with a full buffer). What does
 //! not fit the slots goes to a sorted map: a number held twice (sent twice without an id), or
-//! one so far from the others that the empty slots between would cost more than the messages.
+//! one so far from the others that the empty slots between would cost more than the messages
+//! (or than the reorder buffer's bound has room for).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -55,7 +56,8 @@ impl Numbered {
         self.slots.capacity() * SLOT_BYTES + map
     }
 
-    pub(super) fn insert(&mut self, number: u64, arrival: u64, text: Vec<u8>) {
+    /// Holds `text`; `room` is what the reorder buffer's bound has left, in bytes.
+    pub(super) fn insert(&mut self, number: u64, arrival: u64, text: Vec<u8>, room: usize) {
         let held = Held { arrival, text };
         if self.slots.is_empty() {
             self.base = number;
@@ -65,12 +67,18 @@ impl Numbered {
         }
         let span = |len: u64| usize::try_from(len).unwrap_or(usize::MAX);
         let fits = |len: usize| len <= SLACK + 4 * (self.in_slots + 1);
+        // Past a few, empty slots (for a number far ahead of a backlog) cost more than what is
+        // held: only within the room, or the bound would write everything held at once.
+        let affords = |empty: usize| empty <= SLACK || empty.saturating_mul(SLOT_BYTES) <= room;
         if number >= self.base {
             let index = span(number - self.base);
+            let len = self.slots.len();
             match self.slots.get_mut(index) {
                 Some(slot @ None) => *slot = Some(held),
                 Some(Some(_)) => return self.hold_apart(number, held),
-                None if fits(index.saturating_add(1)) => {
+                None if fits(index.saturating_add(1)) && affords(index - len) => {
+                    // One growth for the empty slots and the message, not one for each.
+                    self.slots.reserve(index + 1 - len);
                     self.slots.resize_with(index, || None);
                     self.slots.push_back(Some(held));
                 }
@@ -79,7 +87,7 @@ impl Numbered {
         } else {
             // Below the first slot: a sender's earlier message logged after its later ones.
             let before = span(self.base - number);
-            if !fits(self.slots.len().saturating_add(before)) {
+            if !fits(self.slots.len().saturating_add(before)) || !affords(before - 1) {
                 return self.hold_apart(number, held);
             }
             for _ in 1..before {
@@ -181,7 +189,12 @@ mod tests {
     }
 
     fn insert(held: &mut Numbered, number: u64, arrival: u64) {
-        held.insert(number, arrival, format!("{number}.{arrival}").into_bytes());
+        held.insert(
+            number,
+            arrival,
+            format!("{number}.{arrival}").into_bytes(),
+            usize::MAX,
+        );
     }
 
     #[test]
@@ -268,9 +281,10 @@ mod tests {
         })]
 
         /// Against a sorted map of (number, arrival), the structure the slots replaced: the
-        /// same messages come out, in the same order, whatever the numbers and releases.
+        /// same messages come out, in the same order, whatever the numbers, releases and room.
         #[test]
         fn writes_what_a_sorted_map_would(
+            room in 0usize..100_000,
             steps in proptest::collection::vec(
                 (proptest::bool::weighted(0.8), 0u64..3000, proptest::bool::weighted(0.05)),
                 1..400,
@@ -282,7 +296,7 @@ mod tests {
                 let arrival = arrival as u64;
                 let number = if far { number * 1_000_000 } else { number };
                 if insert {
-                    held.insert(number, arrival, format!("{number}.{arrival}").into_bytes());
+                    held.insert(number, arrival, format!("{number}.{arrival}").into_bytes(), room);
                     model.insert((number, arrival), format!("{number}.{arrival}"));
                     proptest::prop_assert!(held.holds(number, arrival));
                     continue;

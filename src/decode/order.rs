@@ -211,7 +211,8 @@ impl Reorder {
             return;
         }
         let before = state.held.footprint();
-        state.held.insert(number, arrival, text);
+        let room = self.max_bytes.saturating_sub(self.bytes);
+        state.held.insert(number, arrival, text, room);
         self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
         let what = Waiting::Numbered { sender, number };
         self.turns.push(Turn { due, arrival, what });

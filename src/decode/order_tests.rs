@@ -152,7 +152,7 @@ fn each_sender_holding_anything_counts_its_slots() {
     // Review of issue 25: a map's node (about 450 bytes) was not counted: many senders
     // holding a message each took several times the bound. Slots took the map's place.
     let mut one = Numbered::default();
-    one.insert(1, 1, b"m".to_vec());
+    one.insert(1, 1, b"m".to_vec(), usize::MAX);
     let per_sender = 1 + TURN_BYTES + TEXT_BYTES + one.footprint();
     let mut reorder = Reorder::new(10 * per_sender);
     let names: Vec<String> = (0..100).map(|sender| format!("s{sender}")).collect();
@@ -332,4 +332,44 @@ proptest::proptest! {
             false => proptest::prop_assert!(out_of_order <= reorder.late),
         }
     }
+}
+
+#[test]
+fn a_number_far_ahead_of_a_held_backlog_does_not_flush_the_buffer() {
+    // Slots for every number up to it (four per message held) took more memory than the
+    // backlog itself: over the bound, everything held was written at once, before its time.
+    let max_bytes = 2 << 20;
+    let mut reorder = Reorder::new(max_bytes);
+    let written = std::cell::Cell::new(0);
+    let mut write = |_: &[u8]| {
+        written.set(written.get() + 1);
+        Ok(())
+    };
+    let text = vec![b'a'; 100];
+    for number in (0..8000).chain([32_000]) {
+        let (time, window) = (Some(0), MINUTE);
+        let sequence = Some(("a", number));
+        reorder.hold(
+            Place {
+                time,
+                window,
+                sequence,
+            },
+            text.clone(),
+        );
+        reorder.release(&mut write).expect("written");
+    }
+    assert_eq!(
+        written.get(),
+        0,
+        "a backlog within the bound waits for its window"
+    );
+    assert!(
+        reorder.held_bytes() <= max_bytes,
+        "{}",
+        reorder.held_bytes()
+    );
+    reorder.finish(&mut write).expect("written");
+    assert_eq!((written.get(), reorder.late), (8001, 0));
+    assert_eq!(reorder.held_bytes(), 0);
 }
