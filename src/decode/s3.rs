@@ -335,8 +335,8 @@ impl Walk {
             };
             if is_root && listed.objects.is_empty() && listed.common_prefixes.is_empty() {
                 if let Some(meta) = self.root_object(&store, input, &dir).await {
-                    let name = meta.location.filename().unwrap_or_default().to_string();
-                    queue.push_file(input, &name, Pending::Object(meta));
+                    let path = meta.location.clone();
+                    queue.push_file(input, parts(&path), Pending::Object(meta));
                 }
                 continue;
             }
@@ -352,7 +352,8 @@ impl Walk {
                     && !name.contains(AWS_TEST_FILE)
                     && self.listing.admits_file(&name)
                 {
-                    queue.push_file(input, &name, Pending::Object(meta));
+                    let path = meta.location.clone();
+                    queue.push_file(input, parts(&path), Pending::Object(meta));
                 }
             }
         }

@@ -51,7 +51,7 @@ pub(super) fn decode_local<W: Write>(
             Ok(metadata) if metadata.is_dir() => {
                 queue.push_dir(input, components(path), Pending::Dir(path.to_path_buf()));
             }
-            Ok(_) => queue.push_file(input, &file_name(path), Pending::File(path.to_path_buf())),
+            Ok(_) => queue.push_file(input, components(path), Pending::File(path.to_path_buf())),
             Err(e) => unreadable(decoder, path, &e),
         }
     }
@@ -95,7 +95,7 @@ fn queue_entries(
         } else {
             let name = file_name(&path);
             if listing.admits_file(&name) {
-                queue.push_file(input, &name, Pending::File(path));
+                queue.push_file(input, components(&path), Pending::File(path.clone()));
             }
         }
     }

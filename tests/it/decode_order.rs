@@ -220,3 +220,33 @@ async fn a_bad_order_is_one_line_and_exit_2_and_sort_is_deprecated() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("--sort is deprecated");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let node = "10.0.0.1";
+    alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:05:00Z",
+        &[(1, "2026-12-01T12:01:00Z"), (2, "2026-12-01T12:02:00Z")],
+    );
+    alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:10:00Z",
+        &[(3, "2026-12-01T12:06:00Z")],
+    );
+    // A whole day under a name without an end time (an export, a renamed file): its
+    // directory is the only time it has, so it is read after the days before, not a day
+    // early, which would put the clock a day ahead of Dec 1's files and write them late.
+    let export = alb_file(
+        tree.path(),
+        node,
+        "2026-12-02T23:05:00Z",
+        &[(4, "2026-12-02T00:01:00Z"), (5, "2026-12-02T23:02:00Z")],
+    );
+    std::fs::rename(&export, export.with_file_name("export.log")).expect("rename");
+    let dir = tree.path().display().to_string();
+    assert_eq!(decoded(&[&dir]).await, ["m1", "m2", "m3", "m4", "m5"]);
+}
