@@ -46,7 +46,7 @@ pub(super) fn decode_local<W: Write>(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     let mut queue = ReadingQueue::default();
-    for (input, path) in paths.iter().enumerate() {
+    for (input, path) in outermost(paths, &pass.listing) {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_dir() => {
                 queue.push_dir(input, components(path), Pending::Dir(path.to_path_buf()));
@@ -70,6 +70,51 @@ pub(super) fn decode_local<W: Write>(
         }
     }
     Ok(())
+}
+
+/// The paths to walk: all but those that another one's walk reaches (a path named twice, or
+/// under another: `logs` and `logs/AWSLogs/1`), whose files would be decoded twice and their
+/// messages written twice. Of two naming the same directory, the first is kept.
+fn outermost<'p>(paths: &[&'p Path], listing: &Range) -> Vec<(usize, &'p Path)> {
+    let real: Vec<Option<PathBuf>> = paths.iter().map(|p| p.canonicalize().ok()).collect();
+    let reached_from = |outer: usize, inner: usize| -> bool {
+        let (Some(outer_real), Some(inner_real)) = (&real[outer], &real[inner]) else {
+            return false;
+        };
+        match inner_real.strip_prefix(outer_real) {
+            Ok(below) if below.as_os_str().is_empty() => outer < inner,
+            Ok(below) => walk_reaches(paths[outer], below, listing),
+            Err(_) => false,
+        }
+    };
+    let mut kept = Vec::new();
+    for (inner, path) in paths.iter().enumerate() {
+        match (0..paths.len()).find(|&outer| outer != inner && reached_from(outer, inner)) {
+            Some(outer) => tracing::info!(
+                "{} is read once, under {}",
+                path.display(),
+                paths[outer].display()
+            ),
+            None => kept.push((inner, *path)),
+        }
+    }
+    kept
+}
+
+/// Whether the walk from `outer` gets to `outer/below` (no symlinks in `below`): nothing on
+/// the way hidden, or pruned by `listing`.
+fn walk_reaches(outer: &Path, below: &Path, listing: &Range) -> bool {
+    let mut path = outer.to_path_buf();
+    below.iter().all(|step| {
+        path.push(step);
+        let name = step.to_string_lossy();
+        let admitted = if path.is_dir() {
+            listing.admits_dir(components(&path))
+        } else {
+            listing.admits_file(&name)
+        };
+        !is_hidden(&name) && admitted
+    })
 }
 
 /// A directory's entries that `listing` admits, queued.
