@@ -297,7 +297,8 @@ impl Walk {
     /// Best first by time over all the roots: the order `decode` reads local trees in.
     async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
         let mut queue = ReadingQueue::default();
-        for (input, url) in self.roots.iter().enumerate() {
+        for input in outermost(&self.roots, &self.listing) {
+            let url = &self.roots[input];
             let root = Pending::Root(ObjectPath::from(url.prefix.as_str()));
             queue.push_dir(input, url.prefix.split('/'), root);
         }
@@ -432,6 +433,35 @@ impl Walk {
         };
         self.out.send(Listed::Object { name, body }).await.is_ok()
     }
+}
+
+/// The prefixes to walk, by number: see `nested`. The walk of an outer one reaches an inner
+/// one if nothing on the way is hidden or pruned (an inner one may name an object).
+fn outermost(roots: &[S3Url], listing: &Range) -> Vec<usize> {
+    let places: Vec<Option<Vec<String>>> = roots
+        .iter()
+        .map(|url| {
+            Some(
+                url.prefix
+                    .split('/')
+                    .filter(|part| !part.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )
+        })
+        .collect();
+    let reaches = |outer: usize, below: &[String]| {
+        let mut path = places[outer].clone().unwrap_or_default();
+        below.iter().enumerate().all(|(depth, name)| {
+            path.push(name.clone());
+            let object_admitted = depth + 1 < below.len()
+                || (listing.admits_file(name) && !name.contains(AWS_TEST_FILE));
+            !is_hidden(name)
+                && listing.admits_dir(path.iter().map(String::as_str))
+                && object_admitted
+        })
+    };
+    super::nested::outermost(&places, reaches, |input| roots[input].to_string())
 }
 
 fn parts(path: &ObjectPath) -> impl DoubleEndedIterator<Item = &str> + Clone {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::decoder::Decoder;
 use super::follow::Seen;
+use super::nested;
 use super::queue::ReadingQueue;
 use super::window::Range;
 
@@ -72,48 +73,37 @@ pub(super) fn decode_local<W: Write>(
     Ok(())
 }
 
-/// The paths to walk: all but those that another one's walk reaches (a path named twice, or
-/// under another: `logs` and `logs/AWSLogs/1`), whose files would be decoded twice and their
-/// messages written twice. Of two naming the same directory, the first is kept.
+/// The paths to walk, with their input numbers: see `nested`.
 fn outermost<'p>(paths: &[&'p Path], listing: &Range) -> Vec<(usize, &'p Path)> {
-    let real: Vec<Option<PathBuf>> = paths.iter().map(|p| p.canonicalize().ok()).collect();
-    let reached_from = |outer: usize, inner: usize| -> bool {
-        let (Some(outer_real), Some(inner_real)) = (&real[outer], &real[inner]) else {
-            return false;
-        };
-        match inner_real.strip_prefix(outer_real) {
-            Ok(below) if below.as_os_str().is_empty() => outer < inner,
-            Ok(below) => walk_reaches(paths[outer], below, listing),
-            Err(_) => false,
-        }
-    };
-    let mut kept = Vec::new();
-    for (inner, path) in paths.iter().enumerate() {
-        match (0..paths.len()).find(|&outer| outer != inner && reached_from(outer, inner)) {
-            Some(outer) => tracing::info!(
-                "{} is read once, under {}",
-                path.display(),
-                paths[outer].display()
-            ),
-            None => kept.push((inner, *path)),
-        }
-    }
-    kept
+    let places: Vec<Option<Vec<String>>> = paths
+        .iter()
+        .map(|path| {
+            let real = path.canonicalize().ok()?;
+            real.iter()
+                .map(|part| part.to_str().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    let reaches = |outer: usize, below: &[String]| walk_reaches(paths[outer], below, listing);
+    let shown = |input: usize| paths[input].display().to_string();
+    nested::outermost(&places, reaches, shown)
+        .into_iter()
+        .map(|input| (input, paths[input]))
+        .collect()
 }
 
-/// Whether the walk from `outer` gets to `outer/below` (no symlinks in `below`): nothing on
-/// the way hidden, or pruned by `listing`.
-fn walk_reaches(outer: &Path, below: &Path, listing: &Range) -> bool {
+/// Whether the walk from `outer` gets to `outer/below` (`below` real directories, no links):
+/// nothing on the way hidden, or pruned by `listing`.
+fn walk_reaches(outer: &Path, below: &[String], listing: &Range) -> bool {
     let mut path = outer.to_path_buf();
-    below.iter().all(|step| {
-        path.push(step);
-        let name = step.to_string_lossy();
+    below.iter().all(|name| {
+        path.push(name);
         let admitted = if path.is_dir() {
             listing.admits_dir(components(&path))
         } else {
-            listing.admits_file(&name)
+            listing.admits_file(name)
         };
-        !is_hidden(&name) && admitted
+        !is_hidden(name) && admitted
     })
 }
 
