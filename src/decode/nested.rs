@@ -1,8 +1,8 @@
-//! Inputs named twice, or one under another (`logs` and `logs/AWSLogs/1`, or the same for
-//! prefixes of a bucket): the walk of the outer one reads the inner one's files too, so the
-//! inner one is not walked again, or each of its files would be decoded twice, next to each
-//! other in the time order, and its messages written twice. (Logged at debug: `--follow`
-//! finds it again at every look.)
+//! Local paths named twice, or one under another (`logs` and `logs/AWSLogs/1`, a link to
+//! it): the walk of the outer one reads the inner one's files too, so the inner one is not
+//! walked again, or each of its files would be decoded twice, next to each other in the time
+//! order, and its messages written twice. One that does not exist has no real place: it is
+//! kept, and reported. (Left out at debug level: `--follow` finds it again at every look.)
 
 /// The indices of the inputs to walk, given where each really is, as components (`None`: not
 /// known, walked), and whether the walk of input `outer` reaches what lies `below` it. Of two

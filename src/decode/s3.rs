@@ -10,7 +10,7 @@
 //! Over 400 lines because listing and fetching share the walk's order and its bounded
 //! channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,8 +297,17 @@ impl Walk {
     /// Best first by time over all the roots: the order `decode` reads local trees in.
     async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
         let mut queue = ReadingQueue::default();
-        for input in outermost(&self.roots, &self.listing) {
-            let url = &self.roots[input];
+        // A prefix under another is walked as named (reported if it holds nothing), not also
+        // as part of the other: each object once. Of one named twice, the first is walked.
+        let named: HashSet<ObjectPath> = self
+            .roots
+            .iter()
+            .map(|url| ObjectPath::from(url.prefix.as_str()))
+            .collect();
+        for (input, url) in self.roots.iter().enumerate() {
+            if self.roots[..input].iter().any(|u| u.prefix == url.prefix) {
+                continue;
+            }
             let root = Pending::Root(ObjectPath::from(url.prefix.as_str()));
             queue.push_dir(input, url.prefix.split('/'), root);
         }
@@ -343,13 +352,17 @@ impl Walk {
             }
             for sub in listed.common_prefixes {
                 let name = sub.filename().unwrap_or_default().to_string();
-                if !is_hidden(&name) && self.listing.admits_dir(parts(&sub)) {
+                if !is_hidden(&name)
+                    && !named.contains(&sub)
+                    && self.listing.admits_dir(parts(&sub))
+                {
                     queue.push_dir(input, parts(&sub), Pending::Dir(sub.clone()));
                 }
             }
             for meta in listed.objects {
                 let name = meta.location.filename().unwrap_or_default().to_string();
                 if !is_hidden(&name)
+                    && !named.contains(&meta.location)
                     && !name.contains(AWS_TEST_FILE)
                     && self.listing.admits_file(&name)
                 {
@@ -433,35 +446,6 @@ impl Walk {
         };
         self.out.send(Listed::Object { name, body }).await.is_ok()
     }
-}
-
-/// The prefixes to walk, by number: see `nested`. The walk of an outer one reaches an inner
-/// one if nothing on the way is hidden or pruned (an inner one may name an object).
-fn outermost(roots: &[S3Url], listing: &Range) -> Vec<usize> {
-    let places: Vec<Option<Vec<String>>> = roots
-        .iter()
-        .map(|url| {
-            Some(
-                url.prefix
-                    .split('/')
-                    .filter(|part| !part.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            )
-        })
-        .collect();
-    let reaches = |outer: usize, below: &[String]| {
-        let mut path = places[outer].clone().unwrap_or_default();
-        below.iter().enumerate().all(|(depth, name)| {
-            path.push(name.clone());
-            let object_admitted = depth + 1 < below.len()
-                || (listing.admits_file(name) && !name.contains(AWS_TEST_FILE));
-            !is_hidden(name)
-                && listing.admits_dir(path.iter().map(String::as_str))
-                && object_admitted
-        })
-    };
-    super::nested::outermost(&places, reaches, |input| roots[input].to_string())
 }
 
 fn parts(path: &ObjectPath) -> impl DoubleEndedIterator<Item = &str> + Clone {

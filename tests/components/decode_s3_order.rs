@@ -65,6 +65,14 @@ async fn a_prefix_named_twice_or_under_another_named_prefix_is_read_once() -> Re
         );
         run.assert_logged("in 2 files");
     }
+    // A prefix under another that holds nothing is still one the user got wrong.
+    let run = decode_with(&moto, &["s3://twice/a", "s3://twice/a/typo"], &[]).await;
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    run.assert_logged("cannot read s3://twice/a/typo: no such key or prefix");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&expected)
+    );
     Ok(())
 }
 

@@ -298,4 +298,9 @@ async fn a_file_named_twice_or_under_another_named_path_is_read_once() {
     let run = support::run_with_input(&["decode", &dir, &show(&hidden)], b"", LIMIT).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("in 3 files");
+    // One under another that does not exist is still one the user got wrong.
+    let typo = format!("{dir}/AWSLogz");
+    let run = support::run_with_input(&["decode", &dir, &typo], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    run.assert_logged(&format!("cannot read {typo}"));
 }
