@@ -23,6 +23,7 @@ mod follow;
 mod gaps;
 mod inputs;
 mod metrics;
+mod nested;
 mod numbered;
 mod order;
 mod output;

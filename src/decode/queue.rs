@@ -20,6 +20,15 @@ pub(super) fn reading_order(name: &str) -> (Option<i64>, String) {
     (window::name_end_time(name), name.to_string())
 }
 
+/// The start of the nearest year, month or day directory above the file at `path`.
+fn dated_ancestor_start<'a>(path: impl DoubleEndedIterator<Item = &'a str> + Clone) -> Option<i64> {
+    let parents: Vec<&str> = path.collect();
+    (1..parents.len())
+        .rev()
+        .find_map(|end| window::calendar_span(parents[..end].iter().copied()))
+        .map(|(start, _)| start)
+}
+
 /// Where a pending item sorts: its time (`None`, untimed, first), its name, the input it
 /// came from, then when it was queued, so that runs are deterministic.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,9 +81,18 @@ impl<T> Default for ReadingQueue<T> {
 }
 
 impl<T> ReadingQueue<T> {
-    /// A file of input number `input`, by the end time its name carries.
-    pub(super) fn push_file(&mut self, input: usize, name: &str, item: T) {
-        let (time, name) = reading_order(name);
+    /// A file of input number `input` at `path` (components, the last one its name), by the
+    /// end time its name carries. A name without one under a year, month or day directory
+    /// waits for the start of that span, where the walk of old read it: expanded a day early
+    /// (see `push_dir`), it would put the clock past the files of the day before.
+    pub(super) fn push_file<'a>(
+        &mut self,
+        input: usize,
+        path: impl DoubleEndedIterator<Item = &'a str> + Clone,
+        item: T,
+    ) {
+        let (time, name) = reading_order(path.clone().last().unwrap_or_default());
+        let time = time.or_else(|| dated_ancestor_start(path));
         self.push(time, name, input, item);
     }
 
@@ -134,7 +152,7 @@ mod tests {
             (2, alb("111", "20261201T1205Z")),
         ];
         for (input, name) in &names {
-            queue.push_file(*input, name, format!("{input}:{name}"));
+            queue.push_file(*input, name.split('/'), format!("{input}:{name}"));
         }
         let order: Vec<String> = std::iter::from_fn(|| queue.pop())
             .map(|(input, item)| format!("{input}|{item}"))
@@ -159,8 +177,16 @@ mod tests {
         queue.push_dir(1, dir("AWSLogs"), "AWSLogs".to_string());
         // Dec 2's directory can hold files ending on Dec 1 (delivered the day after), an hour
         // of Classic entries before: it is expanded before those, after earlier ones.
-        queue.push_file(0, &alb("1", "20261201T1200Z"), "dec 1 12:00".to_string());
-        queue.push_file(0, &alb("1", "20261130T1200Z"), "nov 30 12:00".to_string());
+        queue.push_file(
+            0,
+            [alb("1", "20261201T1200Z").as_str()].into_iter(),
+            "dec 1 12:00".to_string(),
+        );
+        queue.push_file(
+            0,
+            [alb("1", "20261130T1200Z").as_str()].into_iter(),
+            "nov 30 12:00".to_string(),
+        );
         assert_eq!(
             drain(&mut queue),
             [
@@ -170,6 +196,37 @@ mod tests {
                 "nov 30 12:00",
                 "dec 2",
                 "dec 1 12:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn untimed_names_under_a_date_directory_wait_for_its_start() {
+        let mut queue = ReadingQueue::default();
+        let path = |path: &'static str| path.split('/');
+        queue.push_file(
+            0,
+            path("logs/2026/12/02/export.log"),
+            "dec 2 export".to_string(),
+        );
+        queue.push_file(
+            0,
+            path("logs/2026/12/02/x/export.log"),
+            "deeper".to_string(),
+        );
+        queue.push_file(0, path("logs/export.log"), "undated".to_string());
+        let dec_1 = format!("logs/2026/12/01/{}", alb("1", "20261201T2355Z"));
+        queue.push_file(0, dec_1.split('/'), "dec 1 23:55".to_string());
+        let late = format!("logs/2026/12/02/{}", alb("1", "20261202T0005Z"));
+        queue.push_file(0, late.split('/'), "dec 2 00:05".to_string());
+        assert_eq!(
+            drain(&mut queue),
+            [
+                "undated",
+                "dec 1 23:55",
+                "dec 2 export",
+                "deeper",
+                "dec 2 00:05"
             ]
         );
     }

@@ -10,7 +10,7 @@
 //! Over 400 lines because listing and fetching share the walk's order and its bounded
 //! channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,7 +297,17 @@ impl Walk {
     /// Best first by time over all the roots: the order `decode` reads local trees in.
     async fn run(mut self, store: Arc<AmazonS3>) -> Option<Seen> {
         let mut queue = ReadingQueue::default();
+        // A prefix under another is walked as named (reported if it holds nothing), not also
+        // as part of the other: each object once. Of one named twice, the first is walked.
+        let named: HashSet<ObjectPath> = self
+            .roots
+            .iter()
+            .map(|url| ObjectPath::from(url.prefix.as_str()))
+            .collect();
         for (input, url) in self.roots.iter().enumerate() {
+            if self.roots[..input].iter().any(|u| u.prefix == url.prefix) {
+                continue;
+            }
             let root = Pending::Root(ObjectPath::from(url.prefix.as_str()));
             queue.push_dir(input, url.prefix.split('/'), root);
         }
@@ -335,24 +345,29 @@ impl Walk {
             };
             if is_root && listed.objects.is_empty() && listed.common_prefixes.is_empty() {
                 if let Some(meta) = self.root_object(&store, input, &dir).await {
-                    let name = meta.location.filename().unwrap_or_default().to_string();
-                    queue.push_file(input, &name, Pending::Object(meta));
+                    let path = meta.location.clone();
+                    queue.push_file(input, parts(&path), Pending::Object(meta));
                 }
                 continue;
             }
             for sub in listed.common_prefixes {
                 let name = sub.filename().unwrap_or_default().to_string();
-                if !is_hidden(&name) && self.listing.admits_dir(parts(&sub)) {
+                if !is_hidden(&name)
+                    && !named.contains(&sub)
+                    && self.listing.admits_dir(parts(&sub))
+                {
                     queue.push_dir(input, parts(&sub), Pending::Dir(sub.clone()));
                 }
             }
             for meta in listed.objects {
                 let name = meta.location.filename().unwrap_or_default().to_string();
                 if !is_hidden(&name)
+                    && !named.contains(&meta.location)
                     && !name.contains(AWS_TEST_FILE)
                     && self.listing.admits_file(&name)
                 {
-                    queue.push_file(input, &name, Pending::Object(meta));
+                    let path = meta.location.clone();
+                    queue.push_file(input, parts(&path), Pending::Object(meta));
                 }
             }
         }

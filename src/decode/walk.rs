@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::decoder::Decoder;
 use super::follow::Seen;
+use super::nested;
 use super::queue::ReadingQueue;
 use super::window::Range;
 
@@ -46,12 +47,12 @@ pub(super) fn decode_local<W: Write>(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     let mut queue = ReadingQueue::default();
-    for (input, path) in paths.iter().enumerate() {
+    for (input, path) in outermost(paths, &pass.listing) {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_dir() => {
                 queue.push_dir(input, components(path), Pending::Dir(path.to_path_buf()));
             }
-            Ok(_) => queue.push_file(input, &file_name(path), Pending::File(path.to_path_buf())),
+            Ok(_) => queue.push_file(input, components(path), Pending::File(path.to_path_buf())),
             Err(e) => unreadable(decoder, path, &e),
         }
     }
@@ -70,6 +71,40 @@ pub(super) fn decode_local<W: Write>(
         }
     }
     Ok(())
+}
+
+/// The paths to walk, with their input numbers: see `nested`.
+fn outermost<'p>(paths: &[&'p Path], listing: &Range) -> Vec<(usize, &'p Path)> {
+    let places: Vec<Option<Vec<String>>> = paths
+        .iter()
+        .map(|path| {
+            let real = path.canonicalize().ok()?;
+            real.iter()
+                .map(|part| part.to_str().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    let reaches = |outer: usize, below: &[String]| walk_reaches(paths[outer], below, listing);
+    let shown = |input: usize| paths[input].display().to_string();
+    nested::outermost(&places, reaches, shown)
+        .into_iter()
+        .map(|input| (input, paths[input]))
+        .collect()
+}
+
+/// Whether the walk from `outer` gets to `outer/below` (`below` real directories, no links):
+/// nothing on the way hidden, or pruned by `listing`.
+fn walk_reaches(outer: &Path, below: &[String], listing: &Range) -> bool {
+    let mut path = outer.to_path_buf();
+    below.iter().all(|name| {
+        path.push(name);
+        let admitted = if path.is_dir() {
+            listing.admits_dir(components(&path))
+        } else {
+            listing.admits_file(name)
+        };
+        !is_hidden(name) && admitted
+    })
 }
 
 /// A directory's entries that `listing` admits, queued.
@@ -95,7 +130,7 @@ fn queue_entries(
         } else {
             let name = file_name(&path);
             if listing.admits_file(&name) {
-                queue.push_file(input, &name, Pending::File(path));
+                queue.push_file(input, components(&path), Pending::File(path.clone()));
             }
         }
     }

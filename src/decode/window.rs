@@ -149,7 +149,9 @@ pub(super) fn dated_dir_entries<'a>(
 }
 
 /// The `[start, end)` of the year, month or day named by the last components of a path.
-fn calendar_span<'a>(path: impl DoubleEndedIterator<Item = &'a str>) -> Option<(i64, i64)> {
+pub(super) fn calendar_span<'a>(
+    path: impl DoubleEndedIterator<Item = &'a str>,
+) -> Option<(i64, i64)> {
     // The name first: [name, parent, grandparent], each a number of the width given or None.
     let last: Vec<Option<&str>> = {
         let mut names = path.rev();

@@ -35,6 +35,50 @@ async fn prefixes_of_one_bucket_are_read_in_one_time_order() -> Result<(), Missi
     Ok(())
 }
 
+async fn a_prefix_named_twice_or_under_another_named_prefix_is_read_once() -> Result<(), Missing> {
+    let moto = Moto::start(&[]).await?;
+    let tree = tempfile::tempdir().expect("temp dir");
+    let mut expected = Vec::new();
+    let mut objects = Vec::new();
+    for end in ["2026-12-01T12:05:00Z", "2026-12-01T12:10:00Z"] {
+        let logged = utc(end) - time::Duration::minutes(2);
+        let file = alb_file(tree.path(), utc(end), &[logged]);
+        let key = file.strip_prefix(tree.path()).expect("under the tree");
+        objects.push(format!("s3://twice/a/{}", key.display()));
+        expected.extend(format!("{}\n", minute(logged)).into_bytes());
+    }
+    moto.upload("twice", "a", tree.path());
+    let account = "s3://twice/a/AWSLogs/123456789012";
+    for urls in [
+        ["s3://twice/a", "s3://twice/a/"],
+        ["s3://twice/a", account],
+        [account, "s3://twice/a"],
+        [objects[0].as_str(), "s3://twice/a"],
+    ] {
+        let run = decode_with(&moto, &urls, &[]).await;
+        assert_eq!(run.code(), Some(0), "{urls:?}: {}", run.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&expected),
+            "{urls:?}: {}",
+            run.stderr
+        );
+        run.assert_logged("in 2 files");
+    }
+    // A prefix under another that holds nothing is still one the user got wrong.
+    let run = decode_with(&moto, &["s3://twice/a", "s3://twice/a/typo"], &[]).await;
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    run.assert_logged("cannot read s3://twice/a/typo: no such key or prefix");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&expected)
+    );
+    Ok(())
+}
+
 pub fn trials() -> Vec<libtest_mimic::Trial> {
-    crate::trials![prefixes_of_one_bucket_are_read_in_one_time_order]
+    crate::trials![
+        prefixes_of_one_bucket_are_read_in_one_time_order,
+        a_prefix_named_twice_or_under_another_named_prefix_is_read_once
+    ]
 }

@@ -241,3 +241,87 @@ async fn a_bad_order_is_one_line_and_exit_2_and_sort_is_deprecated() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     run.assert_logged("--sort is deprecated");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let node = "10.0.0.1";
+    alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:05:00Z",
+        &[(1, "2026-12-01T12:01:00Z"), (2, "2026-12-01T12:02:00Z")],
+    );
+    alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:10:00Z",
+        &[(3, "2026-12-01T12:06:00Z")],
+    );
+    // A whole day under a name without an end time (an export, a renamed file): its
+    // directory is the only time it has, so it is read after the days before, not a day
+    // early, which would put the clock a day ahead of Dec 1's files and write them late.
+    let export = alb_file(
+        tree.path(),
+        node,
+        "2026-12-02T23:05:00Z",
+        &[(4, "2026-12-02T00:01:00Z"), (5, "2026-12-02T23:02:00Z")],
+    );
+    std::fs::rename(&export, export.with_file_name("export.log")).expect("rename");
+    let dir = tree.path().display().to_string();
+    assert_eq!(decoded(&[&dir]).await, ["m1", "m2", "m3", "m4", "m5"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_named_twice_or_under_another_named_path_is_read_once() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let node = "10.0.0.1";
+    let first = alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:05:00Z",
+        &[(1, "2026-12-01T12:01:00Z"), (2, "2026-12-01T12:02:00Z")],
+    );
+    alb_file(
+        tree.path(),
+        node,
+        "2026-12-01T12:10:00Z",
+        &[(3, "2026-12-01T12:06:00Z")],
+    );
+    let alias = tree.path().join("alias");
+    std::os::unix::fs::symlink(tree.path().join("AWSLogs"), &alias).expect("symlink");
+    let show = |path: &Path| path.display().to_string();
+    let (dir, file) = (show(tree.path()), show(&first));
+    let account = show(&tree.path().join("AWSLogs/123456789012"));
+    let dotted = format!("{dir}/./AWSLogs");
+    let (alias, day) = (show(&alias), show(first.parent().expect("its day")));
+    let both = (&b"m1\nm2\nm3\n"[..], 2);
+    for (paths, (stdout, files)) in [
+        ([&dir, &dir], both),
+        ([&dir, &account], both),
+        ([&account, &dir], both),
+        ([&file, &dir], both),
+        ([&dotted, &account], both),
+        ([&alias, &day], both),
+        ([&file, &file], (&b"m1\nm2\n"[..], 1)),
+    ] {
+        let args = ["decode", paths[0].as_str(), paths[1].as_str()];
+        let run = support::run_with_input(&args, b"", LIMIT).await;
+        assert_eq!(run.code(), Some(0), "{paths:?}: {}", run.stderr);
+        let written = String::from_utf8_lossy(&run.stdout);
+        assert_eq!(written.as_bytes(), stdout, "{paths:?}: {}", run.stderr);
+        run.assert_logged(&format!("in {files} files"));
+    }
+    // A path the other one's walk does not reach (hidden) is read as well.
+    let hidden = tree.path().join(".export");
+    std::fs::create_dir(&hidden).expect("mkdir");
+    std::fs::copy(&first, hidden.join("copy.log")).expect("copy");
+    let run = support::run_with_input(&["decode", &dir, &show(&hidden)], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    run.assert_logged("in 3 files");
+    // One under another that does not exist is still one the user got wrong.
+    let typo = format!("{dir}/AWSLogz");
+    let run = support::run_with_input(&["decode", &dir, &typo], b"", LIMIT).await;
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    run.assert_logged(&format!("cannot read {typo}"));
+}
