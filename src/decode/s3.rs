@@ -323,7 +323,12 @@ impl Walk {
                 Pending::Root(dir) => (dir, true),
             };
             let prefix = (!dir.as_ref().is_empty()).then_some(&dir);
-            let listed = match store.list_with_delimiter(prefix).await {
+            // A stop (the reader gone) ends the walk mid-listing, not at the next object.
+            let listing = tokio::select! {
+                listed = store.list_with_delimiter(prefix) => listed,
+                () = self.out.closed() => break,
+            };
+            let listed = match listing {
                 Ok(listed) => listed,
                 Err(e) => {
                     let shown = if dir.as_ref().is_empty() {
