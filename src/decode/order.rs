@@ -15,11 +15,11 @@
 //! counted as late: a number lower than one its sender already had written, or a message
 //! without a number that sorts before one already written.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 
 use super::numbered::Numbered;
+use super::turns::{Turn, Turns};
 
 /// Memory per turn waiting in the heap, counted until it is popped: a turn outlives its
 /// message when the message went early with a higher number of its sender.
@@ -45,97 +45,11 @@ pub(super) struct Place<'a> {
     pub sequence: Option<(&'a str, u64)>,
 }
 
-/// A held message's turn: written once the clock reaches `due`, ties by arrival.
-struct Turn {
-    due: i64,
-    arrival: u64,
-    what: Waiting,
-}
-
 enum Waiting {
     /// A message without a number (or a late one), with its text.
     Alone(Vec<u8>),
     /// A numbered message, its text held by its sender.
     Numbered { sender: usize, number: u64 },
-}
-
-/// The turns waiting, earliest first. Most come in the order they are due (log time grows as
-/// the files are read), or a few places early (requests in flight together, logged as they
-/// ended): those queue in a ring, sorted by a short scan back from its end, at a constant cost
-/// however many are held; only the others go through a heap, whose pops cost the log of all
-/// it holds.
-#[derive(Default)]
-struct Turns {
-    in_order: VecDeque<Turn>,
-    out_of_order: BinaryHeap<Turn>,
-}
-
-/// How far back from the ring's end a turn is placed before it goes to the heap instead.
-const NEAR: usize = 64;
-
-impl Turns {
-    fn push(&mut self, turn: Turn) {
-        // Ties keep arrival order: this turn arrived last, so it goes after equal ones.
-        if self.in_order.back().is_none_or(|last| last.due <= turn.due) {
-            // The common case, log time growing as the files are read: no shifting.
-            return self.in_order.push_back(turn);
-        }
-        let len = self.in_order.len();
-        let stop = len.saturating_sub(NEAR);
-        let mut at = len;
-        while at > stop && self.in_order[at - 1].due > turn.due {
-            at -= 1;
-        }
-        match at > stop || at == 0 || self.in_order[at - 1].due <= turn.due {
-            true => self.in_order.insert(at, turn),
-            false => self.out_of_order.push(turn),
-        }
-    }
-
-    /// Whether the earliest turn is the ring's (else the heap's, if any).
-    fn earliest_in_order(&self) -> Option<bool> {
-        match (self.in_order.front(), self.out_of_order.peek()) {
-            (Some(ring), Some(heap)) => Some(ring >= heap),
-            (Some(_), None) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        }
-    }
-
-    fn peek_due(&self) -> Option<i64> {
-        match self.earliest_in_order()? {
-            true => self.in_order.front().map(|turn| turn.due),
-            false => self.out_of_order.peek().map(|turn| turn.due),
-        }
-    }
-
-    fn pop(&mut self) -> Option<Turn> {
-        match self.earliest_in_order()? {
-            true => self.in_order.pop_front(),
-            false => self.out_of_order.pop(),
-        }
-    }
-}
-
-impl PartialEq for Turn {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.arrival) == (other.due, other.arrival)
-    }
-}
-
-impl Eq for Turn {}
-
-impl PartialOrd for Turn {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Turn {
-    /// Reversed: the heap's top is the earliest turn.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.due, other.arrival).cmp(&(self.due, self.arrival))
-    }
 }
 
 #[derive(Default)]
@@ -153,7 +67,7 @@ pub(super) struct Reorder {
     /// The latest turn written: a message without a number due before it is late.
     written_due: i64,
     arrivals: u64,
-    turns: Turns,
+    turns: Turns<Waiting>,
     names: HashMap<String, usize>,
     /// The last sender looked up: runs of one sender's messages skip the hashing.
     last_sender: Option<(String, usize)>,

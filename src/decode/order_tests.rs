@@ -184,30 +184,6 @@ fn a_number_sent_twice_is_held_twice_and_a_late_copy_is_no_late_message() {
 }
 
 #[test]
-fn turns_a_few_places_early_join_the_ring_and_far_ones_the_heap_in_one_order() {
-    let mut turns = Turns::default();
-    // Runs of 8 logged in reverse (requests in flight together), then one far behind.
-    let mut dues: Vec<i64> = (0..400).map(|i| (i / 8) * 8 + 7 - i % 8).collect();
-    dues.push(-1_000);
-    for (arrival, &due) in dues.iter().enumerate() {
-        let what = Waiting::Alone(Vec::new());
-        let arrival = arrival as u64;
-        turns.push(Turn { due, arrival, what });
-    }
-    assert_eq!(
-        turns.out_of_order.len(),
-        1,
-        "only the far one goes through the heap"
-    );
-    let mut popped = Vec::new();
-    while let Some(turn) = turns.pop() {
-        popped.push(turn.due);
-    }
-    dues.sort_unstable();
-    assert_eq!(popped, dues);
-}
-
-#[test]
 fn a_burst_written_leaves_no_slots_behind_while_its_sender_keeps_sending() {
     // A sender's backlog (a spool drained after an outage) filled a ring of thousands of
     // slots; once it was written the ring stayed as long as the sender held anything (always,
