@@ -5,7 +5,7 @@
 //! keeps the order the files list; several paths, and several accounts under one path, are
 //! read in one time order.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::decode_gaps::{alb_file, alb_file_of};
@@ -242,22 +242,29 @@ async fn a_bad_order_is_one_line_and_exit_2_and_sort_is_deprecated() {
     run.assert_logged("--sort is deprecated");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
-    let tree = tempfile::tempdir().expect("temp dir");
+/// m1 and m2 in a file ending 12:05 on Dec 1, m3 in the next; returns the first file.
+fn three_messages_of_dec_1(root: &Path) -> PathBuf {
     let node = "10.0.0.1";
-    alb_file(
-        tree.path(),
+    let first = alb_file(
+        root,
         node,
         "2026-12-01T12:05:00Z",
         &[(1, "2026-12-01T12:01:00Z"), (2, "2026-12-01T12:02:00Z")],
     );
     alb_file(
-        tree.path(),
+        root,
         node,
         "2026-12-01T12:10:00Z",
         &[(3, "2026-12-01T12:06:00Z")],
     );
+    first
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let node = "10.0.0.1";
+    three_messages_of_dec_1(tree.path());
     // A whole day under a name without an end time (an export, a renamed file): its
     // directory is the only time it has, so it is read after the days before, not a day
     // early, which would put the clock a day ahead of Dec 1's files and write them late.
@@ -275,19 +282,7 @@ async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_named_twice_or_under_another_named_path_is_read_once() {
     let tree = tempfile::tempdir().expect("temp dir");
-    let node = "10.0.0.1";
-    let first = alb_file(
-        tree.path(),
-        node,
-        "2026-12-01T12:05:00Z",
-        &[(1, "2026-12-01T12:01:00Z"), (2, "2026-12-01T12:02:00Z")],
-    );
-    alb_file(
-        tree.path(),
-        node,
-        "2026-12-01T12:10:00Z",
-        &[(3, "2026-12-01T12:06:00Z")],
-    );
+    let first = three_messages_of_dec_1(tree.path());
     let alias = tree.path().join("alias");
     std::os::unix::fs::symlink(tree.path().join("AWSLogs"), &alias).expect("symlink");
     let show = |path: &Path| path.display().to_string();
