@@ -4,7 +4,7 @@
 //!
 //! A message is held until the clock is its window past its log time: the clock is the newest
 //! log time read (with `--follow`, also the wall clock after each look, so lines flow when
-//! nothing new lands). The inputs come in interval order (see `walk` and `s3`), so what can
+//! nothing new lands). The inputs come in interval order (see `queue`), so what can
 //! still come before a message is what the rest of its interval's files hold, from the other
 //! load-balancer nodes, plus requests retried or in flight at once: the window covers an
 //! interval and its delivery (by default the `--gap-grace` of its format: 10 minutes for ALB,

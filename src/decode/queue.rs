@@ -91,8 +91,21 @@ impl<T> ReadingQueue<T> {
         path: impl DoubleEndedIterator<Item = &'a str> + Clone,
         item: T,
     ) {
+        self.push_file_logged_from(input, path, None, item);
+    }
+
+    /// A file as [`push_file`](Self::push_file), and where its name carries no end time, by
+    /// `first_entry`, the log time of its first entry if it could be read: a file of recent
+    /// entries beside a dated tree is read after the tree, not first.
+    pub(super) fn push_file_logged_from<'a>(
+        &mut self,
+        input: usize,
+        path: impl DoubleEndedIterator<Item = &'a str> + Clone,
+        first_entry: Option<i64>,
+        item: T,
+    ) {
         let (time, name) = reading_order(path.clone().last().unwrap_or_default());
-        let time = time.or_else(|| dated_ancestor_start(path));
+        let time = time.or(first_entry).or_else(|| dated_ancestor_start(path));
         self.push(time, name, input, item);
     }
 

@@ -3,14 +3,16 @@
 //! paths of one read are walked together, best first by time (see `queue`).
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::decoder::Decoder;
 use super::follow::Seen;
 use super::nested;
 use super::queue::ReadingQueue;
-use super::window::Range;
+use super::window::{self, Range};
+use crate::access_log;
+use flate2::bufread::MultiGzDecoder;
 
 /// AWS writes one when access logging is turned on; it holds no requests.
 pub(super) const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
@@ -52,7 +54,7 @@ pub(super) fn decode_local<W: Write>(
             Ok(metadata) if metadata.is_dir() => {
                 queue.push_dir(input, components(path), Pending::Dir(path.to_path_buf()));
             }
-            Ok(_) => queue.push_file(input, components(path), Pending::File(path.to_path_buf())),
+            Ok(_) => queue_file(&mut queue, input, path),
             Err(e) => unreadable(decoder, path, &e),
         }
     }
@@ -130,10 +132,38 @@ fn queue_entries(
         } else {
             let name = file_name(&path);
             if listing.admits_file(&name) {
-                queue.push_file(input, components(&path), Pending::File(path.clone()));
+                queue_file(queue, input, &path);
             }
         }
     }
+}
+
+/// A file, queued by the end time its name carries or, without one, by its first entry's.
+fn queue_file(queue: &mut ReadingQueue<Pending>, input: usize, path: &Path) {
+    let first_entry = match window::name_end_time(&file_name(path)) {
+        Some(_) => None,
+        None => first_entry_time(path),
+    };
+    let item = Pending::File(path.to_path_buf());
+    queue.push_file_logged_from(input, components(path), first_entry, item);
+}
+
+/// The log time of a file's first entry (gzip-compressed or not), if it can be read: the
+/// first line only, at most 64 KiB of it. Anything unreadable is left to the decoding.
+fn first_entry_time(path: &Path) -> Option<i64> {
+    let mut file = BufReader::new(File::open(path).ok()?);
+    let is_gzip = file.fill_buf().ok()?.starts_with(&[0x1f, 0x8b]);
+    let mut line = Vec::new();
+    let limit = 64 * 1024;
+    if is_gzip {
+        let gunzipped = BufReader::new(MultiGzDecoder::new(file));
+        gunzipped.take(limit).read_until(b'\n', &mut line).ok()?;
+    } else {
+        file.take(limit).read_until(b'\n', &mut line).ok()?;
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    let entry = access_log::parse_entry(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
+    window::entry_time(entry.time).map(|time| time.0)
 }
 
 fn components(path: &Path) -> impl DoubleEndedIterator<Item = &str> + Clone {

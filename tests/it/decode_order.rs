@@ -280,6 +280,26 @@ async fn a_file_without_an_end_time_in_a_day_directory_is_read_in_its_day() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_file_without_an_end_time_beside_a_dated_tree_is_read_by_its_first_entry() {
+    let tree = tempfile::tempdir().expect("temp dir");
+    three_messages_of_dec_1(tree.path());
+    // The newest entries in a file of one's own beside the tree (an export, a download),
+    // spanning more than the window: read first, it put the clock past the tree's files,
+    // which all came out late.
+    let current = alb_file(
+        tree.path(),
+        "10.0.0.2",
+        "2026-12-01T13:05:00Z",
+        &[(4, "2026-12-01T12:21:00Z"), (5, "2026-12-01T13:00:00Z")],
+    );
+    std::fs::rename(&current, tree.path().join("current.log")).expect("rename");
+    let dir = tree.path().display().to_string();
+    assert_eq!(decoded(&[&dir]).await, ["m1", "m2", "m3", "m4", "m5"]);
+    let run = support::run_with_input(&["decode", &dir], b"", LIMIT).await;
+    run.assert_logged("; 0 late (written out of order)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_file_named_twice_or_under_another_named_path_is_read_once() {
     let tree = tempfile::tempdir().expect("temp dir");
     let first = three_messages_of_dec_1(tree.path());
