@@ -78,6 +78,11 @@ pub struct Decoder<W: Write> {
     message: Vec<u8>,
 }
 
+/// Whether a stream starting with `head` is gzip-compressed (its magic number).
+pub(super) fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+}
+
 /// An access-log entry and its log time, read once.
 struct Logged<'a> {
     entry: &'a Entry<'a>,
@@ -417,7 +422,7 @@ impl<W: Write> Decoder<W> {
     pub fn decode_stream<R: BufRead>(&mut self, source: &str, mut input: R) -> io::Result<()> {
         self.counts.files += 1;
         let is_gzip = match input.fill_buf() {
-            Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+            Ok(head) => is_gzip(head),
             Err(e) => {
                 tracing::error!("cannot read {source}: {e}");
                 self.counts.unreadable += 1;

@@ -33,6 +33,11 @@ impl Seen {
         true
     }
 
+    /// Whether `name` was offered before.
+    pub(super) fn contains(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
     /// Forgets the names that `listing` can no longer admit (their end time is before its
     /// start), so memory holds about a day of names, not every name ever read.
     pub(super) fn forget_outside(&mut self, listing: &Range) {

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::decoder::Decoder;
+use super::decoder::{self, Decoder};
 use super::follow::Seen;
 use super::nested;
 use super::queue::ReadingQueue;
@@ -54,14 +54,17 @@ pub(super) fn decode_local<W: Write>(
             Ok(metadata) if metadata.is_dir() => {
                 queue.push_dir(input, components(path), Pending::Dir(path.to_path_buf()));
             }
-            Ok(_) => queue_file(&mut queue, input, path),
+            Ok(_) => queue_file(&mut queue, input, path, pass.seen.as_deref()),
             Err(e) => unreadable(decoder, path, &e),
         }
     }
     while let Some((input, pending)) = queue.pop() {
         match pending {
             Pending::Dir(dir) => match std::fs::read_dir(&dir) {
-                Ok(entries) => queue_entries(&mut queue, input, entries, &pass.listing),
+                Ok(entries) => {
+                    let seen = pass.seen.as_deref();
+                    queue_entries(&mut queue, input, entries, &pass.listing, seen);
+                }
                 Err(e) => unreadable(decoder, &dir, &e),
             },
             Pending::File(path) => {
@@ -115,6 +118,7 @@ fn queue_entries(
     input: usize,
     entries: std::fs::ReadDir,
     listing: &Range,
+    seen: Option<&Seen>,
 ) {
     for entry in entries.filter_map(Result::ok) {
         if is_hidden(&entry.file_name().to_string_lossy()) {
@@ -132,17 +136,21 @@ fn queue_entries(
         } else {
             let name = file_name(&path);
             if listing.admits_file(&name) {
-                queue_file(queue, input, &path);
+                queue_file(queue, input, &path, seen);
             }
         }
     }
 }
 
-/// A file, queued by the end time its name carries or, without one, by its first entry's.
-fn queue_file(queue: &mut ReadingQueue<Pending>, input: usize, path: &Path) {
-    let first_entry = match window::name_end_time(&file_name(path)) {
-        Some(_) => None,
-        None => first_entry_time(path),
+/// A file, queued by the end time its name carries or, without one, by its first entry's
+/// (looked up only for a file still to be read: `--follow` lists the read ones again).
+fn queue_file(queue: &mut ReadingQueue<Pending>, input: usize, path: &Path, seen: Option<&Seen>) {
+    let name = file_name(path);
+    let to_be_read = !name.contains(AWS_TEST_FILE)
+        && !seen.is_some_and(|seen| seen.contains(&path.display().to_string()));
+    let first_entry = match window::name_end_time(&name) {
+        None if to_be_read => first_entry_time(path),
+        _ => None,
     };
     let item = Pending::File(path.to_path_buf());
     queue.push_file_logged_from(input, components(path), first_entry, item);
@@ -152,7 +160,7 @@ fn queue_file(queue: &mut ReadingQueue<Pending>, input: usize, path: &Path) {
 /// first line only, at most 64 KiB of it. Anything unreadable is left to the decoding.
 fn first_entry_time(path: &Path) -> Option<i64> {
     let mut file = BufReader::new(File::open(path).ok()?);
-    let is_gzip = file.fill_buf().ok()?.starts_with(&[0x1f, 0x8b]);
+    let is_gzip = decoder::is_gzip(file.fill_buf().ok()?);
     let mut line = Vec::new();
     let limit = 64 * 1024;
     if is_gzip {
