@@ -21,7 +21,7 @@ use std::io;
 use super::numbered::Numbered;
 use super::turns::{Turn, Turns};
 
-/// Memory per turn waiting in the heap, counted until it is popped: a turn outlives its
+/// Memory per turn waiting, counted until it is popped: a turn outlives its
 /// message when the message went early with a higher number of its sender.
 const TURN_BYTES: usize = 48;
 /// Memory per held text beyond its bytes: the allocation's header, and where it is held
@@ -63,7 +63,7 @@ struct Sender {
 /// nothing per message, in a steady state or after a burst written at once (a second node's
 /// file of an interval releasing the first's). Small ones only, up to a sixteenth of the
 /// bound in all, outside it: with 1,024 buffers at most, a burst's were freed, then
-/// allocated again one by one (a tenth of `decode`'s time on a tree of two nodes).
+/// allocated again one by one (7% of `decode`'s profile on a tree of two nodes).
 struct Spare {
     buffers: Vec<Vec<u8>>,
     bytes: usize,

@@ -16,7 +16,7 @@ use super::window;
 /// then by name; names without one first. So the files of one interval, one per
 /// load-balancer node, are read one after another, and intervals in time order: the reorder
 /// window then only has to cover one interval's files (see `order`).
-pub(super) fn reading_order(name: &str) -> (Option<i64>, String) {
+fn reading_order(name: &str) -> (Option<i64>, String) {
     (window::name_end_time(name), name.to_string())
 }
 
@@ -41,7 +41,6 @@ struct Key {
 
 struct Queued<T> {
     key: Key,
-    input: usize,
     item: T,
 }
 
@@ -131,14 +130,14 @@ impl<T> ReadingQueue<T> {
             queued: self.queued,
         };
         self.queued += 1;
-        self.heap.push(Reverse(Queued { key, input, item }));
+        self.heap.push(Reverse(Queued { key, item }));
     }
 
     /// The earliest item, with the number of the input it came from.
     pub(super) fn pop(&mut self) -> Option<(usize, T)> {
         self.heap
             .pop()
-            .map(|Reverse(queued)| (queued.input, queued.item))
+            .map(|Reverse(queued)| (queued.key.input, queued.item))
     }
 }
 
