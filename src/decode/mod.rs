@@ -32,6 +32,7 @@ mod reassembly;
 mod runs;
 mod s3;
 mod s3_error;
+mod texts;
 mod turns;
 mod walk;
 mod window;

@@ -22,26 +22,36 @@ const NODE_BYTES: usize = 40;
 /// Memory of a map holding anything: its first node.
 const MAP_BYTES: usize = 16 + 11 * NODE_BYTES;
 
-/// Memory of a slot, held or not.
-pub(super) const SLOT_BYTES: usize = size_of::<Option<Held>>();
-
-struct Held {
+struct Held<T> {
     arrival: u64,
-    text: Vec<u8>,
+    text: T,
 }
 
-#[derive(Default)]
-pub(super) struct Numbered {
+pub(super) struct Numbered<T> {
     /// Slot `i` holds number `base + i`, if it was logged and is not written yet.
     base: u64,
-    slots: VecDeque<Option<Held>>,
+    slots: VecDeque<Option<Held<T>>>,
     /// Messages in the slots.
     in_slots: usize,
     /// (number, arrival) → text: what the slots do not take.
-    others: BTreeMap<(u64, u64), Vec<u8>>,
+    others: BTreeMap<(u64, u64), T>,
 }
 
-impl Numbered {
+impl<T> Default for Numbered<T> {
+    fn default() -> Self {
+        Numbered {
+            base: 0,
+            slots: VecDeque::new(),
+            in_slots: 0,
+            others: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Numbered<T> {
+    /// Memory of a slot, held or not.
+    pub(super) const SLOT_BYTES: usize = size_of::<Option<Held<T>>>();
+
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.in_slots == 0 && self.others.is_empty()
@@ -53,11 +63,11 @@ impl Numbered {
             0 => 0,
             held => MAP_BYTES + held * NODE_BYTES,
         };
-        self.slots.capacity() * SLOT_BYTES + map
+        self.slots.capacity() * Self::SLOT_BYTES + map
     }
 
     /// Holds `text`; `room` is what the reorder buffer's bound has left, in bytes.
-    pub(super) fn insert(&mut self, number: u64, arrival: u64, text: Vec<u8>, room: usize) {
+    pub(super) fn insert(&mut self, number: u64, arrival: u64, text: T, room: usize) {
         let held = Held { arrival, text };
         if self.slots.is_empty() {
             self.base = number;
@@ -69,7 +79,8 @@ impl Numbered {
         let fits = |len: usize| len <= SLACK + 4 * (self.in_slots + 1);
         // Past a few, empty slots (for a number far ahead of a backlog) cost more than what is
         // held: only within the room, or the bound would write everything held at once.
-        let affords = |empty: usize| empty <= SLACK || empty.saturating_mul(SLOT_BYTES) <= room;
+        let affords =
+            |empty: usize| empty <= SLACK || empty.saturating_mul(Self::SLOT_BYTES) <= room;
         if number >= self.base {
             let index = span(number - self.base);
             let len = self.slots.len();
@@ -99,7 +110,7 @@ impl Numbered {
         self.in_slots += 1;
     }
 
-    fn hold_apart(&mut self, number: u64, held: Held) {
+    fn hold_apart(&mut self, number: u64, held: Held<T>) {
         self.others.insert((number, held.arrival), held.text);
     }
 
@@ -112,13 +123,11 @@ impl Numbered {
         in_slot || self.others.contains_key(&(number, arrival))
     }
 
-    /// Writes every message held up to `number`, in order of number then arrival; each text
-    /// written is handed to `done` (its memory, for the next message).
+    /// Writes every message held up to `number`, in order of number then arrival.
     pub(super) fn release_through(
         &mut self,
         number: u64,
-        write: &mut impl FnMut(&[u8]) -> io::Result<()>,
-        done: &mut impl FnMut(Vec<u8>),
+        write: &mut impl FnMut(T) -> io::Result<()>,
     ) -> io::Result<()> {
         while self.in_slots > 0 && self.base <= number {
             let slot_key = self
@@ -130,9 +139,7 @@ impl Numbered {
                 && slot_key.is_none_or(|key| *other.key() < key)
                 && other.key().0 <= self.base
             {
-                let text = other.remove();
-                write(&text)?;
-                done(text);
+                write(other.remove())?;
                 continue;
             }
             let Some(slot) = self.slots.pop_front() else {
@@ -142,8 +149,7 @@ impl Numbered {
             self.base = self.base.saturating_add(1);
             if let Some(held) = slot {
                 self.in_slots -= 1;
-                write(&held.text)?;
-                done(held.text);
+                write(held.text)?;
             }
         }
         if self.in_slots == 0 {
@@ -162,9 +168,7 @@ impl Numbered {
             if other.key().0 > number {
                 break;
             }
-            let text = other.remove();
-            write(&text)?;
-            done(text);
+            write(other.remove())?;
         }
         Ok(())
     }
@@ -174,27 +178,18 @@ impl Numbered {
 mod tests {
     use super::*;
 
-    fn released(held: &mut Numbered, number: u64) -> Vec<String> {
+    fn released(held: &mut Numbered<String>, number: u64) -> Vec<String> {
         let mut written = Vec::new();
-        held.release_through(
-            number,
-            &mut |text| {
-                written.push(String::from_utf8_lossy(text).into_owned());
-                Ok(())
-            },
-            &mut |_| {},
-        )
+        held.release_through(number, &mut |text| {
+            written.push(text);
+            Ok(())
+        })
         .expect("written");
         written
     }
 
-    fn insert(held: &mut Numbered, number: u64, arrival: u64) {
-        held.insert(
-            number,
-            arrival,
-            format!("{number}.{arrival}").into_bytes(),
-            usize::MAX,
-        );
+    fn insert(held: &mut Numbered<String>, number: u64, arrival: u64) {
+        held.insert(number, arrival, format!("{number}.{arrival}"), usize::MAX);
     }
 
     #[test]
@@ -296,7 +291,7 @@ mod tests {
                 let arrival = arrival as u64;
                 let number = if far { number * 1_000_000 } else { number };
                 if insert {
-                    held.insert(number, arrival, format!("{number}.{arrival}").into_bytes(), room);
+                    held.insert(number, arrival, format!("{number}.{arrival}"), room);
                     model.insert((number, arrival), format!("{number}.{arrival}"));
                     proptest::prop_assert!(held.holds(number, arrival));
                     continue;

@@ -19,18 +19,12 @@ use std::collections::HashMap;
 use std::io;
 
 use super::numbered::Numbered;
+use super::texts::{Text, Texts};
 use super::turns::{Turn, Turns};
 
 /// Memory per turn waiting, counted until it is popped: a turn outlives its
 /// message when the message went early with a higher number of its sender.
 const TURN_BYTES: usize = 48;
-/// Memory per held text beyond its bytes: the allocation's header, and where it is held
-/// (a turn, or its sender's slot, counted by the sender).
-const TEXT_BYTES: usize = 16;
-/// The largest buffer kept for the next messages, in [`Spare`].
-const SPARE_CAPACITY: usize = 1024;
-/// The buffers kept in all, as a share of the bound: a sixteenth.
-const SPARE_SHARE: usize = 16;
 
 /// Where a message goes.
 #[derive(Debug, Clone, Copy)]
@@ -47,44 +41,16 @@ pub(super) struct Place<'a> {
 
 enum Waiting {
     /// A message without a number (or a late one), with its text.
-    Alone(Vec<u8>),
+    Alone(Text),
     /// A numbered message, its text held by its sender.
     Numbered { sender: usize, number: u64 },
 }
 
 #[derive(Default)]
 struct Sender {
-    held: Numbered,
+    held: Numbered<Text>,
     /// The highest number written.
     written: Option<u64>,
-}
-
-/// Buffers of written texts kept for the next messages: holding and writing then allocate
-/// nothing per message, in a steady state or after a burst written at once (a second node's
-/// file of an interval releasing the first's). Small ones only, up to a sixteenth of the
-/// bound in all, outside it: with 1,024 buffers at most, a burst's were freed, then
-/// allocated again one by one (7% of `decode`'s profile on a tree of two nodes).
-struct Spare {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl Spare {
-    fn take(&mut self) -> Vec<u8> {
-        let buffer = self.buffers.pop().unwrap_or_default();
-        self.bytes -= buffer.capacity();
-        buffer
-    }
-
-    fn give(&mut self, mut text: Vec<u8>) {
-        let capacity = text.capacity();
-        if capacity <= SPARE_CAPACITY && self.bytes + capacity <= self.max_bytes {
-            text.clear();
-            self.bytes += capacity;
-            self.buffers.push(text);
-        }
-    }
 }
 
 /// The reorder buffer; see the module documentation.
@@ -100,7 +66,7 @@ pub(super) struct Reorder {
     /// The last sender looked up: runs of one sender's messages skip the hashing.
     last_sender: Option<(String, usize)>,
     senders: Vec<Sender>,
-    spare: Spare,
+    texts: Texts,
     /// Messages written out of their place.
     pub late: u64,
 }
@@ -117,24 +83,21 @@ impl Reorder {
             names: HashMap::new(),
             last_sender: None,
             senders: Vec::new(),
-            spare: Spare {
-                buffers: Vec::new(),
-                bytes: 0,
-                max_bytes: max_bytes / SPARE_SHARE,
-            },
+            texts: Texts::new(max_bytes),
             late: 0,
         }
     }
 
     /// Holds `text` for its place; a late one is written at the next [`release`](Self::release).
-    pub(super) fn hold(&mut self, place: Place<'_>, text: Vec<u8>) {
+    pub(super) fn hold(&mut self, place: Place<'_>, text: &[u8]) {
         self.arrivals += 1;
         let arrival = self.arrivals;
         let due = place
             .time
             .unwrap_or(self.clock)
             .saturating_add(place.window);
-        self.bytes += TURN_BYTES + text.capacity() + TEXT_BYTES;
+        self.bytes += TURN_BYTES;
+        let text = self.texts.push(text);
         let Some((name, number)) = place.sequence else {
             if due < self.written_due {
                 self.late += 1;
@@ -157,7 +120,9 @@ impl Reorder {
             return;
         }
         let before = state.held.footprint();
-        let room = self.max_bytes.saturating_sub(self.bytes);
+        let room = self
+            .max_bytes
+            .saturating_sub(self.bytes + self.texts.held_bytes());
         state.held.insert(number, arrival, text, room);
         self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
         let what = Waiting::Numbered { sender, number };
@@ -182,11 +147,6 @@ impl Reorder {
         sender
     }
 
-    /// An empty buffer for the next message's text.
-    pub(super) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.take()
-    }
-
     /// Moves the clock to `now` (it never goes back).
     pub(super) fn advance(&mut self, now: i64) {
         self.clock = self.clock.max(now);
@@ -199,7 +159,7 @@ impl Reorder {
         write: &mut impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         while let Some(due) = self.turns.peek_due() {
-            if due > self.clock && self.bytes <= self.max_bytes {
+            if due > self.clock && self.bytes + self.texts.held_bytes() <= self.max_bytes {
                 break;
             }
             let Some(turn) = self.turns.pop() else { break };
@@ -207,9 +167,8 @@ impl Reorder {
             self.written_due = self.written_due.max(turn.due);
             match turn.what {
                 Waiting::Alone(text) => {
-                    self.bytes -= text.capacity() + TEXT_BYTES;
-                    write(&text)?;
-                    self.spare.give(text);
+                    write(self.texts.get(text))?;
+                    self.texts.free(text);
                 }
                 Waiting::Numbered { sender, number } => {
                     self.release_sender(sender, (number, turn.arrival), write)?;
@@ -243,10 +202,11 @@ impl Reorder {
         }
         state.written = state.written.max(Some(number));
         let before = state.held.footprint();
-        let (bytes, spare) = (&mut self.bytes, &mut self.spare);
-        let released = state.held.release_through(number, write, &mut |text| {
-            *bytes -= text.capacity() + TEXT_BYTES;
-            spare.give(text);
+        let texts = &mut self.texts;
+        let released = state.held.release_through(number, &mut |text| {
+            write(texts.get(text))?;
+            texts.free(text);
+            Ok(())
         });
         self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
         released
@@ -255,7 +215,7 @@ impl Reorder {
     /// Bytes held, counted as the bound counts them.
     #[cfg(test)]
     fn held_bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.texts.held_bytes()
     }
 }
 

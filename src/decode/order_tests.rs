@@ -1,7 +1,9 @@
 //! The reorder buffer's unit tests: order, the window, late, the byte bound.
 
 use super::*;
-use crate::decode::numbered::SLOT_BYTES;
+use crate::decode::texts::CHUNK_BYTES;
+
+const SLOT_BYTES: usize = Numbered::<Text>::SLOT_BYTES;
 
 const MINUTE: i64 = 60_000_000;
 const UNREADABLE_MINUTE: i64 = i64::MIN;
@@ -29,7 +31,7 @@ fn run(reorder: &mut Reorder, window: i64, messages: &[Offered<'_>]) -> (Vec<Str
         if let Some(time) = time {
             reorder.advance(time);
         }
-        reorder.hold(place, text.as_bytes().to_vec());
+        reorder.hold(place, text.as_bytes());
         reorder.release(&mut write).expect("written");
     }
     let before_end = written.borrow().len();
@@ -110,7 +112,7 @@ fn a_time_that_cannot_be_read_takes_the_clocks_and_pulls_no_number_ahead() {
 #[test]
 fn over_the_byte_bound_the_earliest_go_first() {
     let text = "m".repeat(100);
-    let per_message = text.len() + TURN_BYTES + TEXT_BYTES;
+    let per_message = text.len() + TURN_BYTES + CHUNK_BYTES;
     // A sender's slots: a ring of 8 for the three or four it holds at once.
     let slots = 8 * SLOT_BYTES;
     let mut reorder = Reorder::new(3 * per_message + slots);
@@ -129,7 +131,7 @@ fn over_the_byte_bound_the_earliest_go_first() {
             sequence,
         };
         reorder.advance(minute * MINUTE);
-        reorder.hold(place, text.as_bytes().to_vec());
+        reorder.hold(place, text.as_bytes());
         reorder.release(&mut write).expect("written");
         assert!(reorder.held_bytes() <= 3 * per_message + slots, "bounded");
     }
@@ -141,7 +143,7 @@ fn over_the_byte_bound_the_earliest_go_first() {
             window: 60 * MINUTE,
             sequence: Some(("a", 0)),
         },
-        b"a0".to_vec(),
+        b"a0",
     );
     reorder.finish(&mut write).expect("written");
     assert_eq!((written.get(), reorder.late), (11, 1));
@@ -152,9 +154,11 @@ fn each_sender_holding_anything_counts_its_slots() {
     // Review of issue 25: a map's node (about 450 bytes) was not counted: many senders
     // holding a message each took several times the bound. Slots took the map's place.
     let mut one = Numbered::default();
-    one.insert(1, 1, b"m".to_vec(), usize::MAX);
-    let per_sender = 1 + TURN_BYTES + TEXT_BYTES + one.footprint();
-    let mut reorder = Reorder::new(10 * per_sender);
+    one.insert(1, 1, Texts::new(1 << 20).push(b"m"), usize::MAX);
+    let per_sender = TURN_BYTES + one.footprint();
+    // And the texts: a chunk of one byte each.
+    let texts = CHUNK_BYTES + 100;
+    let mut reorder = Reorder::new(10 * per_sender + texts);
     let names: Vec<String> = (0..100).map(|sender| format!("s{sender}")).collect();
     let messages: Vec<Offered<'_>> = names
         .iter()
@@ -205,7 +209,7 @@ fn a_burst_written_leaves_no_slots_behind_while_its_sender_keeps_sending() {
                 window,
                 sequence,
             },
-            text,
+            &text,
         );
         reorder.release(&mut write).expect("written");
     };
@@ -214,7 +218,9 @@ fn a_burst_written_leaves_no_slots_behind_while_its_sender_keeps_sending() {
     }
     offer(&mut reorder, 1, Some(("a", 8000)), b"a".to_vec());
     assert_eq!(written.borrow().len(), 8000, "the backlog, due");
-    assert!(reorder.held_bytes() < 4096, "{}", reorder.held_bytes());
+    // What the texts pin aside (the chunk the backlog shares with the message held).
+    let besides_texts = reorder.held_bytes() - reorder.texts.held_bytes();
+    assert!(besides_texts < 4096, "{besides_texts}");
     // Another sender's messages, 3/4 of the bound, logged out of order.
     for number in 1..750 {
         offer(&mut reorder, 1, Some(("b", number)), vec![b'b'; 1000]);
@@ -275,7 +281,7 @@ proptest::proptest! {
                 reorder.advance(time);
             }
             let window = window * MINUTE;
-            reorder.hold(Place { time, window, sequence }, index.to_string().into_bytes());
+            reorder.hold(Place { time, window, sequence }, index.to_string().as_bytes());
             if tick == 0 {
                 reorder.advance(reorder.clock.saturating_add(MINUTE));
             }
@@ -331,7 +337,7 @@ fn a_number_far_ahead_of_a_held_backlog_does_not_flush_the_buffer() {
                 window,
                 sequence,
             },
-            text.clone(),
+            &text,
         );
         reorder.release(&mut write).expect("written");
     }

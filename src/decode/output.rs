@@ -41,7 +41,7 @@ pub(super) struct Output<W: Write> {
     pub(super) out: W,
     /// `--order sequence`: the buffer, and the window if one is set.
     reorder: Option<(Reorder, Option<i64>)>,
-    /// Reused for each message when written as read: writing allocates nothing per line.
+    /// Reused for each message: writing or holding one allocates nothing per line.
     rendered: Vec<u8>,
 }
 
@@ -88,13 +88,12 @@ impl<W: Write> Output<W> {
                 .sequence
                 .map(|sequence| (sequence.sender, sequence.number)),
         };
-        let mut rendered = reorder.buffer();
-        rendered.reserve_exact(found.message.len() + 1);
-        render(self.json, found, &mut rendered);
+        self.rendered.clear();
+        render(self.json, found, &mut self.rendered);
         if let Some(time) = time {
             reorder.advance(time);
         }
-        reorder.hold(place, rendered);
+        reorder.hold(place, &self.rendered);
         let out = &mut self.out;
         reorder.release(&mut |text| out.write_all(text))
     }

@@ -34,6 +34,9 @@ impl<T> Turn<T> {
 pub(super) struct Turns<T> {
     /// Each sorted by (due, arrival), none empty.
     runs: Vec<VecDeque<Turn<T>>>,
+    /// Each run's front key: a front was pushed a window ago, its memory cold, and the
+    /// earliest is looked for after each message read (a tenth of the ordering's cost).
+    fronts: Vec<(i64, u64)>,
     out_of_order: BinaryHeap<Latest<T>>,
 }
 
@@ -41,6 +44,7 @@ impl<T> Default for Turns<T> {
     fn default() -> Self {
         Turns {
             runs: Vec::new(),
+            fronts: Vec::new(),
             out_of_order: BinaryHeap::new(),
         }
     }
@@ -77,10 +81,14 @@ impl<T> Turns<T> {
                 at -= 1;
             }
             if at > stop || at == 0 || run[at - 1].due <= turn.due {
+                if at == 0 {
+                    self.fronts[index] = turn.key();
+                }
                 return run.insert(at, turn);
             }
         }
         if self.runs.len() < RUNS {
+            self.fronts.push(turn.key());
             self.runs.push(VecDeque::from([turn]));
         } else {
             self.out_of_order.push(Latest(turn));
@@ -89,10 +97,10 @@ impl<T> Turns<T> {
 
     /// The run whose front is earliest, and that front's key.
     fn earliest_run(&self) -> Option<(usize, (i64, u64))> {
-        self.runs
+        self.fronts
             .iter()
+            .copied()
             .enumerate()
-            .filter_map(|(index, run)| Some((index, run.front()?.key())))
             .min_by_key(|&(_, key)| key)
     }
 
@@ -110,7 +118,7 @@ impl<T> Turns<T> {
 
     pub(super) fn peek_due(&self) -> Option<i64> {
         match self.earliest()? {
-            Some(index) => self.runs[index].front().map(|turn| turn.due),
+            Some(index) => Some(self.fronts[index].0),
             None => self.out_of_order.peek().map(|top| top.0.due),
         }
     }
@@ -118,9 +126,14 @@ impl<T> Turns<T> {
     pub(super) fn pop(&mut self) -> Option<Turn<T>> {
         match self.earliest()? {
             Some(index) => {
-                let turn = self.runs[index].pop_front();
-                if self.runs[index].is_empty() {
-                    self.runs.swap_remove(index);
+                let run = &mut self.runs[index];
+                let turn = run.pop_front();
+                match run.front() {
+                    Some(front) => self.fronts[index] = front.key(),
+                    None => {
+                        self.runs.swap_remove(index);
+                        self.fronts.swap_remove(index);
+                    }
                 }
                 turn
             }
