@@ -9,6 +9,7 @@
 //! load-balancer nodes, plus requests retried or in flight at once: the window covers an
 //! interval and its delivery (by default the `--gap-grace` of its format: 10 minutes for ALB,
 //! 75 for Classic). Over the byte bound, the earliest message is written early.
+//! The texts wait in chunks, in the order read (see `texts`).
 //!
 //! When a numbered message is due, its sender's held messages with lower numbers go first, in
 //! number order. A message that arrives after its place was passed is written at once and

@@ -94,10 +94,8 @@ impl Texts {
     /// is longer than a chunk.
     fn start_chunk(&mut self, len: usize) -> u32 {
         let own = len > self.chunk_bytes;
-        let bytes = match self.spare.take() {
-            Some(bytes) if !own => bytes,
-            _ => Vec::with_capacity(len.max(self.chunk_bytes)),
-        };
+        let spare = if own { None } else { self.spare.take() };
+        let bytes = spare.unwrap_or_else(|| Vec::with_capacity(len.max(self.chunk_bytes)));
         let chunk = Chunk { bytes, live: 0 };
         let number = match self.vacant.pop() {
             Some(number) => {
@@ -194,6 +192,16 @@ mod tests {
             "only chunks of the usual size are kept"
         );
         assert_eq!(texts.get(next), b"next");
+        texts.free(small);
+        texts.free(next);
+        assert!(texts.spare.is_some());
+        let longer = texts.push(&[b'l'; 2000]);
+        assert!(
+            texts.spare.is_some(),
+            "a text's own chunk takes no spare one"
+        );
+        texts.free(longer);
+        assert_eq!(texts.held_bytes(), 0);
     }
 
     proptest::proptest! {
