@@ -252,15 +252,18 @@ proptest::proptest! {
         ..proptest::prelude::ProptestConfig::default()
     })]
 
-    /// Whatever the numbers, times (some unreadable), clock and bound: each message is written
-    /// once, a sender's out of number order only when counted late, within the bound, and the
+    /// Whatever the numbers, times (some unreadable), clock, bound and lengths: each message is
+    /// written once, a sender's out of number order only when counted late, within the bound, and the
     /// bytes counted come back to 0.
     #[test]
     fn each_message_once_out_of_number_order_only_late_and_the_bytes_return(
         max_bytes in 0usize..20_000,
         window in 0i64..5,
         steps in proptest::collection::vec(
-            (0usize..3, 0u8..6, 0u64..40, proptest::option::weighted(0.9, 0i64..20), 0u8..10),
+            (
+                (0usize..3, 0u8..6, 0u64..40),
+                (proptest::option::weighted(0.9, 0i64..20), 0u8..10, 0usize..1500),
+            ),
             1..300,
         ),
     ) {
@@ -272,7 +275,8 @@ proptest::proptest! {
         };
         // (sender, number) per message; the text is its index.
         let mut offered = Vec::new();
-        for (index, (sender, kind, small, minute, tick)) in steps.into_iter().enumerate() {
+        for (index, step) in steps.into_iter().enumerate() {
+            let ((sender, kind, small), (minute, tick, width)) = step;
             let name = ["a", "b", "c"][sender];
             let sequence = (kind != 5).then(|| (name, number_of(kind, small)));
             offered.push(sequence);
@@ -281,7 +285,9 @@ proptest::proptest! {
                 reorder.advance(time);
             }
             let window = window * MINUTE;
-            reorder.hold(Place { time, window, sequence }, index.to_string().as_bytes());
+            // Padded to any length: texts leave room in chunks, or are longer than one.
+            let text = format!("{index:<width$}");
+            reorder.hold(Place { time, window, sequence }, text.as_bytes());
             if tick == 0 {
                 reorder.advance(reorder.clock.saturating_add(MINUTE));
             }
@@ -289,13 +295,14 @@ proptest::proptest! {
             let nothing_held = reorder.turns.peek_due().is_none();
             proptest::prop_assert!(reorder.held_bytes() <= max_bytes || nothing_held);
             proptest::prop_assert!(!nothing_held || reorder.held_bytes() == 0);
+            proptest::prop_assert!(reorder.texts.pinned_bytes() <= reorder.texts.held_bytes());
         }
         reorder.finish(&mut write).expect("written");
         proptest::prop_assert_eq!(reorder.held_bytes(), 0);
         let order: Vec<usize> = written
             .into_inner()
             .iter()
-            .map(|text| String::from_utf8_lossy(text).parse().expect("an index"))
+            .map(|text| String::from_utf8_lossy(text).trim_end().parse().expect("an index"))
             .collect();
         let mut each_once = order.clone();
         each_once.sort_unstable();
@@ -354,4 +361,30 @@ fn a_number_far_ahead_of_a_held_backlog_does_not_flush_the_buffer() {
     reorder.finish(&mut write).expect("written");
     assert_eq!((written.get(), reorder.late), (8001, 0));
     assert_eq!(reorder.held_bytes(), 0);
+}
+
+/// Texts a little over half a chunk each: one a chunk, the rest of each chunk pinned with it
+/// though no text will take it. The bound counts it.
+#[test]
+fn the_bound_counts_the_room_a_text_too_long_for_left_in_its_chunk() {
+    let max_bytes = 64 << 10;
+    let mut reorder = Reorder::new(max_bytes);
+    let text = vec![b'x'; max_bytes / 32 + 1];
+    for minute in 0..200 {
+        let place = Place {
+            time: Some(minute * MINUTE),
+            window: 1_000 * MINUTE,
+            sequence: None,
+        };
+        reorder.advance(minute * MINUTE);
+        reorder.hold(place, &text);
+        reorder.release(&mut |_| Ok(())).expect("written");
+        let pinned = reorder.texts.pinned_bytes();
+        assert!(
+            pinned <= reorder.texts.held_bytes(),
+            "pinned {pinned}, counted {}",
+            reorder.texts.held_bytes()
+        );
+        assert!(pinned <= max_bytes, "{pinned} pinned, bound {max_bytes}");
+    }
 }

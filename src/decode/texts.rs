@@ -41,7 +41,8 @@ pub(super) struct Texts {
     current: Option<u32>,
     /// An empty chunk kept for the next: a steady flow allocates nothing.
     spare: Option<Vec<u8>>,
-    /// Bytes appended to the chunks held, written or not, and their [`CHUNK_BYTES`].
+    /// The chunks held, written or not: the bytes appended to the one being filled, the
+    /// allocations of the others, and their [`CHUNK_BYTES`].
     held: usize,
 }
 
@@ -58,8 +59,8 @@ impl Texts {
         }
     }
 
-    /// Memory the texts pin, as the reorder buffer's bound counts it: what was appended to
-    /// each chunk still held, written or not. The room left in the chunk being filled (at
+    /// Memory the texts pin, as the reorder buffer's bound counts it: each chunk still held,
+    /// written or not, all of its allocation. The room left in the chunk being filled (at
     /// most a sixteenth of the bound) and one spare chunk are outside it.
     pub(super) fn held_bytes(&self) -> usize {
         self.held
@@ -96,6 +97,18 @@ impl Texts {
         let own = len > self.chunk_bytes;
         let spare = if own { None } else { self.spare.take() };
         let bytes = spare.unwrap_or_else(|| Vec::with_capacity(len.max(self.chunk_bytes)));
+        // A chunk no longer filled pins all of its allocation: the room no text will take
+        // (nearly half of it, with texts a little over half a chunk) counts from now on.
+        let left = if own {
+            // Beyond the text, if the allocator gave more.
+            bytes.capacity() - len
+        } else {
+            let current = self.current.take();
+            current
+                .and_then(|chunk| self.chunks[chunk as usize].as_ref())
+                .map_or(0, |chunk| chunk.bytes.capacity() - chunk.bytes.len())
+        };
+        self.held += left;
         let chunk = Chunk { bytes, live: 0 };
         let number = match self.vacant.pop() {
             Some(number) => {
@@ -115,6 +128,23 @@ impl Texts {
         number
     }
 
+    /// What the chunks held pin in memory: every byte of their allocations, but the room
+    /// left in the one being filled.
+    #[cfg(test)]
+    pub(super) fn pinned_bytes(&self) -> usize {
+        let pinned = |(number, chunk): (usize, &Option<Chunk>)| {
+            let chunk = chunk.as_ref()?;
+            let current = self.current == u32::try_from(number).ok();
+            let bytes = if current {
+                chunk.bytes.len()
+            } else {
+                chunk.bytes.capacity()
+            };
+            Some(bytes + CHUNK_BYTES)
+        };
+        self.chunks.iter().enumerate().filter_map(pinned).sum()
+    }
+
     pub(super) fn get(&self, text: Text) -> &[u8] {
         let chunk = self.chunks[text.chunk as usize]
             .as_ref()
@@ -131,10 +161,14 @@ impl Texts {
             return;
         }
         if let Some(mut chunk) = slot.take() {
-            self.held -= chunk.bytes.len() + CHUNK_BYTES;
-            if self.current == Some(text.chunk) {
+            // Counted as its bytes while filled, then as its allocation.
+            let counted = if self.current == Some(text.chunk) {
                 self.current = None;
-            }
+                chunk.bytes.len()
+            } else {
+                chunk.bytes.capacity()
+            };
+            self.held -= counted + CHUNK_BYTES;
             self.vacant.push(text.chunk);
             if chunk.bytes.capacity() == self.chunk_bytes {
                 chunk.bytes.clear();
@@ -158,13 +192,14 @@ mod tests {
             "64 bytes a chunk: six texts, then four"
         );
         assert_eq!(texts.get(held[7]), &[b'h'; 10]);
-        assert_eq!(texts.held_bytes(), 100 + 2 * CHUNK_BYTES);
+        // The first chunk's 4 bytes left pinned with it count.
+        assert_eq!(texts.held_bytes(), 104 + 2 * CHUNK_BYTES);
         for &text in &held[..5] {
             texts.free(text);
         }
         assert_eq!(
             texts.held_bytes(),
-            100 + 2 * CHUNK_BYTES,
+            104 + 2 * CHUNK_BYTES,
             "the sixth pins its chunk"
         );
         texts.free(held[5]);
@@ -232,6 +267,7 @@ mod tests {
                 }
                 let live: usize = held.iter().map(|(_, bytes)| bytes.len()).sum();
                 proptest::prop_assert!(texts.held_bytes() >= live);
+                proptest::prop_assert_eq!(texts.held_bytes(), texts.pinned_bytes());
             }
             for (text, _) in held {
                 texts.free(text);
