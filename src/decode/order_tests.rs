@@ -156,7 +156,8 @@ fn each_sender_holding_anything_counts_its_slots() {
     let mut one = Numbered::default();
     one.insert(1, 1, Texts::new(1 << 20).push(b"m"), usize::MAX);
     let per_sender = TURN_BYTES + one.footprint();
-    // And the texts: a chunk of one byte each.
+    // And the texts: 1 byte each, in chunks of a few bytes (1/256 of the bound), a written
+    // one counted until its chunk goes.
     let texts = CHUNK_BYTES + 100;
     let mut reorder = Reorder::new(10 * per_sender + texts);
     let names: Vec<String> = (0..100).map(|sender| format!("s{sender}")).collect();
@@ -165,7 +166,11 @@ fn each_sender_holding_anything_counts_its_slots() {
         .map(|name| (0, Some((name.as_str(), 1)), "m"))
         .collect();
     let (as_it_went, _) = run(&mut reorder, MINUTE, &messages);
-    assert_eq!(as_it_went.len(), 90, "ten senders' messages held at most");
+    let written = as_it_went.len();
+    assert!(
+        (90..=91).contains(&written),
+        "nine or ten senders' messages held, not more: {written} written as it went"
+    );
     assert_eq!(reorder.held_bytes(), 0);
 }
 
