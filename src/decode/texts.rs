@@ -2,8 +2,9 @@
 //!
 //! A message is held about a window, then written: by then its memory has left every cache.
 //! Held one allocation each, every text written was a read from a cold, scattered address
-//! (and its allocation a malloc and a free): about a fifth of `decode`'s time on a tree of two
-//! nodes. Appended in the order read, texts are written in nearly that order (their log
+//! (and its allocation a malloc and a free): on a tree of two nodes, the ordered decode went
+//! from 0.86 of `--order arrival` to about 0.95 with the chunks (and the turns' fronts kept
+//! apart). Appended in the order read, texts are written in nearly that order (their log
 //! times grow as a file is read), so the reads go forward through memory, as prefetchers
 //! expect. A chunk is freed when the last of its texts is written: every text is written by
 //! its turn, at most a window of the clock after it was read, so what chunks hold is what was
