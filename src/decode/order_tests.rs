@@ -1,7 +1,7 @@
 //! The reorder buffer's unit tests: order, the window, late, the byte bound.
 
 use super::*;
-use crate::decode::texts::CHUNK_BYTES;
+use crate::decode::texts::{CHUNK_BYTES, CHUNK_SHARE};
 
 const SLOT_BYTES: usize = Numbered::<Text>::SLOT_BYTES;
 
@@ -374,7 +374,8 @@ fn a_number_far_ahead_of_a_held_backlog_does_not_flush_the_buffer() {
 fn the_bound_counts_the_room_a_text_too_long_for_left_in_its_chunk() {
     let max_bytes = 64 << 10;
     let mut reorder = Reorder::new(max_bytes);
-    let text = vec![b'x'; max_bytes / 32 + 1];
+    let chunk = max_bytes / CHUNK_SHARE;
+    let text = vec![b'x'; chunk / 2 + 1];
     for minute in 0..200 {
         let place = Place {
             time: Some(minute * MINUTE),

@@ -28,7 +28,7 @@ const MOST_CHUNK_BYTES: usize = 64 * 1024;
 /// is written, so at the bound, with several files' texts interleaved in time, each file's
 /// oldest chunk pins what was written of it: at a sixteenth, 16 files of 1,000 messages at a
 /// 1 MiB bound had twice as many late as an allocation each; at this share, fewer.
-const CHUNK_SHARE: usize = 256;
+pub(super) const CHUNK_SHARE: usize = 256;
 
 struct Chunk {
     bytes: Vec<u8>,
