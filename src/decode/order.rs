@@ -108,6 +108,7 @@ impl Reorder {
             return;
         };
         let sender = self.sender(name);
+        let room = self.max_bytes.saturating_sub(self.held_bytes());
         let state = &mut self.senders[sender];
         if state.written.is_some_and(|written| number < written) {
             self.late += 1;
@@ -121,9 +122,6 @@ impl Reorder {
             return;
         }
         let before = state.held.footprint();
-        let room = self
-            .max_bytes
-            .saturating_sub(self.bytes + self.texts.held_bytes());
         state.held.insert(number, arrival, text, room);
         self.bytes = (self.bytes + state.held.footprint()).saturating_sub(before);
         let what = Waiting::Numbered { sender, number };
@@ -160,7 +158,7 @@ impl Reorder {
         write: &mut impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         while let Some(due) = self.turns.peek_due() {
-            if due > self.clock && self.bytes + self.texts.held_bytes() <= self.max_bytes {
+            if due > self.clock && self.held_bytes() <= self.max_bytes {
                 break;
             }
             let Some(turn) = self.turns.pop() else { break };
@@ -213,8 +211,7 @@ impl Reorder {
         released
     }
 
-    /// Bytes held, counted as the bound counts them.
-    #[cfg(test)]
+    /// Bytes held, counted as the bound counts them: turns and senders' slots, and texts.
     fn held_bytes(&self) -> usize {
         self.bytes + self.texts.held_bytes()
     }

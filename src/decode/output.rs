@@ -64,13 +64,10 @@ impl<W: Write> Output<W> {
 
     /// Writes the message found, or holds it for its place.
     pub(super) fn emit(&mut self, found: &Found<'_>) -> io::Result<()> {
+        self.rendered.clear();
+        render(self.json, found, &mut self.rendered);
         let Some((reorder, window)) = &mut self.reorder else {
-            let mut rendered = std::mem::take(&mut self.rendered);
-            rendered.clear();
-            render(self.json, found, &mut rendered);
-            let written = self.out.write_all(&rendered);
-            self.rendered = rendered;
-            return written;
+            return self.out.write_all(&self.rendered);
         };
         // The window covers an interval's files and their delivery, as the gap grace does.
         let window = window.unwrap_or(match found.entry.format {
@@ -88,8 +85,6 @@ impl<W: Write> Output<W> {
                 .sequence
                 .map(|sequence| (sequence.sender, sequence.number)),
         };
-        self.rendered.clear();
-        render(self.json, found, &mut self.rendered);
         if let Some(time) = time {
             reorder.advance(time);
         }

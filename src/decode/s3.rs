@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::follow::Seen;
 use super::queue::ReadingQueue;
 use super::s3_error::describe;
-use super::walk::{AWS_TEST_FILE, is_hidden};
+use super::walk::{is_aws_test_file, is_hidden};
 use super::window::Range;
 use crate::shutdown::Tasks;
 
@@ -368,7 +368,7 @@ impl Walk {
                 let name = meta.location.filename().unwrap_or_default().to_string();
                 if !is_hidden(&name)
                     && !named.contains(&meta.location)
-                    && !name.contains(AWS_TEST_FILE)
+                    && !is_aws_test_file(&name)
                     && self.listing.admits_file(&name)
                 {
                     let path = meta.location.clone();

@@ -15,7 +15,12 @@ use crate::access_log;
 use flate2::bufread::MultiGzDecoder;
 
 /// AWS writes one when access logging is turned on; it holds no requests.
-pub(super) const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
+const AWS_TEST_FILE: &str = "ELBAccessLogTestFile";
+
+/// Whether a file or object named `name` is AWS's test file (skipped, never read).
+pub(super) fn is_aws_test_file(name: &str) -> bool {
+    name.contains(AWS_TEST_FILE)
+}
 
 /// Hidden entries are skipped: the stand-in's `.incoming/`, editors' and tools' temp files.
 pub(super) fn is_hidden(name: &str) -> bool {
@@ -146,7 +151,7 @@ fn queue_entries(
 /// (looked up only for a file still to be read: `--follow` lists the read ones again).
 fn queue_file(queue: &mut ReadingQueue<Pending>, input: usize, path: &Path, seen: Option<&Seen>) {
     let name = file_name(path);
-    let to_be_read = !name.contains(AWS_TEST_FILE)
+    let to_be_read = !is_aws_test_file(&name)
         && !seen.is_some_and(|seen| seen.contains(&path.display().to_string()));
     let first_entry = match window::name_end_time(&name) {
         None if to_be_read => first_entry_time(path),
@@ -189,7 +194,7 @@ fn decode_file<W: Write>(
     pass: &mut Pass<'_>,
 ) -> io::Result<()> {
     let name = path.display().to_string();
-    if file_name(path).contains(AWS_TEST_FILE) {
+    if is_aws_test_file(&file_name(path)) {
         tracing::debug!("skipping AWS's test file {name}");
         return Ok(());
     }
